@@ -1,0 +1,122 @@
+//! The call channel: a SIP user agent client (sip/) and its RTP media (media/).
+//!
+//! OWNER: call helpers. The types below are the contract with the rest of the crate: the
+//! dispatcher builds a `CallAgent` once per process and asks it to `place` one call per visit.
+
+pub mod media;
+pub mod sip;
+
+use crate::clock::Clock;
+use crate::secret::Secret;
+use chrono::{DateTime, Utc};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// The `[sip]` section, validated, plus where recordings go.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    pub bind: SocketAddr,
+    pub transport: Transport,
+    /// Outbound proxy / trunk, a `sip:` URI.
+    pub proxy: Option<String>,
+    /// Our From, a `sip:` URI.
+    pub from: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub rtp_ports: (u16, u16),
+    pub recordings_dir: PathBuf,
+}
+
+/// One step of a call script.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Play(PathBuf),
+    Wait(Duration),
+    Dtmf(String),
+    Record(Duration),
+    Hangup,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// A `sip:` URI, or an E.164 number (`+33…`) sent via the proxy.
+    pub target: String,
+    pub ring_timeout: Duration,
+    pub script: Vec<Step>,
+    /// Names the recording files (the visit id).
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Answered,
+    Busy,
+    NoAnswer,
+    Rejected,
+    Unreachable,
+    Failed,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Answered => "answered",
+            CallOutcome::Busy => "busy",
+            CallOutcome::NoAnswer => "no_answer",
+            CallOutcome::Rejected => "rejected",
+            CallOutcome::Unreachable => "unreachable",
+            CallOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Everything DESIGN.md measures for a call, names as in the report contract.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    pub outcome: CallOutcome,
+    pub dialed_at: Option<DateTime<Utc>>,
+    pub pdd_ms: Option<i64>,
+    pub answer_ms: Option<i64>,
+    pub ring_ms: Option<i64>,
+    pub final_code: Option<u16>,
+    pub final_reason: Option<String>,
+    pub greeting_ms: Option<i64>,
+    pub voice_ratio: Option<f64>,
+    pub talk_ms: Option<i64>,
+    pub rtp_sent: Option<i64>,
+    pub rtp_received: Option<i64>,
+    pub rtp_lost: Option<i64>,
+    /// RFC 3550 interarrival jitter, in milliseconds.
+    pub jitter_ms: Option<f64>,
+    pub recording: Option<PathBuf>,
+    pub early_media_recording: Option<PathBuf>,
+    /// Why the call failed on our side, when it did (never holds a secret).
+    pub error: Option<String>,
+}
+
+/// The process's SIP endpoint: one socket, many concurrent calls.
+pub struct CallAgent {
+    _settings: CallSettings,
+    _clock: Clock,
+}
+
+impl CallAgent {
+    pub async fn bind(settings: CallSettings, clock: Clock) -> anyhow::Result<Self> {
+        Ok(Self {
+            _settings: settings,
+            _clock: clock,
+        })
+    }
+
+    /// Places one call and returns its measurements; never panics on peer input.
+    pub async fn place(&self, _request: CallRequest) -> CallReport {
+        todo!("call helpers")
+    }
+}

@@ -1,0 +1,1 @@
+//! SIP signalling: transport → transaction → dialog, with digest auth.

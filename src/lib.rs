@@ -1,0 +1,22 @@
+//! mystery: remote mystery-contact visits over email and phone, measured and reported.
+//!
+//! The modules follow the data flow of DESIGN.md: `config` → `schedule` → `store` →
+//! `dispatch` → `visit` (email/call) → `score` → `report` / `digest`.
+
+#![warn(rust_2018_idioms, unreachable_pub)]
+#![allow(unreachable_pub)]
+
+pub mod call;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod digest;
+pub mod dispatch;
+pub mod email;
+pub mod report;
+pub mod schedule;
+pub mod score;
+pub mod secret;
+pub mod store;
+pub mod text;
+pub mod visit;
