@@ -1,1 +1,267 @@
-//! TODO
+//! Configuration: `mystery.toml` (+ a businesses CSV) parsed and validated before any I/O.
+//!
+//! `load` is phase one of start-up (STYLE.md 9): it reads files and the environment only, and
+//! either returns a fully valid `Config` or every problem it found, each with file and line.
+//! Secrets come from the environment and live in `Secret`, never in the file or the store.
+
+mod businesses_csv;
+mod raw;
+mod validate;
+
+pub use businesses_csv::{parse_businesses_csv, CsvBusiness};
+
+use crate::call::{CallSettings, Step};
+use crate::schedule::{CronExpr, Hours, ScheduleSpec};
+use crate::score::Expectation;
+use crate::secret::Secret;
+use chrono_tz::Tz;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The time zone used where a file names none.
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Europe::Paris;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from; relative paths in it are resolved against its folder.
+    pub source: PathBuf,
+    pub storage: StorageConfig,
+    pub smtp: Option<SmtpConfig>,
+    pub imap: Option<ImapConfig>,
+    pub sip: Option<CallSettings>,
+    pub personas: Vec<Persona>,
+    pub groups: Vec<Group>,
+    pub businesses: Vec<Business>,
+    pub scenarios: Vec<Scenario>,
+    pub schedules: Vec<Schedule>,
+    /// Problems that do not stop the daemon (e.g. an unset password variable).
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub url: String,
+    pub recordings_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    pub password: Option<Secret>,
+    /// Every folder where replies may land: a reply a spam filter moved is still a reply.
+    pub mailboxes: Vec<String>,
+    pub poll_interval: Duration,
+    pub idle: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Persona {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub digest: Option<DigestConfig>,
+    pub targets: ServiceTargets,
+}
+
+#[derive(Debug, Clone)]
+pub struct DigestConfig {
+    pub cron: CronExpr,
+    pub timezone: Tz,
+    pub to: Vec<String>,
+    pub language: Language,
+    pub period: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Fr,
+    En,
+}
+
+/// Service-level targets of a group; branches that miss them are flagged.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceTargets {
+    /// The limit, and whether it counts business hours only.
+    pub reply_within: Option<(Duration, bool)>,
+    pub answer_within: Option<Duration>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Business {
+    pub id: String,
+    pub name: String,
+    pub group: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    #[serde(serialize_with = "ser_tz")]
+    pub timezone: Tz,
+    pub city: Option<String>,
+    #[serde(skip)]
+    pub hours: Option<Hours>,
+    /// The hours as written, for display.
+    pub hours_text: Option<String>,
+}
+
+fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Call,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Call => "call",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub id: String,
+    pub channel: Channel,
+    pub persona: String,
+    pub subject: String,
+    pub body: String,
+    pub reply_deadline: Duration,
+    pub expect: Vec<Expectation>,
+    pub ring_timeout: Duration,
+    pub script: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Targets {
+    Group(String),
+    Businesses(Vec<String>),
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub spec: ScheduleSpec,
+    pub scenario: String,
+    pub targets: Targets,
+}
+
+/// One problem found in a file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// Every problem of a configuration; `Display` prints one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates the configuration file, the CSV it names, and the secrets it refers to.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read the configuration: {e}"),
+        }])
+    })?;
+    validate::from_str(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// As `load`, from text, with the environment given (for tests).
+pub fn from_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    validate::from_str(path, text, env)
+}
+
+impl Config {
+    pub fn business(&self, id: &str) -> Option<&Business> {
+        self.businesses.iter().find(|b| b.id == id)
+    }
+    pub fn scenario(&self, id: &str) -> Option<&Scenario> {
+        self.scenarios.iter().find(|s| s.id == id)
+    }
+    pub fn persona(&self, id: &str) -> Option<&Persona> {
+        self.personas.iter().find(|p| p.id == id)
+    }
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+
+    /// The businesses a schedule visits, in config order.
+    pub fn targets_of(&self, targets: &Targets) -> Vec<&Business> {
+        match targets {
+            Targets::All => self.businesses.iter().collect(),
+            Targets::Group(g) => self
+                .businesses
+                .iter()
+                .filter(|b| b.group.as_deref() == Some(g.as_str()))
+                .collect(),
+            Targets::Businesses(ids) => ids.iter().filter_map(|id| self.business(id)).collect(),
+        }
+    }
+
+    /// Adds businesses imported into the store (`mystery import`); config ones win on id.
+    pub fn merge_imported(&mut self, imported: Vec<Business>) {
+        for b in imported {
+            if self.business(&b.id).is_none() {
+                self.businesses.push(b);
+            }
+        }
+    }
+}

@@ -1,1 +1,274 @@
-//! TODO
+//! The store: every visit, message and measurement, on SQLite (default) or PostgreSQL.
+//!
+//! One set of queries serves both backends through sqlx's `Any` driver (`$N` placeholders work
+//! on both). Every state change of a visit is its own committed statement or transaction, so
+//! a crash between two steps leaves a state a restart knows how to resume.
+
+mod messages;
+mod migrations;
+mod visits;
+
+pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
+pub use visits::{CallMeasurements, NewVisit, ReportFilter, RuleRow, Visit, VisitState};
+
+use anyhow::{Context, Result};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("unsupported storage URL (sqlite:// or postgres://)");
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let max = if backend == Backend::Sqlite { 4 } else { 10 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets the CLI read while the daemon writes; the busy timeout makes
+                        // two processes queue instead of failing on a locked file.
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("opening the store ({})", redact(&url)))?;
+        let store = Self { pool, backend };
+        store.migrate().await.context("migrating the store")?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sql) in migrations::MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            // Several daemons may start together: the first to insert the version wins, the
+            // others see the row and skip (PostgreSQL), or wait on the file lock (SQLite).
+            if self.backend == Backend::Postgres {
+                sqlx::query("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if done.is_none() {
+                let blob = match self.backend {
+                    Backend::Sqlite => "BLOB",
+                    Backend::Postgres => "BYTEA",
+                };
+                for statement in sql.replace("{blob}", blob).split(';') {
+                    if !statement.trim().is_empty() {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
+                }
+                sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                    .bind(*version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes or renews a named lease (a daemon's presence, a mailbox watcher's ownership).
+    /// True when `owner` holds it until `until_ms`.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO leases (name, owner, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+             WHERE leases.owner = excluded.owner OR leases.until < $4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND owner = $2")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Is a live daemon (a `daemon:*` lease not expired) working on this store?
+    pub async fn daemon_alive(&self, now_ms: i64) -> Result<bool> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE name LIKE 'daemon:%' AND until >= $1")
+                .bind(now_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n > 0)
+    }
+
+    pub async fn schedule_cursor(&self, schedule_id: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT planned_up_to FROM schedule_cursors WHERE schedule_id = $1")
+                .bind(schedule_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_schedule_cursor(&self, schedule_id: &str, up_to_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO schedule_cursors (schedule_id, planned_up_to) VALUES ($1, $2)
+             ON CONFLICT (schedule_id) DO UPDATE SET planned_up_to = excluded.planned_up_to
+             WHERE schedule_cursors.planned_up_to < excluded.planned_up_to",
+        )
+        .bind(schedule_id)
+        .bind(up_to_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Upserts businesses from `mystery import`.
+    pub async fn import_business(&self, b: &crate::config::Business, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO businesses (id, name, group_id, email, phone, timezone, city, hours, imported_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, group_id = excluded.group_id,
+               email = excluded.email, phone = excluded.phone, timezone = excluded.timezone,
+               city = excluded.city, hours = excluded.hours, imported_at = excluded.imported_at",
+        )
+        .bind(&b.id)
+        .bind(&b.name)
+        .bind(b.group.clone())
+        .bind(b.email.clone())
+        .bind(b.phone.clone())
+        .bind(b.timezone.name())
+        .bind(b.city.clone())
+        .bind(b.hours_text.clone())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Businesses imported earlier; rows that no longer validate are skipped with a warning.
+    pub async fn imported_businesses(&self) -> Result<Vec<crate::config::Business>> {
+        let rows = sqlx::query(
+            "SELECT id, name, group_id, email, phone, timezone, city, hours FROM businesses ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let tz: Option<String> = r.try_get("timezone")?;
+            let hours_text: Option<String> = r.try_get("hours")?;
+            let hours = match hours_text.as_deref().map(str::parse) {
+                None => None,
+                Some(Ok(h)) => Some(h),
+                Some(Err(e)) => {
+                    tracing::warn!(business = %id, "imported business skipped: {e}");
+                    continue;
+                }
+            };
+            out.push(crate::config::Business {
+                name: r.try_get("name")?,
+                group: r.try_get("group_id")?,
+                email: r.try_get("email")?,
+                phone: r.try_get("phone")?,
+                timezone: tz
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(crate::config::DEFAULT_TIMEZONE),
+                city: r.try_get("city")?,
+                hours,
+                hours_text,
+                id,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Hides a password in a connection URL before it reaches a message.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub(crate) fn opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>> {
+    Ok(row.try_get::<Option<i64>, _>(col)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_password_never_reaches_a_message() {
+        assert_eq!(
+            redact("postgres://mystery:s3cret@db.test:5432/m"),
+            "postgres://mystery:***@db.test:5432/m"
+        );
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

@@ -1,0 +1,188 @@
+//! The TOML file as written, before validation: every key known (`deny_unknown_fields`),
+//! every value that validation may reject kept with its position.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub businesses_csv: Option<S<String>>,
+    #[serde(default)]
+    pub storage: Option<RawStorage>,
+    pub smtp: Option<RawSmtp>,
+    pub imap: Option<RawImap>,
+    pub sip: Option<RawSip>,
+    #[serde(default)]
+    pub personas: Vec<S<RawPersona>>,
+    #[serde(default)]
+    pub groups: Vec<S<RawGroup>>,
+    #[serde(default)]
+    pub businesses: Vec<S<RawBusiness>>,
+    #[serde(default)]
+    pub scenarios: Vec<S<RawScenario>>,
+    #[serde(default)]
+    pub schedules: Vec<S<RawSchedule>>,
+}
+
+/// Same shape, but each table left untyped: used to find every bad element when the strict
+/// parse stops at the first one.
+#[derive(Debug, Deserialize)]
+pub struct LooseConfig {
+    #[serde(flatten)]
+    pub top: std::collections::BTreeMap<String, S<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub url: Option<S<String>>,
+    pub recordings_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: S<String>,
+    pub port: Option<S<u16>>,
+    pub security: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password_env: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImap {
+    pub host: S<String>,
+    pub port: Option<S<u16>>,
+    pub security: Option<S<String>>,
+    pub username: S<String>,
+    pub password_env: Option<S<String>>,
+    pub mailboxes: Option<S<Vec<String>>>,
+    pub poll_interval: Option<S<String>>,
+    pub idle: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSip {
+    pub bind: S<String>,
+    pub transport: Option<S<String>>,
+    pub proxy: Option<S<String>>,
+    pub from: S<String>,
+    pub username: Option<S<String>>,
+    pub password_env: Option<S<String>>,
+    pub rtp_ports: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersona {
+    pub id: S<String>,
+    pub name: S<String>,
+    pub email: S<String>,
+    pub phone: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub id: S<String>,
+    pub name: S<String>,
+    pub digest: Option<S<RawDigest>>,
+    pub targets: Option<S<RawTargets>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDigest {
+    pub cron: S<String>,
+    pub timezone: Option<S<String>>,
+    pub to: S<Vec<String>>,
+    pub language: Option<S<String>>,
+    pub period: Option<S<String>>,
+}
+
+/// Service-level targets of a group (`reply_within = "24h business"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargets {
+    pub reply_within: Option<S<String>>,
+    pub answer_within: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawBusiness {
+    pub id: S<String>,
+    pub name: S<String>,
+    pub group: Option<S<String>>,
+    pub email: Option<S<String>>,
+    pub phone: Option<S<String>>,
+    pub timezone: Option<S<String>>,
+    pub city: Option<S<String>>,
+    pub hours: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub id: S<String>,
+    pub channel: S<String>,
+    pub persona: Option<S<String>>,
+    pub subject: Option<S<String>>,
+    pub body: Option<S<String>>,
+    pub reply_deadline: Option<S<String>>,
+    #[serde(default)]
+    pub expect: Vec<S<RawExpect>>,
+    pub ring_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub script: Vec<S<RawStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub id: S<String>,
+    pub any: Option<Vec<String>>,
+    pub all: Option<Vec<String>>,
+    pub regex: Option<S<String>>,
+    pub none: Option<Vec<String>>,
+    pub builtin: Option<S<String>>,
+    /// For `answers_within`.
+    pub limit: Option<S<String>>,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub play: Option<String>,
+    pub wait: Option<String>,
+    pub dtmf: Option<String>,
+    pub record: Option<String>,
+    pub hangup: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub id: S<String>,
+    pub scenario: S<String>,
+    pub targets: S<RawScheduleTargets>,
+    pub cron: S<String>,
+    pub timezone: Option<S<String>>,
+    pub jitter: Option<S<String>>,
+    pub window: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduleTargets {
+    pub group: Option<String>,
+    pub businesses: Option<Vec<String>>,
+    pub all: Option<bool>,
+}

@@ -1,0 +1,817 @@
+//! Phase one of start-up: TOML text → a valid `Config`, or every problem with its line.
+
+use super::raw::*;
+use super::*;
+use crate::call::Transport;
+use crate::email::compose::{self, VisitContext};
+use crate::schedule::Window;
+use crate::score::{Builtin, Rule};
+use std::collections::HashSet;
+use std::ops::Range;
+use std::str::FromStr;
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: PathBuf,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Ctx<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let line = self.line(span);
+        self.err_line(line, message);
+    }
+    fn err_line(&mut self, line: usize, message: impl Into<String>) {
+        self.errors.push(Diagnostic {
+            file: self.path.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+    fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let line = self.line(span);
+        self.warnings.push(Diagnostic {
+            file: self.path.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+    fn duration(&mut self, v: &S<String>, what: &str) -> Option<Duration> {
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(v.span(), format!("{what}: invalid duration {:?}: {e} (e.g. \"48h\", \"30s\", \"7d\")", v.get_ref()));
+                None
+            }
+        }
+    }
+    fn timezone(&mut self, v: Option<&S<String>>, what: &str) -> Tz {
+        match v {
+            None => DEFAULT_TIMEZONE,
+            Some(v) => match v.get_ref().parse::<Tz>() {
+                Ok(tz) => tz,
+                Err(_) => {
+                    self.err(v.span(), format!("{what}: unknown time zone {:?} (an IANA name such as \"Europe/Paris\")", v.get_ref()));
+                    DEFAULT_TIMEZONE
+                }
+            },
+        }
+    }
+    fn secret(&mut self, v: Option<&S<String>>, what: &str) -> Option<Secret> {
+        let v = v?;
+        match (self.env)(v.get_ref()) {
+            Some(s) => Some(Secret::new(s)),
+            None => {
+                self.warn(v.span(), format!("{what}: environment variable {} is not set", v.get_ref()));
+                None
+            }
+        }
+    }
+    fn security(&mut self, v: Option<&S<String>>, what: &str) -> Security {
+        match v.map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "none")) => Security::None,
+            Some((_, "starttls")) => Security::StartTls,
+            Some((_, "tls")) => Security::Tls,
+            Some((v, other)) => {
+                self.err(v.span(), format!("{what}: security must be none, starttls or tls, not {other:?}"));
+                Security::None
+            }
+        }
+    }
+    fn no_line_break(&mut self, v: &S<String>, what: &str) {
+        if v.get_ref().contains(['\r', '\n']) {
+            self.err(v.span(), format!("{what}: a line break here would be injected into a mail header"));
+        }
+    }
+}
+
+pub(super) fn from_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut cx = Ctx {
+        path,
+        text,
+        base,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        env,
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            structural_errors(&mut cx, &e);
+            return Err(ConfigErrors(cx.errors));
+        }
+    };
+    let config = build(&mut cx, raw);
+    if cx.errors.is_empty() {
+        Ok(Config {
+            warnings: cx.warnings,
+            ..config
+        })
+    } else {
+        cx.errors.sort_by_key(|d| (d.file.clone(), d.line));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+/// serde stops at the first bad key; to report every one, each table is tried on its own.
+fn structural_errors(cx: &mut Ctx<'_>, first: &toml::de::Error) {
+    let first_span = first.span().unwrap_or(0..0);
+    cx.err(first_span.clone(), first.message().trim().to_owned());
+    let Ok(loose) = toml::from_str::<LooseConfig>(cx.text) else {
+        return;
+    };
+    for (key, value) in &loose.top {
+        let span = value.span();
+        let elements: Vec<(Range<usize>, toml::Value)> = match value.get_ref() {
+            toml::Value::Array(items) => {
+                // The element spans are lost in an untyped Value; find each `[[key]]` header.
+                let headers = header_positions(cx.text, key);
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (headers.get(i).cloned().unwrap_or(span.clone()), v.clone()))
+                    .collect()
+            }
+            v => vec![(span.clone(), v.clone())],
+        };
+        for (span, v) in elements {
+            if span.contains(&first_span.start) {
+                continue;
+            }
+            let result = match key.as_str() {
+                "personas" => v.try_into::<RawPersona>().map(drop),
+                "groups" => v.try_into::<RawGroup>().map(drop),
+                "businesses" => v.try_into::<RawBusiness>().map(drop),
+                "scenarios" => v.try_into::<RawScenario>().map(drop),
+                "schedules" => v.try_into::<RawSchedule>().map(drop),
+                "storage" => v.try_into::<RawStorage>().map(drop),
+                "smtp" => v.try_into::<RawSmtp>().map(drop),
+                "imap" => v.try_into::<RawImap>().map(drop),
+                "sip" => v.try_into::<RawSip>().map(drop),
+                "businesses_csv" => Ok(()),
+                other => {
+                    cx.err(span, format!("unknown key `{other}`"));
+                    continue;
+                }
+            };
+            if let Err(e) = result {
+                cx.err(span, format!("in [{key}]: {}", e.message().trim()));
+            }
+        }
+    }
+    cx.errors.sort_by_key(|d| d.line);
+    cx.errors.dedup();
+}
+
+fn header_positions(text: &str, key: &str) -> Vec<Range<usize>> {
+    let needle = format!("[[{key}]]");
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with(&needle) {
+            out.push(offset..offset + line.len());
+        }
+        offset += line.len();
+    }
+    out
+}
+
+fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
+    let storage = storage(cx, raw.storage.take().unwrap_or_default());
+    let smtp = raw.smtp.take().map(|s| smtp(cx, s));
+    let imap = raw.imap.take().map(|i| imap(cx, i));
+    let sip = raw.sip.take().map(|s| sip(cx, s, &storage));
+    let personas = personas(cx, &raw.personas);
+    let groups = groups(cx, &raw.groups);
+    let mut businesses = Vec::new();
+    let mut seen = HashSet::new();
+    for b in &raw.businesses {
+        if let Some(b) = business(cx, b.get_ref(), None) {
+            if !seen.insert(b.id.clone()) {
+                cx.err(b_span(b.id.as_str(), &raw.businesses), format!("duplicate business id {:?}", b.id));
+            }
+            businesses.push(b);
+        }
+    }
+    if let Some(csv) = &raw.businesses_csv {
+        let csv_path = cx.resolve(csv.get_ref());
+        let (rows, errors) = parse_businesses_csv(&csv_path);
+        for (line, message) in errors {
+            cx.errors.push(Diagnostic { file: csv_path.clone(), line, message });
+        }
+        for row in rows {
+            let rb = csv_row_as_raw(&row);
+            let before = cx.errors.len();
+            if let Some(b) = business(cx, &rb, Some((&csv_path, row.line))) {
+                if !seen.insert(b.id.clone()) {
+                    cx.errors.push(Diagnostic {
+                        file: csv_path.clone(),
+                        line: row.line,
+                        message: format!("duplicate business id {:?}", b.id),
+                    });
+                } else if cx.errors.len() == before {
+                    businesses.push(b);
+                }
+            }
+        }
+    }
+    for b in &businesses {
+        if let Some(g) = &b.group {
+            if !groups.iter().any(|x| &x.id == g) {
+                let line = raw
+                    .businesses
+                    .iter()
+                    .find(|r| r.get_ref().id.get_ref() == &b.id)
+                    .map(|r| cx.line(r.span()))
+                    .unwrap_or(0);
+                cx.err_line(line, format!("business {:?}: unknown group {g:?}", b.id));
+            }
+        }
+    }
+    let scenarios = scenarios(cx, &raw.scenarios, &personas);
+    let schedules = schedules(cx, &raw.schedules, &scenarios, &groups, &businesses);
+    check_renders(cx, &raw, &scenarios, &schedules, &businesses, &personas);
+    Config {
+        source: cx.path.to_path_buf(),
+        storage,
+        smtp,
+        imap,
+        sip,
+        personas,
+        groups,
+        businesses,
+        scenarios,
+        schedules,
+        warnings: Vec::new(),
+    }
+}
+
+fn b_span(id: &str, raws: &[S<RawBusiness>]) -> Range<usize> {
+    raws.iter()
+        .filter(|r| r.get_ref().id.get_ref() == id)
+        .nth(1)
+        .map(|r| r.span())
+        .unwrap_or(0..0)
+}
+
+fn storage(cx: &mut Ctx<'_>, s: RawStorage) -> StorageConfig {
+    let url = match (cx.env)("MYSTERY_DATABASE_URL") {
+        Some(url) => url,
+        None => match &s.url {
+            None => format!("sqlite://{}", cx.resolve("mystery.db").display()),
+            Some(u) => {
+                let u_str = u.get_ref().as_str();
+                if let Some(rest) = u_str.strip_prefix("sqlite://") {
+                    if rest.starts_with(':') {
+                        u_str.to_owned()
+                    } else {
+                        format!("sqlite://{}", cx.resolve(rest).display())
+                    }
+                } else if u_str.starts_with("postgres://") || u_str.starts_with("postgresql://") {
+                    u_str.to_owned()
+                } else {
+                    cx.err(u.span(), "storage.url must start with sqlite:// or postgres://");
+                    String::new()
+                }
+            }
+        },
+    };
+    let recordings_dir = cx.resolve(s.recordings_dir.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("recordings"));
+    StorageConfig { url, recordings_dir }
+}
+
+fn smtp(cx: &mut Ctx<'_>, s: RawSmtp) -> SmtpConfig {
+    let security = cx.security(s.security.as_ref(), "smtp");
+    let default_port = match security {
+        Security::None => 25,
+        Security::StartTls => 587,
+        Security::Tls => 465,
+    };
+    let timeout = s.timeout.as_ref().and_then(|t| cx.duration(t, "smtp.timeout")).unwrap_or(Duration::from_secs(60));
+    SmtpConfig {
+        host: s.host.get_ref().clone(),
+        port: s.port.map(|p| *p.get_ref()).unwrap_or(default_port),
+        security,
+        username: s.username.map(|u| u.into_inner()),
+        password: cx.secret(s.password_env.as_ref(), "smtp.password_env"),
+        timeout,
+    }
+}
+
+fn imap(cx: &mut Ctx<'_>, i: RawImap) -> ImapConfig {
+    let security = cx.security(i.security.as_ref(), "imap");
+    let default_port = if security == Security::Tls { 993 } else { 143 };
+    let mailboxes = match &i.mailboxes {
+        Some(m) if m.get_ref().is_empty() => {
+            cx.err(m.span(), "imap.mailboxes: list at least one folder");
+            vec![]
+        }
+        Some(m) => m.get_ref().clone(),
+        None => vec!["INBOX".into(), "Junk".into()],
+    };
+    let poll_interval = i.poll_interval.as_ref().and_then(|p| cx.duration(p, "imap.poll_interval")).unwrap_or(Duration::from_secs(30));
+    ImapConfig {
+        host: i.host.get_ref().clone(),
+        port: i.port.map(|p| *p.get_ref()).unwrap_or(default_port),
+        security,
+        username: i.username.get_ref().clone(),
+        password: cx.secret(i.password_env.as_ref(), "imap.password_env"),
+        mailboxes,
+        poll_interval,
+        idle: i.idle.map(|b| *b.get_ref()).unwrap_or(true),
+    }
+}
+
+fn sip(cx: &mut Ctx<'_>, s: RawSip, storage: &StorageConfig) -> CallSettings {
+    let bind = match s.bind.get_ref().parse() {
+        Ok(a) => a,
+        Err(_) => {
+            cx.err(s.bind.span(), format!("sip.bind: not an address:port: {:?}", s.bind.get_ref()));
+            std::net::SocketAddr::from(([127, 0, 0, 1], 5070))
+        }
+    };
+    let transport = match s.transport.as_ref().map(|t| t.get_ref().as_str()) {
+        None | Some("udp") => Transport::Udp,
+        Some("tcp") => Transport::Tcp,
+        Some(other) => {
+            let span = s.transport.as_ref().map(|t| t.span()).unwrap_or(0..0);
+            cx.err(span, format!("sip.transport must be udp or tcp, not {other:?}"));
+            Transport::Udp
+        }
+    };
+    for (v, what) in [(Some(&s.from), "sip.from"), (s.proxy.as_ref(), "sip.proxy")] {
+        if let Some(v) = v {
+            if !is_sip_uri(v.get_ref()) {
+                cx.err(v.span(), format!("{what}: not a sip: URI: {:?}", v.get_ref()));
+            }
+        }
+    }
+    let rtp_ports = match &s.rtp_ports {
+        None => (20000, 20999),
+        Some(r) => match r.get_ref().split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))) {
+            Some((a, b)) if a < b && b - a >= 1 => (a, b),
+            _ => {
+                cx.err(r.span(), format!("sip.rtp_ports: expected \"LOW-HIGH\", got {:?}", r.get_ref()));
+                (20000, 20999)
+            }
+        },
+    };
+    CallSettings {
+        bind,
+        transport,
+        proxy: s.proxy.map(|p| p.into_inner()),
+        from: s.from.get_ref().clone(),
+        username: s.username.map(|u| u.into_inner()),
+        password: cx.secret(s.password_env.as_ref(), "sip.password_env"),
+        rtp_ports,
+        recordings_dir: storage.recordings_dir.clone(),
+    }
+}
+
+fn is_sip_uri(s: &str) -> bool {
+    let rest = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.contains(char::is_whitespace))
+}
+
+fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|d| (6..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_email(s: &str) -> bool {
+    !s.contains(['\r', '\n']) && lettre::Address::from_str(s).is_ok()
+}
+
+fn check_id(cx: &mut Ctx<'_>, id: &S<String>, what: &str) {
+    let ok = !id.get_ref().is_empty() && id.get_ref().chars().all(|c| c.is_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        cx.err(id.span(), format!("{what} id {:?}: use letters, digits, '-', '_' or '.'", id.get_ref()));
+    }
+}
+
+fn personas(cx: &mut Ctx<'_>, raws: &[S<RawPersona>]) -> Vec<Persona> {
+    let mut out: Vec<Persona> = Vec::new();
+    for r in raws {
+        let p = r.get_ref();
+        check_id(cx, &p.id, "persona");
+        cx.no_line_break(&p.name, "persona.name");
+        if !is_email(p.email.get_ref()) {
+            cx.err(p.email.span(), format!("persona {:?}: invalid email {:?}", p.id.get_ref(), p.email.get_ref()));
+        }
+        if out.iter().any(|x| &x.id == p.id.get_ref()) {
+            cx.err(p.id.span(), format!("duplicate persona id {:?}", p.id.get_ref()));
+        }
+        out.push(Persona {
+            id: p.id.get_ref().clone(),
+            name: p.name.get_ref().clone(),
+            email: p.email.get_ref().to_ascii_lowercase(),
+            phone: p.phone.as_ref().map(|v| v.get_ref().clone()),
+        });
+    }
+    out
+}
+
+fn groups(cx: &mut Ctx<'_>, raws: &[S<RawGroup>]) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for r in raws {
+        let g = r.get_ref();
+        check_id(cx, &g.id, "group");
+        if out.iter().any(|x| &x.id == g.id.get_ref()) {
+            cx.err(g.id.span(), format!("duplicate group id {:?}", g.id.get_ref()));
+        }
+        let digest = g.digest.as_ref().map(|d| {
+            let d = d.get_ref();
+            let cron = parse_cron(cx, &d.cron, "digest.cron");
+            let timezone = cx.timezone(d.timezone.as_ref(), "digest.timezone");
+            for to in d.to.get_ref() {
+                if !is_email(to) {
+                    cx.err(d.to.span(), format!("digest.to: invalid address {to:?}"));
+                }
+            }
+            if d.to.get_ref().is_empty() {
+                cx.err(d.to.span(), "digest.to: list at least one address");
+            }
+            let language = match d.language.as_ref().map(|l| (l, l.get_ref().as_str())) {
+                None | Some((_, "fr")) => Language::Fr,
+                Some((_, "en")) => Language::En,
+                Some((l, other)) => {
+                    cx.err(l.span(), format!("digest.language: fr or en, not {other:?}"));
+                    Language::Fr
+                }
+            };
+            let period = d.period.as_ref().and_then(|p| cx.duration(p, "digest.period")).unwrap_or(Duration::from_secs(7 * 86400));
+            DigestConfig {
+                cron: cron.unwrap_or_else(|| "0 8 * * Mon".parse().expect("literal cron")),
+                timezone,
+                to: d.to.get_ref().clone(),
+                language,
+                period,
+            }
+        });
+        let mut targets = ServiceTargets::default();
+        if let Some(t) = &g.targets {
+            let t = t.get_ref();
+            if let Some(r) = &t.reply_within {
+                let text = r.get_ref().trim();
+                let (d, business) = match text.strip_suffix("business") {
+                    Some(d) => (d.trim(), true),
+                    None => (text, false),
+                };
+                if let Ok(d) = humantime::parse_duration(d) {
+                    targets.reply_within = Some((d, business));
+                } else {
+                    cx.err(r.span(), format!("targets.reply_within: expected e.g. \"24h business\" or \"48h\", got {text:?}"));
+                }
+            }
+            if let Some(a) = &t.answer_within {
+                targets.answer_within = cx.duration(a, "targets.answer_within");
+            }
+        }
+        out.push(Group {
+            id: g.id.get_ref().clone(),
+            name: g.name.get_ref().clone(),
+            digest,
+            targets,
+        });
+    }
+    out
+}
+
+fn parse_cron(cx: &mut Ctx<'_>, v: &S<String>, what: &str) -> Option<CronExpr> {
+    match v.get_ref().parse::<CronExpr>() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            cx.err(v.span(), format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+fn csv_row_as_raw(row: &CsvBusiness) -> RawBusiness {
+    let s = |v: &str| S::new(0..0, v.to_owned());
+    let o = |v: &Option<String>| v.as_deref().map(s);
+    RawBusiness {
+        id: s(&row.id),
+        name: s(&row.name),
+        group: o(&row.group),
+        email: o(&row.email),
+        phone: o(&row.phone),
+        timezone: o(&row.timezone),
+        city: o(&row.city),
+        hours: o(&row.hours),
+    }
+}
+
+/// Validates one business; `csv` says the row came from a CSV file (its errors go there).
+fn business(cx: &mut Ctx<'_>, b: &RawBusiness, csv: Option<(&PathBuf, usize)>) -> Option<Business> {
+    let mut problems: Vec<(Range<usize>, String)> = Vec::new();
+    let id = b.id.get_ref();
+    if id.is_empty() || !id.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
+        problems.push((b.id.span(), format!("business id {id:?}: use letters, digits, '-', '_' or '.'")));
+    }
+    for (v, what) in [(Some(&b.name), "name"), (b.city.as_ref(), "city"), (b.email.as_ref(), "email")] {
+        if let Some(v) = v {
+            if v.get_ref().contains(['\r', '\n']) {
+                problems.push((v.span(), format!("business {id:?}: {what} holds a line break (it would be injected into a mail header)")));
+            }
+        }
+    }
+    if let Some(e) = &b.email {
+        if !is_email(e.get_ref()) {
+            problems.push((e.span(), format!("business {id:?}: invalid email {:?}", e.get_ref())));
+        }
+    }
+    if let Some(p) = &b.phone {
+        if !is_sip_uri(p.get_ref()) && !is_e164(p.get_ref()) {
+            problems.push((p.span(), format!("business {id:?}: phone must be a sip: URI or an E.164 number (+33…), not {:?}", p.get_ref())));
+        }
+    }
+    let timezone = match &b.timezone {
+        None => DEFAULT_TIMEZONE,
+        Some(t) => t.get_ref().parse::<Tz>().unwrap_or_else(|_| {
+            problems.push((t.span(), format!("business {id:?}: unknown time zone {:?}", t.get_ref())));
+            DEFAULT_TIMEZONE
+        }),
+    };
+    let hours = b.hours.as_ref().and_then(|h| match h.get_ref().parse::<Hours>() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            problems.push((h.span(), format!("business {id:?}: {e}")));
+            None
+        }
+    });
+    let ok = problems.is_empty();
+    for (span, message) in problems {
+        match csv {
+            Some((file, line)) => cx.errors.push(Diagnostic { file: file.clone(), line, message }),
+            None => cx.err(span, message),
+        }
+    }
+    ok.then(|| Business {
+        id: id.clone(),
+        name: b.name.get_ref().clone(),
+        group: b.group.as_ref().map(|g| g.get_ref().clone()),
+        email: b.email.as_ref().map(|e| e.get_ref().to_ascii_lowercase()),
+        phone: b.phone.as_ref().map(|p| p.get_ref().clone()),
+        timezone,
+        city: b.city.as_ref().map(|c| c.get_ref().clone()),
+        hours,
+        hours_text: b.hours.as_ref().map(|h| h.get_ref().clone()),
+    })
+}
+
+fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) -> Vec<Scenario> {
+    let mut out: Vec<Scenario> = Vec::new();
+    for r in raws {
+        let s = r.get_ref();
+        check_id(cx, &s.id, "scenario");
+        if out.iter().any(|x| &x.id == s.id.get_ref()) {
+            cx.err(s.id.span(), format!("duplicate scenario id {:?}", s.id.get_ref()));
+        }
+        let sid = s.id.get_ref().clone();
+        let channel = match s.channel.get_ref().as_str() {
+            "email" => Channel::Email,
+            "call" => Channel::Call,
+            other => {
+                cx.err(s.channel.span(), format!("scenario {sid:?}: channel must be email or call, not {other:?}"));
+                Channel::Email
+            }
+        };
+        let persona = match &s.persona {
+            Some(p) => {
+                if !personas.iter().any(|x| &x.id == p.get_ref()) {
+                    cx.err(p.span(), format!("scenario {sid:?}: unknown persona {:?}", p.get_ref()));
+                }
+                p.get_ref().clone()
+            }
+            None => match personas.first() {
+                Some(p) => p.id.clone(),
+                None => {
+                    cx.err(s.id.span(), format!("scenario {sid:?}: no persona defined ([[personas]])"));
+                    String::new()
+                }
+            },
+        };
+        let mut subject = String::new();
+        let mut body = String::new();
+        if channel == Channel::Email {
+            for (v, what, slot) in [(&s.subject, "subject", &mut subject), (&s.body, "body", &mut body)] {
+                match v {
+                    None => cx.err(s.id.span(), format!("scenario {sid:?}: an email scenario needs a {what}")),
+                    Some(v) => {
+                        if let Err(e) = compose::compile_check(v.get_ref()) {
+                            let line = cx.line(v.span()) + e.line().unwrap_or(1).saturating_sub(1);
+                            cx.err_line(line, format!("scenario {sid:?}: {what} template does not compile: {e}"));
+                        }
+                        *slot = v.get_ref().clone();
+                    }
+                }
+            }
+        }
+        let reply_deadline = s.reply_deadline.as_ref().and_then(|d| cx.duration(d, "reply_deadline")).unwrap_or(Duration::from_secs(48 * 3600));
+        let ring_timeout = s.ring_timeout.as_ref().and_then(|d| cx.duration(d, "ring_timeout")).unwrap_or(Duration::from_secs(30));
+        let mut expect = Vec::new();
+        let mut ids = HashSet::new();
+        for e in &s.expect {
+            let span = e.span();
+            let e = e.get_ref();
+            if !ids.insert(e.id.get_ref().clone()) {
+                cx.err(e.id.span(), format!("scenario {sid:?}: duplicate rule id {:?}", e.id.get_ref()));
+            }
+            let kinds = [e.any.is_some(), e.all.is_some(), e.regex.is_some(), e.none.is_some(), e.builtin.is_some()];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                cx.err(span, format!("rule {:?}: give exactly one of any, all, regex, none, builtin", e.id.get_ref()));
+                continue;
+            }
+            let rule = if let Some(v) = &e.any {
+                Rule::Any(v.clone())
+            } else if let Some(v) = &e.all {
+                Rule::All(v.clone())
+            } else if let Some(v) = &e.none {
+                Rule::None(v.clone())
+            } else if let Some(re) = &e.regex {
+                match regex::Regex::new(re.get_ref()) {
+                    Ok(r) => Rule::Regex(r),
+                    Err(err) => {
+                        cx.err(re.span(), format!("rule {:?}: invalid regex: {err}", e.id.get_ref()));
+                        continue;
+                    }
+                }
+            } else {
+                let b = e.builtin.as_ref().expect("one kind is set");
+                match b.get_ref().as_str() {
+                    "personalised" | "personalized" => Rule::Builtin(Builtin::Personalised),
+                    "signed" => Rule::Builtin(Builtin::Signed),
+                    "answers_within" => match &e.limit {
+                        Some(l) => match cx.duration(l, "answers_within.limit") {
+                            Some(d) => Rule::Builtin(Builtin::AnswersWithin(d)),
+                            None => continue,
+                        },
+                        None => {
+                            cx.err(b.span(), format!("rule {:?}: answers_within needs limit = \"24h\"", e.id.get_ref()));
+                            continue;
+                        }
+                    },
+                    other => {
+                        cx.err(b.span(), format!("rule {:?}: unknown builtin {other:?} (personalised, signed, answers_within)", e.id.get_ref()));
+                        continue;
+                    }
+                }
+            };
+            expect.push(Expectation { id: e.id.get_ref().clone(), rule, weight: e.weight.unwrap_or(1) });
+        }
+        let mut script = Vec::new();
+        if channel == Channel::Call {
+            if s.script.is_empty() {
+                cx.err(s.id.span(), format!("scenario {sid:?}: a call scenario needs a script"));
+            }
+            for st in &s.script {
+                let span = st.span();
+                let v = st.get_ref();
+                let set = [v.play.is_some(), v.wait.is_some(), v.dtmf.is_some(), v.record.is_some(), v.hangup.is_some()];
+                if set.iter().filter(|k| **k).count() != 1 {
+                    cx.err(span, "script step: give exactly one of play, wait, dtmf, record, hangup");
+                    continue;
+                }
+                let dur = |cx: &mut Ctx<'_>, t: &str, what: &str| {
+                    humantime::parse_duration(t).map_err(|e| cx.err(span.clone(), format!("script {what}: invalid duration {t:?}: {e}"))).ok()
+                };
+                let step = if let Some(p) = &v.play {
+                    let path = cx.resolve(p);
+                    if !path.is_file() {
+                        cx.err(span.clone(), format!("script play: no such file {}", path.display()));
+                    }
+                    Some(Step::Play(path))
+                } else if let Some(w) = &v.wait {
+                    dur(cx, w, "wait").map(Step::Wait)
+                } else if let Some(r) = &v.record {
+                    dur(cx, r, "record").map(Step::Record)
+                } else if let Some(d) = &v.dtmf {
+                    if d.is_empty() || !d.chars().all(|c| "0123456789*#ABCDabcd".contains(c)) {
+                        cx.err(span.clone(), format!("script dtmf: digits 0-9 * # A-D only, got {d:?}"));
+                    }
+                    Some(Step::Dtmf(d.clone()))
+                } else {
+                    Some(Step::Hangup)
+                };
+                script.extend(step);
+            }
+        }
+        out.push(Scenario { id: sid, channel, persona, subject, body, reply_deadline, expect, ring_timeout, script });
+    }
+    out
+}
+
+fn schedules(cx: &mut Ctx<'_>, raws: &[S<RawSchedule>], scenarios: &[Scenario], groups: &[Group], businesses: &[Business]) -> Vec<Schedule> {
+    let mut out: Vec<Schedule> = Vec::new();
+    for r in raws {
+        let s = r.get_ref();
+        check_id(cx, &s.id, "schedule");
+        let id = s.id.get_ref().clone();
+        if out.iter().any(|x| x.spec.id == id) {
+            cx.err(s.id.span(), format!("duplicate schedule id {id:?}"));
+        }
+        if !scenarios.iter().any(|x| &x.id == s.scenario.get_ref()) {
+            cx.err(s.scenario.span(), format!("schedule {id:?}: unknown scenario {:?}", s.scenario.get_ref()));
+        }
+        let t = s.targets.get_ref();
+        let targets = match (&t.group, &t.businesses, t.all) {
+            (Some(g), None, None) => {
+                if !groups.iter().any(|x| &x.id == g) {
+                    cx.err(s.targets.span(), format!("schedule {id:?}: unknown group {g:?}"));
+                }
+                Targets::Group(g.clone())
+            }
+            (None, Some(list), None) => {
+                for b in list {
+                    if !businesses.iter().any(|x| &x.id == b) {
+                        cx.err(s.targets.span(), format!("schedule {id:?}: unknown business {b:?}"));
+                    }
+                }
+                Targets::Businesses(list.clone())
+            }
+            (None, None, Some(true)) => Targets::All,
+            _ => {
+                cx.err(s.targets.span(), format!("schedule {id:?}: targets takes one of {{ group = \"…\" }}, {{ businesses = [...] }}, {{ all = true }}"));
+                Targets::All
+            }
+        };
+        let cron = parse_cron(cx, &s.cron, &format!("schedule {id:?}: cron"));
+        let timezone = cx.timezone(s.timezone.as_ref(), "schedule timezone");
+        let jitter = s.jitter.as_ref().and_then(|j| cx.duration(j, "jitter")).unwrap_or_default();
+        let window = match &s.window {
+            None => Window::Always,
+            Some(w) => w.get_ref().parse::<Window>().unwrap_or_else(|e| {
+                cx.err(w.span(), format!("schedule {id:?}: {e}"));
+                Window::Always
+            }),
+        };
+        if let Some(cron) = cron {
+            out.push(Schedule {
+                spec: ScheduleSpec { id, cron, timezone, jitter, window },
+                scenario: s.scenario.get_ref().clone(),
+                targets,
+            });
+        }
+    }
+    out
+}
+
+/// Renders every email scenario for every business it can reach, so a typo in a variable or a
+/// CSV value with a line break is found by `check`, not on Tuesday at 10:00.
+fn check_renders(cx: &mut Ctx<'_>, raw: &RawConfig, scenarios: &[Scenario], schedules: &[Schedule], businesses: &[Business], personas: &[Persona]) {
+    for sc in scenarios {
+        let line = raw.scenarios.iter().find(|r| r.get_ref().id.get_ref() == &sc.id).map(|r| cx.line(r.span())).unwrap_or(0);
+        let Some(persona) = personas.iter().find(|p| p.id == sc.persona) else { continue };
+        let mut reached: Vec<&Business> = Vec::new();
+        for sch in schedules.iter().filter(|s| s.scenario == sc.id) {
+            let list: Vec<&Business> = match &sch.targets {
+                Targets::All => businesses.iter().collect(),
+                Targets::Group(g) => businesses.iter().filter(|b| b.group.as_deref() == Some(g.as_str())).collect(),
+                Targets::Businesses(ids) => businesses.iter().filter(|b| ids.contains(&b.id)).collect(),
+            };
+            for b in list {
+                if !reached.iter().any(|x| x.id == b.id) {
+                    reached.push(b);
+                }
+            }
+        }
+        for b in reached {
+            match sc.channel {
+                Channel::Email if b.email.is_none() => cx.err_line(line, format!("scenario {:?} targets business {:?}, which has no email", sc.id, b.id)),
+                Channel::Call if b.phone.is_none() => cx.err_line(line, format!("scenario {:?} targets business {:?}, which has no phone", sc.id, b.id)),
+                _ => {}
+            }
+            if sc.channel != Channel::Email || sc.subject.is_empty() {
+                continue;
+            }
+            let visit = VisitContext { id: "check".into(), reference: "ABCD-EF".into(), scenario: sc.id.clone(), date: "01/01/2026".into() };
+            if let Err(e) = compose::render(sc, b, persona, &visit) {
+                cx.err_line(line, format!("scenario {:?} for business {:?}: {e}", sc.id, b.id));
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Messages seen in the robot's mailboxes and the per-mailbox checkpoint. A message, its effect
+//! on its visit and the checkpoint move in one transaction: none is lost or counted twice.
+
+use super::{RuleRow, Store};
+use anyhow::Result;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub uidvalidity: i64,
+    pub last_uid: i64,
+}
+
+/// A message as stored, whatever it turned out to be (`class`: human, auto, bounce,
+/// unparseable; `visit_id` None = unmatched).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub account: String,
+    pub mailbox: String,
+    pub uidvalidity: i64,
+    pub uid: i64,
+    pub seen_at: i64,
+    pub internal_date: Option<i64>,
+    /// Our best arrival time: when seen, bounded by INTERNALDATE (see `email::inbox`).
+    pub arrived_at: i64,
+    pub message_id: Option<String>,
+    pub from_addr: Option<String>,
+    pub subject: Option<String>,
+    pub date_header: Option<i64>,
+    pub class: String,
+    pub class_reason: Option<String>,
+    pub visit_id: Option<String>,
+    pub correlation: Option<String>,
+    pub parse_error: Option<String>,
+    pub raw: Vec<u8>,
+}
+
+/// What a message does to its visit.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    None,
+    HumanReply {
+        visit_id: String,
+        first_reply_at: i64,
+        reply_date: Option<i64>,
+        time_to_reply_ms: Option<i64>,
+        time_to_reply_business_ms: Option<i64>,
+        correlation: String,
+        score: f64,
+        rules: Vec<RuleRow>,
+    },
+    Ack {
+        visit_id: String,
+        at: i64,
+        time_to_ack_ms: Option<i64>,
+    },
+    Bounce {
+        visit_id: String,
+        status: Option<String>,
+        diagnostic: Option<String>,
+        recipient: Option<String>,
+    },
+}
+
+/// An unmatched or unparseable message, for reports.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub mailbox: String,
+    pub arrived_at: i64,
+    pub from_addr: Option<String>,
+    pub subject: Option<String>,
+    pub class: String,
+    pub parse_error: Option<String>,
+}
+
+/// Raw bodies above this are stored truncated: evidence, not an archive.
+const RAW_KEEP: usize = 2 * 1024 * 1024;
+
+impl Store {
+    pub async fn checkpoint(&self, account: &str, mailbox: &str) -> Result<Option<Checkpoint>> {
+        let row = sqlx::query(
+            "SELECT uidvalidity, last_uid FROM mailbox_checkpoints WHERE account = $1 AND mailbox = $2",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Checkpoint {
+                uidvalidity: r.try_get("uidvalidity")?,
+                last_uid: r.try_get("last_uid")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sets the checkpoint; a new UIDVALIDITY replaces the old one whatever its last UID.
+    pub async fn set_checkpoint(&self, account: &str, mailbox: &str, cp: Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mailbox_checkpoints (account, mailbox, uidvalidity, last_uid) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account, mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity,
+               last_uid = excluded.last_uid
+             WHERE mailbox_checkpoints.uidvalidity <> excluded.uidvalidity
+                OR mailbox_checkpoints.last_uid < excluded.last_uid",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .bind(cp.uidvalidity)
+        .bind(cp.last_uid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a message, applies its effect and advances the checkpoint, atomically. Returns
+    /// false (and changes nothing) when this (mailbox, UIDVALIDITY, UID) was already stored.
+    pub async fn record_message(&self, m: &NewMessage, effect: &Effect) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let raw: Vec<u8> = m.raw.iter().take(RAW_KEEP).copied().collect();
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, account, mailbox, uidvalidity, uid, seen_at, internal_date,
+               arrived_at, message_id, from_addr, subject, date_header, class, class_reason,
+               visit_id, correlation, parse_error, size, raw)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+             ON CONFLICT (account, mailbox, uidvalidity, uid) DO NOTHING",
+        )
+        .bind(&m.id)
+        .bind(&m.account)
+        .bind(&m.mailbox)
+        .bind(m.uidvalidity)
+        .bind(m.uid)
+        .bind(m.seen_at)
+        .bind(m.internal_date)
+        .bind(m.arrived_at)
+        .bind(m.message_id.clone())
+        .bind(m.from_addr.clone())
+        .bind(m.subject.clone())
+        .bind(m.date_header)
+        .bind(&m.class)
+        .bind(m.class_reason.clone())
+        .bind(m.visit_id.clone())
+        .bind(m.correlation.clone())
+        .bind(m.parse_error.clone())
+        .bind(m.raw.len() as i64)
+        .bind(raw)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            apply(&mut tx, effect, m.arrived_at).await?;
+        }
+        sqlx::query(
+            "INSERT INTO mailbox_checkpoints (account, mailbox, uidvalidity, last_uid) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account, mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity,
+               last_uid = excluded.last_uid
+             WHERE mailbox_checkpoints.uidvalidity <> excluded.uidvalidity
+                OR mailbox_checkpoints.last_uid < excluded.last_uid",
+        )
+        .bind(&m.account)
+        .bind(&m.mailbox)
+        .bind(m.uidvalidity)
+        .bind(m.uid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    pub async fn unmatched_messages(&self, since_ms: i64) -> Result<Vec<StoredMessage>> {
+        let rows = sqlx::query(
+            "SELECT mailbox, arrived_at, from_addr, subject, class, parse_error FROM messages
+             WHERE visit_id IS NULL AND arrived_at >= $1 ORDER BY arrived_at",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredMessage {
+                    mailbox: r.try_get("mailbox")?,
+                    arrived_at: r.try_get("arrived_at")?,
+                    from_addr: r.try_get("from_addr")?,
+                    subject: r.try_get("subject")?,
+                    class: r.try_get("class")?,
+                    parse_error: r.try_get("parse_error")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn messages_of_visit(&self, visit_id: &str) -> Result<Vec<StoredMessage>> {
+        let rows = sqlx::query(
+            "SELECT mailbox, arrived_at, from_addr, subject, class, parse_error FROM messages
+             WHERE visit_id = $1 ORDER BY arrived_at",
+        )
+        .bind(visit_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredMessage {
+                    mailbox: r.try_get("mailbox")?,
+                    arrived_at: r.try_get("arrived_at")?,
+                    from_addr: r.try_get("from_addr")?,
+                    subject: r.try_get("subject")?,
+                    class: r.try_get("class")?,
+                    parse_error: r.try_get("parse_error")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn apply(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    effect: &Effect,
+    now_ms: i64,
+) -> Result<()> {
+    match effect {
+        Effect::None => {}
+        Effect::HumanReply {
+            visit_id,
+            first_reply_at,
+            reply_date,
+            time_to_reply_ms,
+            time_to_reply_business_ms,
+            correlation,
+            score,
+            rules,
+        } => {
+            let updated = sqlx::query(
+                "UPDATE visits SET state = 'done', outcome = 'replied', first_reply_at = $2,
+                   reply_date = $3, time_to_reply_ms = $4, time_to_reply_business_ms = $5,
+                   correlation = $6, score = $7, updated_at = $8
+                 WHERE id = $1 AND state IN ('sending', 'awaiting_reply') AND first_reply_at IS NULL",
+            )
+            .bind(visit_id)
+            .bind(*first_reply_at)
+            .bind(*reply_date)
+            .bind(*time_to_reply_ms)
+            .bind(*time_to_reply_business_ms)
+            .bind(correlation)
+            .bind(*score)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                for (i, r) in rules.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence)
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (visit_id, rule_id) DO NOTHING",
+                    )
+                    .bind(visit_id)
+                    .bind(&r.rule_id)
+                    .bind(i as i64)
+                    .bind(r.hit as i64)
+                    .bind(r.weight)
+                    .bind(r.evidence.clone())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+        }
+        Effect::Ack {
+            visit_id,
+            at,
+            time_to_ack_ms,
+        } => {
+            sqlx::query(
+                "UPDATE visits SET first_ack_at = $2, time_to_ack_ms = $3, updated_at = $4
+                 WHERE id = $1 AND first_ack_at IS NULL AND state IN ('sending', 'awaiting_reply')",
+            )
+            .bind(visit_id)
+            .bind(*at)
+            .bind(*time_to_ack_ms)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Effect::Bounce {
+            visit_id,
+            status,
+            diagnostic,
+            recipient,
+        } => {
+            sqlx::query(
+                "UPDATE visits SET state = 'done', outcome = 'bounced', bounce_status = $2,
+                   bounce_diagnostic = $3, bounce_recipient = $4, updated_at = $5
+                 WHERE id = $1 AND state IN ('sending', 'awaiting_reply')",
+            )
+            .bind(visit_id)
+            .bind(status.clone())
+            .bind(diagnostic.clone())
+            .bind(recipient.clone())
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}

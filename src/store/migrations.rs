@@ -1,0 +1,144 @@
+//! The schema, embedded, one entry per version; applied in order at start, each in its own
+//! transaction, recorded in `schema_migrations`. Written once for both backends: instants are
+//! BIGINT milliseconds since the epoch (UTC), flags are BIGINT 0/1, bytes use `{blob}`.
+
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE visits (
+    id TEXT PRIMARY KEY,
+    slot_key TEXT NOT NULL UNIQUE,
+    schedule_id TEXT,
+    business_id TEXT NOT NULL,
+    group_id TEXT,
+    scenario_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    persona_id TEXT,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    due_at BIGINT NOT NULL,
+    window_end BIGINT,
+    claimed_by TEXT,
+    lease_until BIGINT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    error TEXT,
+    reference TEXT,
+    message_id TEXT,
+    subject TEXT,
+    business_email TEXT,
+    send_uncertain BIGINT NOT NULL DEFAULT 0,
+    sent_at BIGINT,
+    reply_deadline BIGINT,
+    first_reply_at BIGINT,
+    reply_date BIGINT,
+    first_ack_at BIGINT,
+    time_to_reply_ms BIGINT,
+    time_to_ack_ms BIGINT,
+    time_to_reply_business_ms BIGINT,
+    correlation TEXT,
+    bounce_status TEXT,
+    bounce_diagnostic TEXT,
+    bounce_recipient TEXT,
+    score DOUBLE PRECISION,
+    dialed_at BIGINT,
+    pdd_ms BIGINT,
+    answer_ms BIGINT,
+    ring_ms BIGINT,
+    final_code BIGINT,
+    final_reason TEXT,
+    greeting_ms BIGINT,
+    voice_ratio DOUBLE PRECISION,
+    talk_ms BIGINT,
+    rtp_sent BIGINT,
+    rtp_received BIGINT,
+    rtp_lost BIGINT,
+    jitter_ms DOUBLE PRECISION,
+    recording TEXT,
+    early_media_recording TEXT
+);
+CREATE INDEX visits_state_due ON visits (state, due_at);
+CREATE INDEX visits_message_id ON visits (message_id);
+CREATE INDEX visits_business ON visits (business_id, due_at);
+CREATE INDEX visits_group ON visits (group_id, due_at);
+
+CREATE TABLE rule_results (
+    visit_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    hit BIGINT NOT NULL,
+    weight BIGINT NOT NULL,
+    evidence TEXT,
+    PRIMARY KEY (visit_id, rule_id)
+);
+
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    uidvalidity BIGINT NOT NULL,
+    uid BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    internal_date BIGINT,
+    arrived_at BIGINT NOT NULL,
+    message_id TEXT,
+    from_addr TEXT,
+    subject TEXT,
+    date_header BIGINT,
+    class TEXT NOT NULL,
+    class_reason TEXT,
+    visit_id TEXT,
+    correlation TEXT,
+    parse_error TEXT,
+    size BIGINT NOT NULL,
+    raw {blob},
+    UNIQUE (account, mailbox, uidvalidity, uid)
+);
+CREATE INDEX messages_visit ON messages (visit_id);
+
+CREATE TABLE mailbox_checkpoints (
+    account TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    uidvalidity BIGINT NOT NULL,
+    last_uid BIGINT NOT NULL,
+    PRIMARY KEY (account, mailbox)
+);
+
+CREATE TABLE schedule_cursors (
+    schedule_id TEXT PRIMARY KEY,
+    planned_up_to BIGINT NOT NULL
+);
+
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until BIGINT NOT NULL
+);
+
+CREATE TABLE businesses (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    group_id TEXT,
+    email TEXT,
+    phone TEXT,
+    timezone TEXT,
+    city TEXT,
+    hours TEXT,
+    imported_at BIGINT NOT NULL
+);
+
+CREATE TABLE digests (
+    group_id TEXT NOT NULL,
+    period_start BIGINT NOT NULL,
+    period_end BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    claimed_by TEXT,
+    created_at BIGINT NOT NULL,
+    sent_at BIGINT,
+    error TEXT,
+    PRIMARY KEY (group_id, period_start)
+);
+"#,
+)];

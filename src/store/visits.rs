@@ -1,0 +1,516 @@
+//! Visits in the store: planned once per slot key, claimed under a lease, moved through their
+//! states one committed step at a time, and read back for reports.
+
+use super::{opt_i64, Backend, Store};
+use anyhow::Result;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisitState {
+    Planned,
+    Running,
+    /// Email: the Message-ID is recorded and DATA may have been sent. Never resent.
+    Sending,
+    AwaitingReply,
+    Done,
+    Failed,
+}
+
+impl VisitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitState::Planned => "planned",
+            VisitState::Running => "running",
+            VisitState::Sending => "sending",
+            VisitState::AwaitingReply => "awaiting_reply",
+            VisitState::Done => "done",
+            VisitState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "planned" => VisitState::Planned,
+            "running" => VisitState::Running,
+            "sending" => VisitState::Sending,
+            "awaiting_reply" => VisitState::AwaitingReply,
+            "done" => VisitState::Done,
+            "failed" => VisitState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVisit {
+    pub id: String,
+    /// `schedule|business|slot_ms` for scheduled visits, `manual|<id>` for `mystery visit`.
+    pub slot_key: String,
+    pub schedule_id: Option<String>,
+    pub business_id: String,
+    pub group_id: Option<String>,
+    pub scenario_id: String,
+    pub channel: String,
+    pub persona_id: Option<String>,
+    pub due_at: i64,
+    pub window_end: Option<i64>,
+    pub reference: String,
+}
+
+/// A visit row, every measurement included (times in ms since the epoch, UTC).
+#[derive(Debug, Clone, Default)]
+pub struct Visit {
+    pub id: String,
+    pub schedule_id: Option<String>,
+    pub business_id: String,
+    pub group_id: Option<String>,
+    pub scenario_id: String,
+    pub channel: String,
+    pub persona_id: Option<String>,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub due_at: i64,
+    pub window_end: Option<i64>,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub reference: Option<String>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub business_email: Option<String>,
+    pub send_uncertain: bool,
+    pub sent_at: Option<i64>,
+    pub reply_deadline: Option<i64>,
+    pub first_reply_at: Option<i64>,
+    pub reply_date: Option<i64>,
+    pub first_ack_at: Option<i64>,
+    pub time_to_reply_ms: Option<i64>,
+    pub time_to_ack_ms: Option<i64>,
+    pub time_to_reply_business_ms: Option<i64>,
+    pub correlation: Option<String>,
+    pub bounce_status: Option<String>,
+    pub bounce_diagnostic: Option<String>,
+    pub bounce_recipient: Option<String>,
+    pub score: Option<f64>,
+    pub dialed_at: Option<i64>,
+    pub pdd_ms: Option<i64>,
+    pub answer_ms: Option<i64>,
+    pub ring_ms: Option<i64>,
+    pub final_code: Option<i64>,
+    pub final_reason: Option<String>,
+    pub greeting_ms: Option<i64>,
+    pub voice_ratio: Option<f64>,
+    pub talk_ms: Option<i64>,
+    pub rtp_sent: Option<i64>,
+    pub rtp_received: Option<i64>,
+    pub rtp_lost: Option<i64>,
+    pub jitter_ms: Option<f64>,
+    pub recording: Option<String>,
+    pub early_media_recording: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleRow {
+    pub rule_id: String,
+    pub hit: bool,
+    pub weight: i64,
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    pub group: Option<String>,
+    pub business: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+fn visit_from_row(r: &AnyRow) -> Result<Visit> {
+    let s = |c: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<String>, _>(c)?) };
+    let f = |c: &str| -> Result<Option<f64>> { Ok(r.try_get::<Option<f64>, _>(c)?) };
+    Ok(Visit {
+        id: r.try_get("id")?,
+        schedule_id: s("schedule_id")?,
+        business_id: r.try_get("business_id")?,
+        group_id: s("group_id")?,
+        scenario_id: r.try_get("scenario_id")?,
+        channel: r.try_get("channel")?,
+        persona_id: s("persona_id")?,
+        state: r.try_get("state")?,
+        outcome: s("outcome")?,
+        due_at: r.try_get("due_at")?,
+        window_end: opt_i64(r, "window_end")?,
+        attempts: r.try_get("attempts")?,
+        error: s("error")?,
+        reference: s("reference")?,
+        message_id: s("message_id")?,
+        subject: s("subject")?,
+        business_email: s("business_email")?,
+        send_uncertain: r.try_get::<i64, _>("send_uncertain")? != 0,
+        sent_at: opt_i64(r, "sent_at")?,
+        reply_deadline: opt_i64(r, "reply_deadline")?,
+        first_reply_at: opt_i64(r, "first_reply_at")?,
+        reply_date: opt_i64(r, "reply_date")?,
+        first_ack_at: opt_i64(r, "first_ack_at")?,
+        time_to_reply_ms: opt_i64(r, "time_to_reply_ms")?,
+        time_to_ack_ms: opt_i64(r, "time_to_ack_ms")?,
+        time_to_reply_business_ms: opt_i64(r, "time_to_reply_business_ms")?,
+        correlation: s("correlation")?,
+        bounce_status: s("bounce_status")?,
+        bounce_diagnostic: s("bounce_diagnostic")?,
+        bounce_recipient: s("bounce_recipient")?,
+        score: f("score")?,
+        dialed_at: opt_i64(r, "dialed_at")?,
+        pdd_ms: opt_i64(r, "pdd_ms")?,
+        answer_ms: opt_i64(r, "answer_ms")?,
+        ring_ms: opt_i64(r, "ring_ms")?,
+        final_code: opt_i64(r, "final_code")?,
+        final_reason: s("final_reason")?,
+        greeting_ms: opt_i64(r, "greeting_ms")?,
+        voice_ratio: f("voice_ratio")?,
+        talk_ms: opt_i64(r, "talk_ms")?,
+        rtp_sent: opt_i64(r, "rtp_sent")?,
+        rtp_received: opt_i64(r, "rtp_received")?,
+        rtp_lost: opt_i64(r, "rtp_lost")?,
+        jitter_ms: f("jitter_ms")?,
+        recording: s("recording")?,
+        early_media_recording: s("early_media_recording")?,
+    })
+}
+
+/// Measurements of a finished call, written in one statement.
+#[derive(Debug, Clone, Default)]
+pub struct CallMeasurements {
+    pub outcome: String,
+    pub error: Option<String>,
+    pub dialed_at: Option<i64>,
+    pub pdd_ms: Option<i64>,
+    pub answer_ms: Option<i64>,
+    pub ring_ms: Option<i64>,
+    pub final_code: Option<i64>,
+    pub final_reason: Option<String>,
+    pub greeting_ms: Option<i64>,
+    pub voice_ratio: Option<f64>,
+    pub talk_ms: Option<i64>,
+    pub rtp_sent: Option<i64>,
+    pub rtp_received: Option<i64>,
+    pub rtp_lost: Option<i64>,
+    pub jitter_ms: Option<f64>,
+    pub recording: Option<String>,
+    pub early_media_recording: Option<String>,
+}
+
+impl Store {
+    /// Creates the visit unless its slot key exists. True when created.
+    pub async fn plan_visit(&self, v: &NewVisit, now_ms: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO visits (id, slot_key, schedule_id, business_id, group_id, scenario_id,
+               channel, persona_id, state, due_at, window_end, reference, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'planned', $9, $10, $11, $12, $12)
+             ON CONFLICT (slot_key) DO NOTHING",
+        )
+        .bind(&v.id)
+        .bind(&v.slot_key)
+        .bind(v.schedule_id.clone())
+        .bind(&v.business_id)
+        .bind(v.group_id.clone())
+        .bind(&v.scenario_id)
+        .bind(&v.channel)
+        .bind(v.persona_id.clone())
+        .bind(v.due_at)
+        .bind(v.window_end)
+        .bind(&v.reference)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Claims up to `limit` due visits for `owner` (planned → running, with a lease). Several
+    /// daemons on PostgreSQL skip each other's locked rows instead of queueing on them.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+        only: Option<&str>,
+    ) -> Result<Vec<Visit>> {
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE visits SET state = 'running', claimed_by = $1, lease_until = $2,
+               attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM visits WHERE state = 'planned' AND due_at <= $3
+                            AND ($5 = '' OR id = $5)
+                          ORDER BY due_at LIMIT $4 {lock})
+               AND state = 'planned'
+             RETURNING *"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .bind(only.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(visit_from_row).collect()
+    }
+
+    /// After a crash: what a dead owner left. Running email visits sent nothing yet and go back
+    /// to planned; a call cut mid-way is failed (the branch may have been rung: never again);
+    /// a visit left `sending` may have gone out, so it waits for replies, flagged uncertain.
+    pub async fn recover_expired(&self, now_ms: i64) -> Result<u64> {
+        let mut n = 0;
+        n += sqlx::query(
+            "UPDATE visits SET state = 'planned', claimed_by = NULL, lease_until = NULL, updated_at = $1
+             WHERE state = 'running' AND channel = 'email' AND lease_until < $1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        n += sqlx::query(
+            "UPDATE visits SET state = 'failed', outcome = 'failed',
+               error = 'interrupted: the process running the call stopped', updated_at = $1
+             WHERE state = 'running' AND channel = 'call' AND lease_until < $1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        n += sqlx::query(
+            "UPDATE visits SET state = 'awaiting_reply', send_uncertain = 1, updated_at = $1,
+               reply_deadline = COALESCE(reply_deadline, $2)
+             WHERE state = 'sending' AND lease_until < $1",
+        )
+        .bind(now_ms)
+        .bind(now_ms + 48 * 3_600_000)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Recorded before the SMTP transaction: from here on the visit is never sent again.
+    pub async fn mark_sending(
+        &self,
+        id: &str,
+        message_id: &str,
+        subject: &str,
+        business_email: &str,
+        reply_deadline_ms: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE visits SET state = 'sending', message_id = $2, subject = $3,
+               business_email = $4, reply_deadline = $5, updated_at = $6
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(message_id)
+        .bind(subject)
+        .bind(business_email)
+        .bind(reply_deadline_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_sent(&self, id: &str, sent_at_ms: i64, reply_deadline_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE visits SET state = 'awaiting_reply', sent_at = $2, reply_deadline = $3,
+               updated_at = $2
+             WHERE id = $1 AND state = 'sending'",
+        )
+        .bind(id)
+        .bind(sent_at_ms)
+        .bind(reply_deadline_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A send that failed for sure (the server refused): the visit ends `send_failed`.
+    pub async fn mark_send_failed(&self, id: &str, error: &str, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE visits SET state = 'done', outcome = 'send_failed', error = $2, updated_at = $3
+             WHERE id = $1 AND state IN ('running', 'sending')",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A transient failure before anything was accepted: try again later.
+    pub async fn retry_later(&self, id: &str, due_ms: i64, error: &str, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE visits SET state = 'planned', due_at = $2, error = $3, message_id = NULL,
+               claimed_by = NULL, lease_until = NULL, updated_at = $4
+             WHERE id = $1 AND state IN ('running', 'sending')",
+        )
+        .bind(id)
+        .bind(due_ms)
+        .bind(error)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a visit that could not run (missing business, config error…).
+    pub async fn mark_failed(&self, id: &str, outcome: &str, error: &str, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE visits SET state = 'failed', outcome = $2, error = $3, updated_at = $4
+             WHERE id = $1 AND state NOT IN ('done', 'failed')",
+        )
+        .bind(id)
+        .bind(outcome)
+        .bind(error)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn finish_call(&self, id: &str, m: &CallMeasurements, now_ms: i64) -> Result<()> {
+        let state = if m.outcome == "failed" { "failed" } else { "done" };
+        sqlx::query(
+            "UPDATE visits SET state = $2, outcome = $3, error = $4, dialed_at = $5, pdd_ms = $6,
+               answer_ms = $7, ring_ms = $8, final_code = $9, final_reason = $10,
+               greeting_ms = $11, voice_ratio = $12, talk_ms = $13, rtp_sent = $14,
+               rtp_received = $15, rtp_lost = $16, jitter_ms = $17, recording = $18,
+               early_media_recording = $19, updated_at = $20
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(&m.outcome)
+        .bind(m.error.clone())
+        .bind(m.dialed_at)
+        .bind(m.pdd_ms)
+        .bind(m.answer_ms)
+        .bind(m.ring_ms)
+        .bind(m.final_code)
+        .bind(m.final_reason.clone())
+        .bind(m.greeting_ms)
+        .bind(m.voice_ratio)
+        .bind(m.talk_ms)
+        .bind(m.rtp_sent)
+        .bind(m.rtp_received)
+        .bind(m.rtp_lost)
+        .bind(m.jitter_ms)
+        .bind(m.recording.clone())
+        .bind(m.early_media_recording.clone())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Awaiting visits past their deadline end now: `acknowledged_only` if an automatic
+    /// acknowledgement came, else `no_reply`.
+    pub async fn expire_deadlines(&self, now_ms: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE visits SET state = 'done', updated_at = $1,
+               outcome = CASE WHEN first_ack_at IS NULL THEN 'no_reply' ELSE 'acknowledged_only' END
+             WHERE state = 'awaiting_reply' AND reply_deadline <= $1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn visit(&self, id: &str) -> Result<Option<Visit>> {
+        let row = sqlx::query("SELECT * FROM visits WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(visit_from_row).transpose()
+    }
+
+    /// Email visits a new message may answer: sent (or maybe sent) in the last `since_ms`.
+    pub async fn reply_candidates(&self, since_ms: i64) -> Result<Vec<Visit>> {
+        let rows = sqlx::query(
+            "SELECT * FROM visits WHERE channel = 'email' AND message_id IS NOT NULL
+               AND state IN ('sending', 'awaiting_reply', 'done')
+               AND COALESCE(sent_at, updated_at) >= $1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(visit_from_row).collect()
+    }
+
+    /// Visits whose Message-ID is one of these (the strongest correlation, at any age).
+    pub async fn visits_by_message_ids(&self, ids: &[String]) -> Result<Vec<Visit>> {
+        let mut out = Vec::new();
+        for id in ids.iter().take(50) {
+            let rows = sqlx::query("SELECT * FROM visits WHERE message_id = $1")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+            for r in &rows {
+                out.push(visit_from_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn rules(&self, visit_id: &str) -> Result<Vec<RuleRow>> {
+        let rows = sqlx::query(
+            "SELECT rule_id, hit, weight, evidence FROM rule_results WHERE visit_id = $1 ORDER BY position",
+        )
+        .bind(visit_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RuleRow {
+                    rule_id: r.try_get("rule_id")?,
+                    hit: r.try_get::<i64, _>("hit")? != 0,
+                    weight: r.try_get("weight")?,
+                    evidence: r.try_get("evidence")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Visits for reports, oldest first.
+    pub async fn visits_for_report(&self, f: &ReportFilter) -> Result<Vec<Visit>> {
+        let rows = sqlx::query(
+            "SELECT * FROM visits
+             WHERE ($1 = '' OR group_id = $1) AND ($2 = '' OR business_id = $2)
+               AND due_at >= $3 AND due_at < $4
+             ORDER BY due_at, id",
+        )
+        .bind(f.group.clone().unwrap_or_default())
+        .bind(f.business.clone().unwrap_or_default())
+        .bind(f.since_ms.unwrap_or(i64::MIN))
+        .bind(f.until_ms.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(visit_from_row).collect()
+    }
+
+    pub async fn count_by_state(&self, state: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM visits WHERE state = $1")
+            .bind(state)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// The earliest due time of a planned visit, to sleep until then.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(due_at) FROM visits WHERE state = 'planned'")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
