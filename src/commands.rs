@@ -1,1 +1,242 @@
-//! TODO
+//! One function per subcommand; `main.rs` only parses arguments and calls these.
+
+use crate::clock::Clock;
+use crate::config::{self, Config};
+use crate::report::{self, CsvOptions, Format};
+use crate::store::{NewVisit, ReportFilter, VisitState};
+use crate::Context;
+use anyhow::{anyhow, bail, Context as _, Result};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code when a command processed many items and some failed (STYLE.md 7).
+pub const EXIT_PARTIAL: i32 = 2;
+
+pub fn load_config(path: &Path) -> Result<Config> {
+    let config = config::load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// `mystery check`: every problem, one per line, file:line first. Returns the exit code.
+pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
+    match config::load(path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                writeln!(out, "warning: {w}")?;
+            }
+            writeln!(
+                out,
+                "{}: ok ({} businesses, {} scenarios, {} schedules)",
+                path.display(),
+                c.businesses.len(),
+                c.scenarios.len(),
+                c.schedules.len()
+            )?;
+            Ok(0)
+        }
+        Err(errors) => {
+            for d in &errors.0 {
+                writeln!(out, "{d}")?;
+            }
+            writeln!(out, "{} error(s)", errors.0.len())?;
+            Ok(1)
+        }
+    }
+}
+
+/// `mystery run`: the daemon until SIGINT/SIGTERM.
+pub async fn run(path: &Path) -> Result<()> {
+    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        signal.cancel();
+    });
+    crate::dispatch::run(cx, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `mystery visit`: plans one visit due now, prints its id; a running daemon runs it, else
+/// this process does. With `wait`, returns once the visit has its outcome.
+pub async fn visit(path: &Path, business: &str, scenario: &str, wait: bool, out: &mut dyn Write) -> Result<i32> {
+    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let b = cx.config.business(business).ok_or_else(|| anyhow!("unknown business {business:?}"))?;
+    let s = cx.config.scenario(scenario).ok_or_else(|| anyhow!("unknown scenario {scenario:?}"))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = cx.now_ms();
+    cx.store
+        .plan_visit(
+            &NewVisit {
+                id: id.clone(),
+                slot_key: format!("manual|{id}"),
+                schedule_id: None,
+                business_id: b.id.clone(),
+                group_id: b.group.clone(),
+                scenario_id: s.id.clone(),
+                channel: s.channel.as_str().into(),
+                persona_id: Some(s.persona.clone()),
+                due_at: now,
+                window_end: None,
+                reference: crate::email::compose::new_reference(),
+            },
+            now,
+        )
+        .await?;
+    writeln!(out, "{id}")?;
+    out.flush()?;
+    let daemon = cx.store.daemon_alive(now).await?;
+    if !daemon {
+        // Alone: run it here. A daemon that starts meanwhile cannot take it: it is claimed.
+        let claimed = cx
+            .store
+            .claim_due(&cx.instance, now, crate::dispatch::CLAIM_LEASE.as_millis() as i64, 1, Some(&id))
+            .await?;
+        for v in claimed {
+            crate::visit::run(&cx, v).await?;
+        }
+    }
+    if !wait {
+        return Ok(0);
+    }
+    let outcome = wait_for_outcome(&cx, &id, daemon).await?;
+    writeln!(out, "{outcome}")?;
+    if let Some(v) = cx.store.visit(&id).await? {
+        let j = report::VisitJson::from_visit(&v, cx.store.rules(&id).await?);
+        eprintln!("{}", serde_json::to_string(&j)?);
+    }
+    Ok(0)
+}
+
+/// Waits for a visit's outcome. Alone, this process also watches the mailboxes (unless another
+/// process holds them) and ends the visit at its deadline.
+async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<String> {
+    let watchers = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if !daemon {
+        if let Some(imap) = &cx.config.imap {
+            for m in imap.mailboxes.clone() {
+                tasks.spawn(crate::email::inbox::watch_mailbox(cx.clone(), m, watchers.clone()));
+            }
+        }
+    }
+    let result = loop {
+        let v = cx.store.visit(id).await?.ok_or_else(|| anyhow!("visit {id} vanished"))?;
+        let state = VisitState::parse(&v.state);
+        if matches!(state, Some(VisitState::Done | VisitState::Failed)) {
+            break Ok(v.outcome.unwrap_or_else(|| v.state.clone()));
+        }
+        if !daemon {
+            cx.store.expire_deadlines(cx.now_ms()).await?;
+            if state == Some(VisitState::Planned) {
+                // A transient failure put it back: run it again when due.
+                let claimed = cx.store.claim_due(&cx.instance, cx.now_ms(), crate::dispatch::CLAIM_LEASE.as_millis() as i64, 1, Some(id)).await?;
+                for v in claimed {
+                    crate::visit::run(cx, v).await?;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::signal::ctrl_c() => break Err(anyhow!("interrupted; the visit goes on (mystery report shows it)")),
+        }
+    };
+    watchers.cancel();
+    while tasks.join_next().await.is_some() {}
+    result
+}
+
+pub struct ReportArgs {
+    pub group: Option<String>,
+    pub business: Option<String>,
+    pub since: Option<String>,
+    pub format: Format,
+    pub unmatched: bool,
+    pub csv: CsvOptions,
+}
+
+pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Result<i32> {
+    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let since_ms = match &args.since {
+        Some(s) => Some(cx.now_ms() - humantime::parse_duration(s).with_context(|| format!("--since {s:?}"))?.as_millis() as i64),
+        None => None,
+    };
+    if args.unmatched {
+        for m in cx.store.unmatched_messages(since_ms.unwrap_or(0)).await? {
+            writeln!(
+                out,
+                "{}  {:<8} {:<12} {:<30} {}",
+                report::format::instant(m.arrived_at),
+                m.mailbox,
+                m.class,
+                m.from_addr.unwrap_or_default(),
+                m.parse_error.or(m.subject).unwrap_or_default()
+            )?;
+        }
+        return Ok(0);
+    }
+    let filter = ReportFilter { group: args.group, business: args.business, since_ms, until_ms: None };
+    let visits = report::load(&cx.store, &filter).await?;
+    match args.format {
+        Format::Json => report::write_json(out, &visits)?,
+        Format::Csv => report::write_csv(out, &visits, args.csv)?,
+        Format::Table => {
+            let unmatched = cx.store.unmatched_messages(since_ms.unwrap_or(0)).await?.len();
+            report::write_table(out, &visits, unmatched)?
+        }
+    }
+    Ok(0)
+}
+
+/// `mystery import`: validates each row; good rows are stored, bad ones reported by line.
+pub async fn import(path: &Path, csv: &Path, out: &mut dyn Write) -> Result<i32> {
+    let (rows, errors) = config::parse_businesses_csv(csv);
+    let mut failed = 0;
+    for (line, message) in &errors {
+        writeln!(out, "{}:{line}: {message}", csv.display())?;
+        failed += 1;
+    }
+    let mut good = Vec::new();
+    for row in &rows {
+        match config::business_from_csv(row, csv) {
+            Ok(b) => good.push(b),
+            Err(diags) => {
+                failed += 1;
+                for d in diags {
+                    writeln!(out, "{d}")?;
+                }
+            }
+        }
+    }
+    if rows.is_empty() && failed == 0 {
+        bail!("{}: no rows", csv.display());
+    }
+    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let now = cx.now_ms();
+    for b in &good {
+        cx.store.import_business(b, now).await?;
+    }
+    writeln!(out, "{} business(es) imported, {failed} row(s) rejected", good.len())?;
+    Ok(if failed > 0 { EXIT_PARTIAL } else { 0 })
+}

@@ -1,1 +1,195 @@
-//! TODO
+//! The daemon's work loop: plan schedule slots into visits, claim the due ones and run each as
+//! its own task, end awaiting visits at their deadline, and watch the mailboxes.
+//!
+//! `step` does one round and returns what it did (tests call it directly); `run` only repeats
+//! it until shutdown, then waits for in-flight visits to park.
+
+use crate::clock::{from_ms, to_ms};
+use crate::config::Schedule;
+use crate::email::compose::new_reference;
+use crate::schedule::{self, Target};
+use crate::store::NewVisit;
+use crate::Context;
+use anyhow::Result;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How far ahead visits are written to the store, so the loop can sleep until the next one.
+const PLAN_AHEAD: Duration = Duration::from_secs(3600);
+/// A claimed visit belongs to its claimer this long; past it, a restart may take it back.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const TICK: Duration = Duration::from_millis(200);
+/// On shutdown, in-flight visits get this long to finish before the process exits.
+const DRAIN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub planned: usize,
+    pub recovered: u64,
+    pub expired: u64,
+    pub claimed: Vec<String>,
+}
+
+/// Plans every schedule's slots from its cursor to now + PLAN_AHEAD. A slot missed while no
+/// daemon ran is planned to run now if still inside its window, else skipped (logged).
+pub async fn plan_schedules(cx: &Arc<Context>) -> Result<usize> {
+    let now = cx.clock.now();
+    let until = now + chrono::Duration::from_std(PLAN_AHEAD)?;
+    let mut planned = 0;
+    for schedule in &cx.config.schedules {
+        let after = match cx.store.schedule_cursor(&schedule.spec.id).await? {
+            Some(ms) => from_ms(ms),
+            // First start: nothing is "missed" before the schedule existed.
+            None => now,
+        };
+        if after >= until {
+            continue;
+        }
+        planned += plan_one(cx, schedule, after, until, now).await?;
+        cx.store.set_schedule_cursor(&schedule.spec.id, to_ms(until)).await?;
+    }
+    Ok(planned)
+}
+
+async fn plan_one(
+    cx: &Arc<Context>,
+    schedule: &Schedule,
+    after: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize> {
+    let Some(scenario) = cx.config.scenario(&schedule.scenario) else { return Ok(0) };
+    let businesses = cx.config.targets_of(&schedule.targets);
+    let targets: Vec<Target> = businesses
+        .iter()
+        .map(|b| Target { id: b.id.clone(), timezone: b.timezone, hours: b.hours.clone() })
+        .collect();
+    let mut n = 0;
+    for p in schedule::plan(&schedule.spec, &targets, after, until) {
+        let due = if p.due_at < now {
+            match schedule::catch_up(&p, now) {
+                Some(at) => at,
+                None => {
+                    tracing::info!(schedule = %p.schedule_id, business = %p.business_id, slot = %p.slot, "missed slot outside its window: skipped");
+                    continue;
+                }
+            }
+        } else {
+            p.due_at
+        };
+        let business = cx.config.business(&p.business_id);
+        let visit = NewVisit {
+            id: uuid::Uuid::new_v4().to_string(),
+            slot_key: format!("{}|{}|{}", p.schedule_id, p.business_id, to_ms(p.slot)),
+            schedule_id: Some(p.schedule_id.clone()),
+            business_id: p.business_id.clone(),
+            group_id: business.and_then(|b| b.group.clone()),
+            scenario_id: scenario.id.clone(),
+            channel: scenario.channel.as_str().into(),
+            persona_id: Some(scenario.persona.clone()),
+            due_at: to_ms(due),
+            window_end: Some(to_ms(p.window_end)),
+            reference: new_reference(),
+        };
+        if cx.store.plan_visit(&visit, to_ms(now)).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// One round of work. Claimed visits are spawned into `tasks`.
+pub async fn step(cx: &Arc<Context>, tasks: &mut JoinSet<()>, capacity: usize) -> Result<StepOutcome> {
+    let now = cx.now_ms();
+    let mut out = StepOutcome {
+        recovered: cx.store.recover_expired(now).await?,
+        expired: cx.store.expire_deadlines(now).await?,
+        ..Default::default()
+    };
+    let free = capacity.saturating_sub(tasks.len());
+    if free > 0 {
+        let claimed = cx
+            .store
+            .claim_due(&cx.instance, now, CLAIM_LEASE.as_millis() as i64, free as i64, None)
+            .await?;
+        for visit in claimed {
+            out.claimed.push(visit.id.clone());
+            let cx = cx.clone();
+            tasks.spawn(async move {
+                let id = visit.id.clone();
+                if let Err(e) = crate::visit::run(&cx, visit).await {
+                    tracing::error!(visit = %id, "store error while running the visit: {e:#}");
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The daemon, until `shutdown` fires.
+pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
+    let daemon_lease = format!("daemon:{}", cx.instance);
+    let heartbeat = |cx: &Arc<Context>| {
+        let cx = cx.clone();
+        let name = daemon_lease.clone();
+        async move {
+            let now = cx.now_ms();
+            cx.store.acquire_lease(&name, &cx.instance, now, now + 3 * HEARTBEAT.as_millis() as i64).await
+        }
+    };
+    heartbeat(&cx).await?;
+    let watchers = CancellationToken::new();
+    let mut background = JoinSet::new();
+    if let Some(imap) = &cx.config.imap {
+        for mailbox in imap.mailboxes.clone() {
+            background.spawn(crate::email::inbox::watch_mailbox(cx.clone(), mailbox, watchers.clone()));
+        }
+    }
+    let mut tasks = JoinSet::new();
+    let mut last_plan = tokio::time::Instant::now() - PLAN_AHEAD;
+    let mut last_beat = tokio::time::Instant::now();
+    tracing::info!(instance = %cx.instance, "daemon started");
+    loop {
+        if last_plan.elapsed() >= Duration::from_secs(60) {
+            match plan_schedules(&cx).await {
+                Ok(n) if n > 0 => tracing::info!(planned = n, "visits planned"),
+                Ok(_) => {}
+                Err(e) => tracing::error!("planning: {e:#}"),
+            }
+            last_plan = tokio::time::Instant::now();
+        }
+        if last_beat.elapsed() >= HEARTBEAT {
+            if let Err(e) = heartbeat(&cx).await {
+                tracing::warn!("heartbeat: {e:#}");
+            }
+            last_beat = tokio::time::Instant::now();
+        }
+        if let Err(e) = step(&cx, &mut tasks, 1000).await {
+            tracing::error!("dispatch: {e:#}");
+        }
+        if let Err(e) = crate::digest::step(&cx).await {
+            tracing::error!("digest: {e:#}");
+        }
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+    tracing::info!(in_flight = tasks.len(), "stopping: waiting for visits in flight");
+    let drained = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        // Aborted visits stay `running`/`sending` under their lease; the next start resumes
+        // them by the rules of `recover_expired` (never resending an enquiry).
+        tracing::warn!("visits still in flight after {DRAIN:?}: left for the next start");
+        tasks.abort_all();
+    }
+    watchers.cancel();
+    while background.join_next().await.is_some() {}
+    cx.store.release_lease(&daemon_lease, &cx.instance).await?;
+    tracing::info!("daemon stopped");
+    Ok(())
+}

@@ -20,3 +20,5 @@ pub mod secret;
 pub mod store;
 pub mod text;
 pub mod visit;
+mod context;
+pub use context::Context;

@@ -1,1 +1,128 @@
-fn main() {}
+//! The `mystery` command: parses arguments and calls one library function per subcommand.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mystery::commands::{self, ReportArgs};
+use mystery::report::{CsvOptions, Format};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "mystery", version, about = "Remote mystery-contact visits: enquiry emails and SIP test calls, measured")]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "MYSTERY_CONFIG", default_value = "mystery.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration; print every problem with file and line.
+    Check,
+    /// Run the daemon: schedules, visits, mailbox watcher, digests.
+    Run,
+    /// Plan one visit due now and print its id.
+    Visit {
+        business: String,
+        scenario: String,
+        /// Return once the visit has its outcome, and print it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Per-visit figures.
+    Report {
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        business: Option<String>,
+        /// Only visits due in this recent span, e.g. 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: FormatArg,
+        /// List the messages that matched no visit.
+        #[arg(long)]
+        unmatched: bool,
+        /// CSV: start with a UTF-8 BOM (Excel).
+        #[arg(long)]
+        bom: bool,
+        /// CSV: field separator (use ';' for French spreadsheets).
+        #[arg(long, default_value = ",")]
+        separator: char,
+    },
+    /// Render or send a group's digest.
+    Digest {
+        group: String,
+        #[arg(long, conflicts_with = "preview")]
+        send: bool,
+        #[arg(long)]
+        preview: Option<PathBuf>,
+    },
+    /// Load businesses from a CSV file (id,name,group,email,phone,timezone,city,hours).
+    Import { file: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Csv,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check => commands::check(&cli.config, &mut out),
+            Command::Run => commands::run(&cli.config).await.map(|()| 0),
+            Command::Visit { business, scenario, wait } => {
+                commands::visit(&cli.config, &business, &scenario, wait, &mut out).await
+            }
+            Command::Report { group, business, since, format, unmatched, bom, separator } => {
+                let format = match format {
+                    FormatArg::Table => Format::Table,
+                    FormatArg::Csv => Format::Csv,
+                    FormatArg::Json => Format::Json,
+                };
+                let args = ReportArgs {
+                    group,
+                    business,
+                    since,
+                    format,
+                    unmatched,
+                    csv: CsvOptions { bom, separator: separator as u8 },
+                };
+                commands::report(&cli.config, args, &mut out).await
+            }
+            Command::Digest { group, send, preview } => {
+                mystery::digest::command(&cli.config, &group, send, preview.as_deref(), &mut out).await
+            }
+            Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
+        }
+    });
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,149 @@
-//! TODO
+//! Runs one claimed visit: the single place where a visit goes through the steps of
+//! DESIGN.md, each step committed to the store before the next one starts.
+
+use crate::call::{CallReport, CallRequest};
+use crate::clock::to_ms;
+use crate::config::{Business, Channel, Persona, Scenario};
+use crate::email::compose::{self, VisitContext};
+use crate::email::send::{build_enquiry, Enquiry, SendError};
+use crate::store::{CallMeasurements, Visit};
+use crate::Context;
+use anyhow::Result;
+use std::sync::Arc;
+
+/// Transient SMTP failures are retried this many times before the visit ends `send_failed`.
+const MAX_SEND_ATTEMPTS: i64 = 3;
+
+/// Runs a visit the caller has claimed (state `running`). Errors returned are store errors
+/// only; whatever goes wrong with the branch or the protocol ends in the visit's outcome.
+pub async fn run(cx: &Arc<Context>, visit: Visit) -> Result<()> {
+    let config = cx.config.clone();
+    let found = (
+        config.business(&visit.business_id),
+        config.scenario(&visit.scenario_id),
+    );
+    let (Some(business), Some(scenario)) = found else {
+        let why = format!(
+            "business {:?} or scenario {:?} is no longer in the configuration",
+            visit.business_id, visit.scenario_id
+        );
+        let outcome = if visit.channel == "call" { "failed" } else { "send_failed" };
+        return cx.store.mark_failed(&visit.id, outcome, &why, cx.now_ms()).await;
+    };
+    match scenario.channel {
+        Channel::Email => {
+            let persona = config.persona(&scenario.persona).cloned().unwrap_or_else(|| Persona {
+                id: String::new(),
+                name: String::new(),
+                email: String::new(),
+                phone: None,
+            });
+            run_email(cx, &visit, business, scenario, &persona).await
+        }
+        Channel::Call => run_call(cx, &visit, business, scenario).await,
+    }
+}
+
+async fn run_email(cx: &Arc<Context>, visit: &Visit, business: &Business, scenario: &Scenario, persona: &Persona) -> Result<()> {
+    let now = cx.clock.now();
+    let Some(to) = business.email.as_deref() else {
+        return cx.store.mark_send_failed(&visit.id, "the business has no email address", to_ms(now)).await;
+    };
+    // Step 1: render.
+    let context = VisitContext {
+        id: visit.id.clone(),
+        reference: visit.reference.clone().unwrap_or_default(),
+        scenario: scenario.id.clone(),
+        date: now.with_timezone(&business.timezone).format("%d/%m/%Y").to_string(),
+    };
+    let rendered = match compose::render(scenario, business, persona, &context) {
+        Ok(r) => r,
+        Err(e) => return cx.store.mark_send_failed(&visit.id, &e.to_string(), to_ms(now)).await,
+    };
+    let message_id = compose::new_message_id(&persona.email);
+    let message = match build_enquiry(&Enquiry {
+        from_name: &persona.name,
+        from_email: &persona.email,
+        to_email: to,
+        subject: &rendered.subject,
+        body: &rendered.body,
+        message_id: &message_id,
+        date: now,
+    }) {
+        Ok(m) => m,
+        Err(e) => return cx.store.mark_send_failed(&visit.id, &e.to_string(), to_ms(now)).await,
+    };
+    let deadline_ms = |from: i64| from + scenario.reply_deadline.as_millis() as i64;
+    // Step 2: record that we are sending, with the Message-ID, before any byte goes out.
+    cx.store
+        .mark_sending(&visit.id, &message_id, &rendered.subject, to, deadline_ms(to_ms(now)), to_ms(now))
+        .await?;
+    // Step 3: send; `sent_at` is the server's 250 to DATA.
+    let mailer = match cx.mailer().await {
+        Ok(m) => m,
+        Err(e) => return cx.store.mark_send_failed(&visit.id, &format!("{e:#}"), cx.now_ms()).await,
+    };
+    match mailer.send(message).await {
+        Ok(instant) => {
+            let sent_at = to_ms(cx.clock.at(instant));
+            cx.store.mark_sent(&visit.id, sent_at, deadline_ms(sent_at)).await?;
+            tracing::info!(visit = %visit.id, business = %business.id, "enquiry sent");
+        }
+        Err(SendError::Uncertain(e)) => {
+            tracing::warn!(visit = %visit.id, "send outcome unknown: {e}");
+            cx.store.mark_send_uncertain(&visit.id, &e, deadline_ms(cx.now_ms()), cx.now_ms()).await?;
+        }
+        Err(e) if e.is_transient() && visit.attempts < MAX_SEND_ATTEMPTS => {
+            let retry_at = cx.now_ms() + 60_000 * visit.attempts.max(1);
+            tracing::warn!(visit = %visit.id, "send failed, retrying later: {e}");
+            cx.store.retry_later(&visit.id, retry_at, &e.to_string(), cx.now_ms()).await?;
+        }
+        Err(e) => {
+            tracing::warn!(visit = %visit.id, business = %business.id, "send failed: {e}");
+            cx.store.mark_send_failed(&visit.id, &e.to_string(), cx.now_ms()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_call(cx: &Arc<Context>, visit: &Visit, business: &Business, scenario: &Scenario) -> Result<()> {
+    let Some(target) = business.phone.clone() else {
+        return cx.store.mark_failed(&visit.id, "failed", "the business has no phone", cx.now_ms()).await;
+    };
+    let agent = match cx.call_agent().await {
+        Ok(a) => a,
+        Err(e) => return cx.store.mark_failed(&visit.id, "failed", &format!("{e:#}"), cx.now_ms()).await,
+    };
+    let report = agent
+        .place(CallRequest {
+            target,
+            ring_timeout: scenario.ring_timeout,
+            script: scenario.script.clone(),
+            name: visit.id.clone(),
+        })
+        .await;
+    tracing::info!(visit = %visit.id, business = %business.id, outcome = report.outcome.as_str(), "call ended");
+    cx.store.finish_call(&visit.id, &measurements(&report), cx.now_ms()).await
+}
+
+fn measurements(r: &CallReport) -> CallMeasurements {
+    CallMeasurements {
+        outcome: r.outcome.as_str().into(),
+        error: r.error.clone(),
+        dialed_at: r.dialed_at.map(to_ms),
+        pdd_ms: r.pdd_ms,
+        answer_ms: r.answer_ms,
+        ring_ms: r.ring_ms,
+        final_code: r.final_code.map(i64::from),
+        final_reason: r.final_reason.clone(),
+        greeting_ms: r.greeting_ms,
+        voice_ratio: r.voice_ratio,
+        talk_ms: r.talk_ms,
+        rtp_sent: r.rtp_sent,
+        rtp_received: r.rtp_received,
+        rtp_lost: r.rtp_lost,
+        jitter_ms: r.jitter_ms,
+        recording: r.recording.as_ref().map(|p| p.display().to_string()),
+        early_media_recording: r.early_media_recording.as_ref().map(|p| p.display().to_string()),
+    }
+}

@@ -229,6 +229,11 @@ pub fn from_str(
     validate::from_str(path, text, env)
 }
 
+/// Validates one row of a businesses CSV on its own (`mystery import`).
+pub fn business_from_csv(row: &CsvBusiness, file: &Path) -> Result<Business, Vec<Diagnostic>> {
+    validate::csv_row(row, file)
+}
+
 impl Config {
     pub fn business(&self, id: &str) -> Option<&Business> {
         self.businesses.iter().find(|b| b.id == id)

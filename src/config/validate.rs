@@ -510,6 +510,16 @@ fn parse_cron(cx: &mut Ctx<'_>, v: &S<String>, what: &str) -> Option<CronExpr> {
     }
 }
 
+/// Validates one CSV row alone (for `mystery import`): the business, or its problems.
+pub(super) fn csv_row(row: &CsvBusiness, file: &Path) -> Result<Business, Vec<Diagnostic>> {
+    let mut cx = Ctx { path: file, text: "", base: PathBuf::from("."), errors: Vec::new(), warnings: Vec::new(), env: &|_| None };
+    let file = file.to_path_buf();
+    match business(&mut cx, &csv_row_as_raw(row), Some((&file, row.line))) {
+        Some(b) if cx.errors.is_empty() => Ok(b),
+        _ => Err(cx.errors),
+    }
+}
+
 fn csv_row_as_raw(row: &CsvBusiness) -> RawBusiness {
     let s = |v: &str| S::new(0..0, v.to_owned());
     let o = |v: &Option<String>| v.as_deref().map(s);

@@ -6,4 +6,5 @@ pub mod correlate;
 pub mod inbox;
 pub mod message;
 pub mod quote;
+pub mod reply;
 pub mod send;

@@ -1,1 +1,141 @@
-//! TODO
+//! Sends mail over SMTP (lettre): enquiries from a persona, digests from the robot.
+//!
+//! `send` returns the instant the server answered 250 to DATA: that is `sent_at`.
+
+use crate::config::{Security, SmtpConfig};
+use lettre::message::{header, Mailbox, Message};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The server refused for good (5xx): resending would not help.
+    #[error("the SMTP server refused the message: {0}")]
+    Permanent(String),
+    /// Refused for now, or no connection: nothing was accepted, a retry is safe.
+    #[error("temporary SMTP failure: {0}")]
+    Transient(String),
+    /// The connection broke or timed out after the message may have been handed over: we
+    /// cannot know whether it left, so it must not be sent again.
+    #[error("SMTP outcome unknown: {0}")]
+    Uncertain(String),
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+impl SendError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SendError::Permanent(_) | SendError::Build(_))
+    }
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SendError::Transient(_))
+    }
+}
+
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl Mailer {
+    pub fn new(cfg: &SmtpConfig) -> Result<Self, SendError> {
+        let builder = match cfg.security {
+            Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+            Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
+                .map_err(|e| SendError::Build(e.to_string()))?,
+            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
+                .map_err(|e| SendError::Build(e.to_string()))?,
+        };
+        let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout));
+        if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+        }
+        Ok(Self {
+            transport: builder.build(),
+        })
+    }
+
+    /// Sends and returns the instant of the server's 250 to DATA.
+    pub async fn send(&self, message: Message) -> Result<Instant, SendError> {
+        match self.transport.send(message).await {
+            Ok(_) => Ok(Instant::now()),
+            Err(e) => Err(classify_error(&e)),
+        }
+    }
+}
+
+fn classify_error(e: &lettre::transport::smtp::Error) -> SendError {
+    // `{e}` from lettre never includes credentials; the chain is kept for the visit's error.
+    let text = format!("{e}");
+    if e.is_permanent() {
+        SendError::Permanent(text)
+    } else if e.is_transient() {
+        SendError::Transient(text)
+    } else if e.is_timeout() {
+        SendError::Uncertain(text)
+    } else {
+        // Connection refused, TLS or protocol errors before DATA: nothing was accepted.
+        SendError::Transient(text)
+    }
+}
+
+/// An enquiry as a person's mail client writes it: display name, plain text, our Message-ID,
+/// no header naming a tool.
+pub struct Enquiry<'a> {
+    pub from_name: &'a str,
+    pub from_email: &'a str,
+    pub to_email: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+    /// Without `<>`.
+    pub message_id: &'a str,
+    pub date: chrono::DateTime<chrono::Utc>,
+}
+
+pub fn build_enquiry(e: &Enquiry<'_>) -> Result<Message, SendError> {
+    let from = Mailbox::new(
+        Some(e.from_name.to_owned()),
+        e.from_email.parse().map_err(|x| SendError::Build(format!("From: {x}")))?,
+    );
+    let to: Mailbox = e
+        .to_email
+        .parse()
+        .map_err(|x| SendError::Build(format!("To: {x}")))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(e.subject)
+        .message_id(Some(format!("<{}>", e.message_id)))
+        .date(std::time::SystemTime::from(e.date))
+        .header(header::ContentType::TEXT_PLAIN)
+        .body(e.body.to_owned())
+        .map_err(|x| SendError::Build(x.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enquiry_carries_no_header_that_names_a_tool() {
+        let m = build_enquiry(&Enquiry {
+            from_name: "Claire Dupont",
+            from_email: "claire.dupont@robot.test",
+            to_email: "contact@lille.branch.test",
+            subject: "Demande de devis – Lille",
+            body: "Bonjour,\nJe souhaiterais un devis.\nClaire Dupont\n",
+            message_id: "1234@robot.test",
+            date: crate::clock::from_ms(1_764_000_000_000),
+        })
+        .unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        let headers = raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        for tell in ["x-mailer", "user-agent", "lettre", "mystery", "rust"] {
+            assert!(!headers.contains(tell), "{tell} in {headers}");
+        }
+        assert!(headers.contains("message-id: <1234@robot.test>"));
+        assert!(headers.contains("content-type: text/plain; charset=utf-8"));
+        assert!(headers.contains("from: \"claire dupont\" <claire.dupont@robot.test>") || headers.contains("from: claire dupont <claire.dupont@robot.test>"));
+        assert_eq!(m.envelope().from().unwrap().to_string(), "claire.dupont@robot.test");
+    }
+}

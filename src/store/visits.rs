@@ -334,6 +334,23 @@ impl Store {
         Ok(())
     }
 
+    /// The SMTP exchange broke after DATA may have been accepted: wait for replies as if sent,
+    /// flagged so reports say the send time is unknown.
+    pub async fn mark_send_uncertain(&self, id: &str, error: &str, reply_deadline_ms: i64, now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE visits SET state = 'awaiting_reply', send_uncertain = 1, error = $2,
+               reply_deadline = $3, updated_at = $4
+             WHERE id = $1 AND state = 'sending'",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(reply_deadline_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// A send that failed for sure (the server refused): the visit ends `send_failed`.
     pub async fn mark_send_failed(&self, id: &str, error: &str, now_ms: i64) -> Result<()> {
         sqlx::query(

@@ -1,0 +1,66 @@
+//! What every step of a visit needs: the validated config, the store, the one clock, and the
+//! adapters (SMTP mailer, SIP agent) built once per process on first use.
+
+use crate::call::CallAgent;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::email::send::Mailer;
+use crate::store::Store;
+use anyhow::{anyhow, Context as _, Result};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+pub struct Context {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: Clock,
+    /// Names this process in leases and claims.
+    pub instance: String,
+    mailer: OnceCell<Mailer>,
+    call_agent: OnceCell<CallAgent>,
+}
+
+impl Context {
+    /// Phase two of start-up: opens the store (migrating it) and adds imported businesses.
+    pub async fn build(mut config: Config, clock: Clock) -> Result<Arc<Self>> {
+        let store = Store::connect(&config.storage.url).await?;
+        config.merge_imported(store.imported_businesses().await?);
+        Ok(Arc::new(Self::with_store(config, store, clock)))
+    }
+
+    pub fn with_store(config: Config, store: Store, clock: Clock) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+        Self {
+            config: Arc::new(config),
+            store,
+            clock,
+            instance: format!("{host}:{}:{}", std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]),
+            mailer: OnceCell::new(),
+            call_agent: OnceCell::new(),
+        }
+    }
+
+    pub async fn mailer(&self) -> Result<&Mailer> {
+        self.mailer
+            .get_or_try_init(|| async {
+                let smtp = self.config.smtp.as_ref().ok_or_else(|| anyhow!("no [smtp] section in the configuration"))?;
+                Ok(Mailer::new(smtp)?)
+            })
+            .await
+    }
+
+    /// The SIP agent binds `[sip] bind` on first use: only a process that places calls does.
+    pub async fn call_agent(&self) -> Result<&CallAgent> {
+        self.call_agent
+            .get_or_try_init(|| async {
+                let sip = self.config.sip.clone().ok_or_else(|| anyhow!("no [sip] section in the configuration"))?;
+                let bind = sip.bind;
+                CallAgent::bind(sip, self.clock.clone()).await.with_context(|| format!("binding SIP on {bind}"))
+            })
+            .await
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+}

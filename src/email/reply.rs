@@ -1,0 +1,240 @@
+//! What happens to one message found in the robot's mailbox: parse → classify → correlate →
+//! (strip quotes, score) → store, in that order, each a named step. Bad input ends as a stored
+//! `unparseable` message, never as an error that stops the watcher.
+
+use crate::clock::to_ms;
+use crate::email::classify::{classify, MailClass};
+use crate::email::correlate::{correlate, Candidate, Evidence};
+use crate::email::message::{self, InboundMail};
+use crate::email::quote::extract_reply;
+use crate::score::{score, ScoreInput};
+use crate::store::{Effect, NewMessage, RuleRow, Visit};
+use crate::Context;
+use anyhow::Result;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How far back a reply may still be matched by reference code or subject.
+const CANDIDATE_HORIZON: Duration = Duration::from_secs(90 * 86400);
+
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub account: String,
+    pub mailbox: String,
+    pub uidvalidity: i64,
+    pub uid: i64,
+    /// When the watcher learned of the message (IDLE push or poll).
+    pub seen_at: DateTime<Utc>,
+    /// IMAP INTERNALDATE: the server's delivery time, to the second.
+    pub internal_date: Option<DateTime<Utc>>,
+    pub raw: Vec<u8>,
+    /// Set when only the headers were fetched because the message is this large.
+    pub too_large: Option<usize>,
+}
+
+/// The arrival time we record: when the watcher saw it, but never more than a second after
+/// INTERNALDATE (which is truncated to the second). So a message found late — the daemon was
+/// down — keeps its true arrival time, and a live one keeps millisecond precision.
+pub fn arrival_time(seen_at: DateTime<Utc>, internal_date: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    match internal_date {
+        Some(d) => seen_at.clamp(d, d + ChronoDuration::milliseconds(999)),
+        None => seen_at,
+    }
+}
+
+pub async fn take_in(cx: &Arc<Context>, a: Arrival) -> Result<()> {
+    let arrived_at = arrival_time(a.seen_at, a.internal_date);
+    let mut record = NewMessage {
+        id: uuid::Uuid::new_v4().to_string(),
+        account: a.account.clone(),
+        mailbox: a.mailbox.clone(),
+        uidvalidity: a.uidvalidity,
+        uid: a.uid,
+        seen_at: to_ms(a.seen_at),
+        internal_date: a.internal_date.map(to_ms),
+        arrived_at: to_ms(arrived_at),
+        message_id: None,
+        from_addr: None,
+        subject: None,
+        date_header: None,
+        class: "unparseable".into(),
+        class_reason: None,
+        visit_id: None,
+        correlation: None,
+        parse_error: None,
+        raw: a.raw.clone(),
+    };
+    let parsed = match a.too_large {
+        Some(size) => Err(format!("message too large ({size} bytes): headers kept")),
+        None => message::parse(&a.raw).map_err(|e| e.to_string()),
+    };
+    let mail = match parsed {
+        Ok(m) => m,
+        Err(reason) => {
+            tracing::warn!(mailbox = %a.mailbox, uid = a.uid, "unparseable message: {reason}");
+            record.parse_error = Some(reason);
+            cx.store.record_message(&record, &Effect::None).await?;
+            return Ok(());
+        }
+    };
+    record.message_id = mail.message_id.clone();
+    record.from_addr = mail.from.as_ref().map(|f| f.address.clone());
+    record.subject = Some(mail.subject.clone());
+    record.date_header = mail.date.map(to_ms);
+
+    let class = classify(&mail);
+    let (class_name, reason) = match &class {
+        MailClass::HumanReply => ("human", None),
+        MailClass::AutoReply { why } => ("auto", Some(why.clone())),
+        MailClass::Bounce => ("bounce", None),
+    };
+    record.class = class_name.into();
+    record.class_reason = reason;
+
+    let visits = candidates(cx, &mail).await?;
+    let cands: Vec<Candidate> = visits.iter().filter_map(as_candidate).collect();
+    let matched = correlate(&mail, &cands, arrived_at)
+        .and_then(|(c, ev)| visits.iter().find(|v| v.id == c.visit_id).map(|v| (v, ev)));
+    let effect = match matched {
+        None => Effect::None,
+        Some((visit, evidence)) => {
+            record.visit_id = Some(visit.id.clone());
+            record.correlation = Some(evidence.as_str().into());
+            effect(cx, &mail, &class, visit, evidence, arrived_at)
+        }
+    };
+    let fresh = cx.store.record_message(&record, &effect).await?;
+    if fresh {
+        tracing::info!(
+            mailbox = %a.mailbox, uid = a.uid, class = class_name,
+            visit = record.visit_id.as_deref().unwrap_or("unmatched"),
+            "message taken in"
+        );
+    }
+    Ok(())
+}
+
+async fn candidates(cx: &Arc<Context>, mail: &InboundMail) -> Result<Vec<Visit>> {
+    let mut ids: Vec<String> = mail.in_reply_to.iter().chain(&mail.references).cloned().collect();
+    if let Some(orig) = mail.report.as_ref().and_then(|r| r.original_message_id.clone()) {
+        ids.push(orig);
+    }
+    let mut visits = cx.store.visits_by_message_ids(&ids).await?;
+    let since = to_ms(cx.clock.now()) - CANDIDATE_HORIZON.as_millis() as i64;
+    for v in cx.store.reply_candidates(since).await? {
+        if !visits.iter().any(|x| x.id == v.id) {
+            visits.push(v);
+        }
+    }
+    Ok(visits)
+}
+
+fn as_candidate(v: &Visit) -> Option<Candidate> {
+    let sent = v.sent_at.unwrap_or(v.due_at);
+    Some(Candidate {
+        visit_id: v.id.clone(),
+        message_id: v.message_id.clone()?,
+        reference: v.reference.clone().unwrap_or_default(),
+        subject: v.subject.clone().unwrap_or_default(),
+        business_email: v.business_email.clone().unwrap_or_default(),
+        sent_at: crate::clock::from_ms(sent),
+        window_end: crate::clock::from_ms(v.reply_deadline.unwrap_or(sent + 48 * 3_600_000)),
+    })
+}
+
+fn effect(
+    cx: &Arc<Context>,
+    mail: &InboundMail,
+    class: &MailClass,
+    visit: &Visit,
+    evidence: Evidence,
+    arrived_at: DateTime<Utc>,
+) -> Effect {
+    let arrived = to_ms(arrived_at);
+    let since_sent = visit.sent_at.map(|s| arrived - s);
+    match class {
+        MailClass::Bounce => {
+            let r = mail.report.clone().unwrap_or_default();
+            Effect::Bounce {
+                visit_id: visit.id.clone(),
+                status: r.status,
+                diagnostic: r.diagnostic_code,
+                recipient: r.final_recipient,
+            }
+        }
+        MailClass::AutoReply { .. } => Effect::Ack {
+            visit_id: visit.id.clone(),
+            at: arrived,
+            time_to_ack_ms: since_sent,
+        },
+        MailClass::HumanReply => {
+            let config = &cx.config;
+            let reply = extract_reply(&mail.text);
+            let scenario = config.scenario(&visit.scenario_id);
+            let persona = visit.persona_id.as_deref().and_then(|p| config.persona(p));
+            let card = score(
+                scenario.map(|s| s.expect.as_slice()).unwrap_or(&[]),
+                &ScoreInput {
+                    reply: &reply,
+                    persona_name: persona.map(|p| p.name.as_str()).unwrap_or(""),
+                    time_to_reply: since_sent.and_then(|ms| u64::try_from(ms).ok()).map(Duration::from_millis),
+                },
+            );
+            let business_ms = visit.sent_at.and_then(|sent| {
+                let b = config.business(&visit.business_id)?;
+                Some(match &b.hours {
+                    Some(h) => h.business_ms_between(b.timezone, crate::clock::from_ms(sent), arrived_at),
+                    // No hours declared: the branch is taken to be always open.
+                    None => arrived - sent,
+                })
+            });
+            Effect::HumanReply {
+                visit_id: visit.id.clone(),
+                first_reply_at: arrived,
+                reply_date: mail.date.map(to_ms),
+                time_to_reply_ms: since_sent,
+                time_to_reply_business_ms: business_ms,
+                correlation: evidence.as_str().into(),
+                score: card.score,
+                rules: card
+                    .rules
+                    .into_iter()
+                    .map(|r| RuleRow {
+                        rule_id: r.id,
+                        hit: r.hit,
+                        weight: i64::from(r.weight),
+                        evidence: r.evidence,
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::from_ms;
+
+    #[test]
+    fn a_message_seen_live_keeps_the_moment_it_was_seen() {
+        let internal = from_ms(1_000_000_000_000);
+        let seen = from_ms(1_000_000_000_620);
+        assert_eq!(arrival_time(seen, Some(internal)), seen);
+    }
+
+    #[test]
+    fn a_message_found_after_downtime_keeps_its_delivery_time() {
+        let internal = from_ms(1_000_000_000_000);
+        let seen = from_ms(1_000_000_900_000);
+        assert_eq!(to_ms(arrival_time(seen, Some(internal))), 1_000_000_000_999);
+    }
+
+    #[test]
+    fn a_seen_time_before_the_server_delivery_time_is_raised_to_it() {
+        let internal = from_ms(1_000_000_005_000);
+        let seen = from_ms(1_000_000_000_000);
+        assert_eq!(arrival_time(seen, Some(internal)), internal);
+    }
+}
