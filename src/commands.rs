@@ -65,7 +65,10 @@ pub async fn run(path: &Path) -> Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}
@@ -80,10 +83,22 @@ async fn wait_for_signal() {
 
 /// `mystery visit`: plans one visit due now, prints its id; a running daemon runs it, else
 /// this process does. With `wait`, returns once the visit has its outcome.
-pub async fn visit(path: &Path, business: &str, scenario: &str, wait: bool, out: &mut dyn Write) -> Result<i32> {
+pub async fn visit(
+    path: &Path,
+    business: &str,
+    scenario: &str,
+    wait: bool,
+    out: &mut dyn Write,
+) -> Result<i32> {
     let cx = Context::build(load_config(path)?, Clock::system()).await?;
-    let b = cx.config.business(business).ok_or_else(|| anyhow!("unknown business {business:?}"))?;
-    let s = cx.config.scenario(scenario).ok_or_else(|| anyhow!("unknown scenario {scenario:?}"))?;
+    let b = cx
+        .config
+        .business(business)
+        .ok_or_else(|| anyhow!("unknown business {business:?}"))?;
+    let s = cx
+        .config
+        .scenario(scenario)
+        .ok_or_else(|| anyhow!("unknown scenario {scenario:?}"))?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = cx.now_ms();
     cx.store
@@ -111,7 +126,13 @@ pub async fn visit(path: &Path, business: &str, scenario: &str, wait: bool, out:
         // Alone: run it here. A daemon that starts meanwhile cannot take it: it is claimed.
         let claimed = cx
             .store
-            .claim_due(&cx.instance, now, crate::dispatch::CLAIM_LEASE.as_millis() as i64, 1, Some(&id))
+            .claim_due(
+                &cx.instance,
+                now,
+                crate::dispatch::CLAIM_LEASE.as_millis() as i64,
+                1,
+                Some(&id),
+            )
             .await?;
         for v in claimed {
             crate::visit::run(&cx, v).await?;
@@ -137,12 +158,20 @@ async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<S
     if !daemon {
         if let Some(imap) = &cx.config.imap {
             for m in imap.mailboxes.clone() {
-                tasks.spawn(crate::email::inbox::watch_mailbox(cx.clone(), m, watchers.clone()));
+                tasks.spawn(crate::email::inbox::watch_mailbox(
+                    cx.clone(),
+                    m,
+                    watchers.clone(),
+                ));
             }
         }
     }
     let result = loop {
-        let v = cx.store.visit(id).await?.ok_or_else(|| anyhow!("visit {id} vanished"))?;
+        let v = cx
+            .store
+            .visit(id)
+            .await?
+            .ok_or_else(|| anyhow!("visit {id} vanished"))?;
         let state = VisitState::parse(&v.state);
         if matches!(state, Some(VisitState::Done | VisitState::Failed)) {
             break Ok(v.outcome.unwrap_or_else(|| v.state.clone()));
@@ -151,7 +180,16 @@ async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<S
             cx.store.expire_deadlines(cx.now_ms()).await?;
             if state == Some(VisitState::Planned) {
                 // A transient failure put it back: run it again when due.
-                let claimed = cx.store.claim_due(&cx.instance, cx.now_ms(), crate::dispatch::CLAIM_LEASE.as_millis() as i64, 1, Some(id)).await?;
+                let claimed = cx
+                    .store
+                    .claim_due(
+                        &cx.instance,
+                        cx.now_ms(),
+                        crate::dispatch::CLAIM_LEASE.as_millis() as i64,
+                        1,
+                        Some(id),
+                    )
+                    .await?;
                 for v in claimed {
                     crate::visit::run(cx, v).await?;
                 }
@@ -179,7 +217,12 @@ pub struct ReportArgs {
 pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Result<i32> {
     let cx = Context::build(load_config(path)?, Clock::system()).await?;
     let since_ms = match &args.since {
-        Some(s) => Some(cx.now_ms() - humantime::parse_duration(s).with_context(|| format!("--since {s:?}"))?.as_millis() as i64),
+        Some(s) => Some(
+            cx.now_ms()
+                - humantime::parse_duration(s)
+                    .with_context(|| format!("--since {s:?}"))?
+                    .as_millis() as i64,
+        ),
         None => None,
     };
     if args.unmatched {
@@ -196,13 +239,22 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
         }
         return Ok(0);
     }
-    let filter = ReportFilter { group: args.group, business: args.business, since_ms, until_ms: None };
+    let filter = ReportFilter {
+        group: args.group,
+        business: args.business,
+        since_ms,
+        until_ms: None,
+    };
     let visits = report::load(&cx.store, &filter).await?;
     match args.format {
         Format::Json => report::write_json(out, &visits)?,
         Format::Csv => report::write_csv(out, &visits, args.csv)?,
         Format::Table => {
-            let unmatched = cx.store.unmatched_messages(since_ms.unwrap_or(0)).await?.len();
+            let unmatched = cx
+                .store
+                .unmatched_messages(since_ms.unwrap_or(0))
+                .await?
+                .len();
             report::write_table(out, &visits, unmatched)?
         }
     }
@@ -237,6 +289,10 @@ pub async fn import(path: &Path, csv: &Path, out: &mut dyn Write) -> Result<i32>
     for b in &good {
         cx.store.import_business(b, now).await?;
     }
-    writeln!(out, "{} business(es) imported, {failed} row(s) rejected", good.len())?;
+    writeln!(
+        out,
+        "{} business(es) imported, {failed} row(s) rejected",
+        good.len()
+    )?;
     Ok(if failed > 0 { EXIT_PARTIAL } else { 0 })
 }

@@ -34,7 +34,11 @@ impl Context {
             config: Arc::new(config),
             store,
             clock,
-            instance: format!("{host}:{}:{}", std::process::id(), &uuid::Uuid::new_v4().to_string()[..8]),
+            instance: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().to_string()[..8]
+            ),
             mailer: OnceCell::new(),
             call_agent: OnceCell::new(),
         }
@@ -43,7 +47,11 @@ impl Context {
     pub async fn mailer(&self) -> Result<&Mailer> {
         self.mailer
             .get_or_try_init(|| async {
-                let smtp = self.config.smtp.as_ref().ok_or_else(|| anyhow!("no [smtp] section in the configuration"))?;
+                let smtp = self
+                    .config
+                    .smtp
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no [smtp] section in the configuration"))?;
                 Ok(Mailer::new(smtp)?)
             })
             .await
@@ -53,9 +61,15 @@ impl Context {
     pub async fn call_agent(&self) -> Result<&CallAgent> {
         self.call_agent
             .get_or_try_init(|| async {
-                let sip = self.config.sip.clone().ok_or_else(|| anyhow!("no [sip] section in the configuration"))?;
+                let sip = self
+                    .config
+                    .sip
+                    .clone()
+                    .ok_or_else(|| anyhow!("no [sip] section in the configuration"))?;
                 let bind = sip.bind;
-                CallAgent::bind(sip, self.clock.clone()).await.with_context(|| format!("binding SIP on {bind}"))
+                CallAgent::bind(sip, self.clock.clone())
+                    .await
+                    .with_context(|| format!("binding SIP on {bind}"))
             })
             .await
     }

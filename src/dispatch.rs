@@ -49,7 +49,9 @@ pub async fn plan_schedules(cx: &Arc<Context>) -> Result<usize> {
             continue;
         }
         planned += plan_one(cx, schedule, after, until, now).await?;
-        cx.store.set_schedule_cursor(&schedule.spec.id, to_ms(until)).await?;
+        cx.store
+            .set_schedule_cursor(&schedule.spec.id, to_ms(until))
+            .await?;
     }
     Ok(planned)
 }
@@ -61,11 +63,17 @@ async fn plan_one(
     until: chrono::DateTime<chrono::Utc>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize> {
-    let Some(scenario) = cx.config.scenario(&schedule.scenario) else { return Ok(0) };
+    let Some(scenario) = cx.config.scenario(&schedule.scenario) else {
+        return Ok(0);
+    };
     let businesses = cx.config.targets_of(&schedule.targets);
     let targets: Vec<Target> = businesses
         .iter()
-        .map(|b| Target { id: b.id.clone(), timezone: b.timezone, hours: b.hours.clone() })
+        .map(|b| Target {
+            id: b.id.clone(),
+            timezone: b.timezone,
+            hours: b.hours.clone(),
+        })
         .collect();
     let mut n = 0;
     for p in schedule::plan(&schedule.spec, &targets, after, until) {
@@ -102,7 +110,11 @@ async fn plan_one(
 }
 
 /// One round of work. Claimed visits are spawned into `tasks`.
-pub async fn step(cx: &Arc<Context>, tasks: &mut JoinSet<()>, capacity: usize) -> Result<StepOutcome> {
+pub async fn step(
+    cx: &Arc<Context>,
+    tasks: &mut JoinSet<()>,
+    capacity: usize,
+) -> Result<StepOutcome> {
     let now = cx.now_ms();
     let mut out = StepOutcome {
         recovered: cx.store.recover_expired(now).await?,
@@ -113,7 +125,13 @@ pub async fn step(cx: &Arc<Context>, tasks: &mut JoinSet<()>, capacity: usize) -
     if free > 0 {
         let claimed = cx
             .store
-            .claim_due(&cx.instance, now, CLAIM_LEASE.as_millis() as i64, free as i64, None)
+            .claim_due(
+                &cx.instance,
+                now,
+                CLAIM_LEASE.as_millis() as i64,
+                free as i64,
+                None,
+            )
             .await?;
         for visit in claimed {
             out.claimed.push(visit.id.clone());
@@ -137,7 +155,14 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
         let name = daemon_lease.clone();
         async move {
             let now = cx.now_ms();
-            cx.store.acquire_lease(&name, &cx.instance, now, now + 3 * HEARTBEAT.as_millis() as i64).await
+            cx.store
+                .acquire_lease(
+                    &name,
+                    &cx.instance,
+                    now,
+                    now + 3 * HEARTBEAT.as_millis() as i64,
+                )
+                .await
         }
     };
     heartbeat(&cx).await?;
@@ -145,7 +170,11 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     let mut background = JoinSet::new();
     if let Some(imap) = &cx.config.imap {
         for mailbox in imap.mailboxes.clone() {
-            background.spawn(crate::email::inbox::watch_mailbox(cx.clone(), mailbox, watchers.clone()));
+            background.spawn(crate::email::inbox::watch_mailbox(
+                cx.clone(),
+                mailbox,
+                watchers.clone(),
+            ));
         }
     }
     let mut tasks = JoinSet::new();
@@ -179,8 +208,12 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             _ = tokio::time::sleep(TICK) => {}
         }
     }
-    tracing::info!(in_flight = tasks.len(), "stopping: waiting for visits in flight");
-    let drained = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    tracing::info!(
+        in_flight = tasks.len(),
+        "stopping: waiting for visits in flight"
+    );
+    let drained =
+        tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         // Aborted visits stay `running`/`sending` under their lease; the next start resumes
         // them by the rules of `recover_expired` (never resending an enquiry).

@@ -7,10 +7,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "mystery", version, about = "Remote mystery-contact visits: enquiry emails and SIP test calls, measured")]
+#[command(
+    name = "mystery",
+    version,
+    about = "Remote mystery-contact visits: enquiry emails and SIP test calls, measured"
+)]
 struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, env = "MYSTERY_CONFIG", default_value = "mystery.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "MYSTERY_CONFIG",
+        default_value = "mystery.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -72,7 +81,11 @@ enum FormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Run) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -92,10 +105,20 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check => commands::check(&cli.config, &mut out),
             Command::Run => commands::run(&cli.config).await.map(|()| 0),
-            Command::Visit { business, scenario, wait } => {
-                commands::visit(&cli.config, &business, &scenario, wait, &mut out).await
-            }
-            Command::Report { group, business, since, format, unmatched, bom, separator } => {
+            Command::Visit {
+                business,
+                scenario,
+                wait,
+            } => commands::visit(&cli.config, &business, &scenario, wait, &mut out).await,
+            Command::Report {
+                group,
+                business,
+                since,
+                format,
+                unmatched,
+                bom,
+                separator,
+            } => {
                 let format = match format {
                     FormatArg::Table => Format::Table,
                     FormatArg::Csv => Format::Csv,
@@ -107,12 +130,20 @@ fn main() -> ExitCode {
                     since,
                     format,
                     unmatched,
-                    csv: CsvOptions { bom, separator: separator as u8 },
+                    csv: CsvOptions {
+                        bom,
+                        separator: separator as u8,
+                    },
                 };
                 commands::report(&cli.config, args, &mut out).await
             }
-            Command::Digest { group, send, preview } => {
-                mystery::digest::command(&cli.config, &group, send, preview.as_deref(), &mut out).await
+            Command::Digest {
+                group,
+                send,
+                preview,
+            } => {
+                mystery::digest::command(&cli.config, &group, send, preview.as_deref(), &mut out)
+                    .await
             }
             Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
         }

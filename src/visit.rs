@@ -27,38 +27,65 @@ pub async fn run(cx: &Arc<Context>, visit: Visit) -> Result<()> {
             "business {:?} or scenario {:?} is no longer in the configuration",
             visit.business_id, visit.scenario_id
         );
-        let outcome = if visit.channel == "call" { "failed" } else { "send_failed" };
-        return cx.store.mark_failed(&visit.id, outcome, &why, cx.now_ms()).await;
+        let outcome = if visit.channel == "call" {
+            "failed"
+        } else {
+            "send_failed"
+        };
+        return cx
+            .store
+            .mark_failed(&visit.id, outcome, &why, cx.now_ms())
+            .await;
     };
     match scenario.channel {
         Channel::Email => {
-            let persona = config.persona(&scenario.persona).cloned().unwrap_or_else(|| Persona {
-                id: String::new(),
-                name: String::new(),
-                email: String::new(),
-                phone: None,
-            });
+            let persona = config
+                .persona(&scenario.persona)
+                .cloned()
+                .unwrap_or_else(|| Persona {
+                    id: String::new(),
+                    name: String::new(),
+                    email: String::new(),
+                    phone: None,
+                });
             run_email(cx, &visit, business, scenario, &persona).await
         }
         Channel::Call => run_call(cx, &visit, business, scenario).await,
     }
 }
 
-async fn run_email(cx: &Arc<Context>, visit: &Visit, business: &Business, scenario: &Scenario, persona: &Persona) -> Result<()> {
+async fn run_email(
+    cx: &Arc<Context>,
+    visit: &Visit,
+    business: &Business,
+    scenario: &Scenario,
+    persona: &Persona,
+) -> Result<()> {
     let now = cx.clock.now();
     let Some(to) = business.email.as_deref() else {
-        return cx.store.mark_send_failed(&visit.id, "the business has no email address", to_ms(now)).await;
+        return cx
+            .store
+            .mark_send_failed(&visit.id, "the business has no email address", to_ms(now))
+            .await;
     };
     // Step 1: render.
     let context = VisitContext {
         id: visit.id.clone(),
         reference: visit.reference.clone().unwrap_or_default(),
         scenario: scenario.id.clone(),
-        date: now.with_timezone(&business.timezone).format("%d/%m/%Y").to_string(),
+        date: now
+            .with_timezone(&business.timezone)
+            .format("%d/%m/%Y")
+            .to_string(),
     };
     let rendered = match compose::render(scenario, business, persona, &context) {
         Ok(r) => r,
-        Err(e) => return cx.store.mark_send_failed(&visit.id, &e.to_string(), to_ms(now)).await,
+        Err(e) => {
+            return cx
+                .store
+                .mark_send_failed(&visit.id, &e.to_string(), to_ms(now))
+                .await
+        }
     };
     let message_id = compose::new_message_id(&persona.email);
     let message = match build_enquiry(&Enquiry {
@@ -71,48 +98,91 @@ async fn run_email(cx: &Arc<Context>, visit: &Visit, business: &Business, scenar
         date: now,
     }) {
         Ok(m) => m,
-        Err(e) => return cx.store.mark_send_failed(&visit.id, &e.to_string(), to_ms(now)).await,
+        Err(e) => {
+            return cx
+                .store
+                .mark_send_failed(&visit.id, &e.to_string(), to_ms(now))
+                .await
+        }
     };
     let deadline_ms = |from: i64| from + scenario.reply_deadline.as_millis() as i64;
     // Step 2: record that we are sending, with the Message-ID, before any byte goes out.
     cx.store
-        .mark_sending(&visit.id, &message_id, &rendered.subject, to, deadline_ms(to_ms(now)), to_ms(now))
+        .mark_sending(
+            &visit.id,
+            &message_id,
+            &rendered.subject,
+            to,
+            deadline_ms(to_ms(now)),
+            to_ms(now),
+        )
         .await?;
     // Step 3: send; `sent_at` is the server's 250 to DATA.
     let mailer = match cx.mailer().await {
         Ok(m) => m,
-        Err(e) => return cx.store.mark_send_failed(&visit.id, &format!("{e:#}"), cx.now_ms()).await,
+        Err(e) => {
+            return cx
+                .store
+                .mark_send_failed(&visit.id, &format!("{e:#}"), cx.now_ms())
+                .await
+        }
     };
     match mailer.send(message).await {
         Ok(instant) => {
             let sent_at = to_ms(cx.clock.at(instant));
-            cx.store.mark_sent(&visit.id, sent_at, deadline_ms(sent_at)).await?;
+            cx.store
+                .mark_sent(&visit.id, sent_at, deadline_ms(sent_at))
+                .await?;
             tracing::info!(visit = %visit.id, business = %business.id, "enquiry sent");
         }
         Err(SendError::Uncertain(e)) => {
             tracing::warn!(visit = %visit.id, "send outcome unknown: {e}");
-            cx.store.mark_send_uncertain(&visit.id, &e, deadline_ms(cx.now_ms()), cx.now_ms()).await?;
+            cx.store
+                .mark_send_uncertain(&visit.id, &e, deadline_ms(cx.now_ms()), cx.now_ms())
+                .await?;
         }
         Err(e) if e.is_transient() && visit.attempts < MAX_SEND_ATTEMPTS => {
             let retry_at = cx.now_ms() + 60_000 * visit.attempts.max(1);
             tracing::warn!(visit = %visit.id, "send failed, retrying later: {e}");
-            cx.store.retry_later(&visit.id, retry_at, &e.to_string(), cx.now_ms()).await?;
+            cx.store
+                .retry_later(&visit.id, retry_at, &e.to_string(), cx.now_ms())
+                .await?;
         }
         Err(e) => {
             tracing::warn!(visit = %visit.id, business = %business.id, "send failed: {e}");
-            cx.store.mark_send_failed(&visit.id, &e.to_string(), cx.now_ms()).await?;
+            cx.store
+                .mark_send_failed(&visit.id, &e.to_string(), cx.now_ms())
+                .await?;
         }
     }
     Ok(())
 }
 
-async fn run_call(cx: &Arc<Context>, visit: &Visit, business: &Business, scenario: &Scenario) -> Result<()> {
+async fn run_call(
+    cx: &Arc<Context>,
+    visit: &Visit,
+    business: &Business,
+    scenario: &Scenario,
+) -> Result<()> {
     let Some(target) = business.phone.clone() else {
-        return cx.store.mark_failed(&visit.id, "failed", "the business has no phone", cx.now_ms()).await;
+        return cx
+            .store
+            .mark_failed(
+                &visit.id,
+                "failed",
+                "the business has no phone",
+                cx.now_ms(),
+            )
+            .await;
     };
     let agent = match cx.call_agent().await {
         Ok(a) => a,
-        Err(e) => return cx.store.mark_failed(&visit.id, "failed", &format!("{e:#}"), cx.now_ms()).await,
+        Err(e) => {
+            return cx
+                .store
+                .mark_failed(&visit.id, "failed", &format!("{e:#}"), cx.now_ms())
+                .await
+        }
     };
     let report = agent
         .place(CallRequest {
@@ -123,7 +193,9 @@ async fn run_call(cx: &Arc<Context>, visit: &Visit, business: &Business, scenari
         })
         .await;
     tracing::info!(visit = %visit.id, business = %business.id, outcome = report.outcome.as_str(), "call ended");
-    cx.store.finish_call(&visit.id, &measurements(&report), cx.now_ms()).await
+    cx.store
+        .finish_call(&visit.id, &measurements(&report), cx.now_ms())
+        .await
 }
 
 fn measurements(r: &CallReport) -> CallMeasurements {
@@ -144,6 +216,9 @@ fn measurements(r: &CallReport) -> CallMeasurements {
         rtp_lost: r.rtp_lost,
         jitter_ms: r.jitter_ms,
         recording: r.recording.as_ref().map(|p| p.display().to_string()),
-        early_media_recording: r.early_media_recording.as_ref().map(|p| p.display().to_string()),
+        early_media_recording: r
+            .early_media_recording
+            .as_ref()
+            .map(|p| p.display().to_string()),
     }
 }

@@ -124,7 +124,10 @@ mod tests {
     fn bad_rows_are_reported_with_their_line_and_good_rows_kept() {
         let csv = "id,name,email\na,A,a@x.test\nb\n,C,c@x.test\nd,D,d@x.test\n";
         let (rows, errors) = parse_bytes(csv.as_bytes());
-        assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "d"]);
+        assert_eq!(
+            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["a", "d"]
+        );
         assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), [3, 4]);
     }
 

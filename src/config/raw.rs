@@ -27,14 +27,6 @@ pub struct RawConfig {
     pub schedules: Vec<S<RawSchedule>>,
 }
 
-/// Same shape, but each table left untyped: used to find every bad element when the strict
-/// parse stops at the first one.
-#[derive(Debug, Deserialize)]
-pub struct LooseConfig {
-    #[serde(flatten)]
-    pub top: std::collections::BTreeMap<String, S<toml::Value>>,
-}
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {

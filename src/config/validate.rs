@@ -55,7 +55,13 @@ impl Ctx<'_> {
         match humantime::parse_duration(v.get_ref().trim()) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.err(v.span(), format!("{what}: invalid duration {:?}: {e} (e.g. \"48h\", \"30s\", \"7d\")", v.get_ref()));
+                self.err(
+                    v.span(),
+                    format!(
+                        "{what}: invalid duration {:?}: {e} (e.g. \"48h\", \"30s\", \"7d\")",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -77,7 +83,10 @@ impl Ctx<'_> {
         match (self.env)(v.get_ref()) {
             Some(s) => Some(Secret::new(s)),
             None => {
-                self.warn(v.span(), format!("{what}: environment variable {} is not set", v.get_ref()));
+                self.warn(
+                    v.span(),
+                    format!("{what}: environment variable {} is not set", v.get_ref()),
+                );
                 None
             }
         }
@@ -88,14 +97,20 @@ impl Ctx<'_> {
             Some((_, "starttls")) => Security::StartTls,
             Some((_, "tls")) => Security::Tls,
             Some((v, other)) => {
-                self.err(v.span(), format!("{what}: security must be none, starttls or tls, not {other:?}"));
+                self.err(
+                    v.span(),
+                    format!("{what}: security must be none, starttls or tls, not {other:?}"),
+                );
                 Security::None
             }
         }
     }
     fn no_line_break(&mut self, v: &S<String>, what: &str) {
         if v.get_ref().contains(['\r', '\n']) {
-            self.err(v.span(), format!("{what}: a line break here would be injected into a mail header"));
+            self.err(
+                v.span(),
+                format!("{what}: a line break here would be injected into a mail header"),
+            );
         }
     }
 }
@@ -141,10 +156,11 @@ pub(super) fn from_str(
 fn structural_errors(cx: &mut Ctx<'_>, first: &toml::de::Error) {
     let first_span = first.span().unwrap_or(0..0);
     cx.err(first_span.clone(), first.message().trim().to_owned());
-    let Ok(loose) = toml::from_str::<LooseConfig>(cx.text) else {
+    let Ok(loose) = toml::from_str::<std::collections::BTreeMap<String, S<toml::Value>>>(cx.text)
+    else {
         return;
     };
-    for (key, value) in &loose.top {
+    for (key, value) in &loose {
         let span = value.span();
         let elements: Vec<(Range<usize>, toml::Value)> = match value.get_ref() {
             toml::Value::Array(items) => {
@@ -162,22 +178,35 @@ fn structural_errors(cx: &mut Ctx<'_>, first: &toml::de::Error) {
             if span.contains(&first_span.start) {
                 continue;
             }
+            // Spans only survive the document deserializer: re-read the element as a document.
+            let doc = match &v {
+                toml::Value::Table(t) => toml::to_string(t).unwrap_or_default(),
+                _ => String::new(),
+            };
+            fn try_as<T: serde::de::DeserializeOwned>(doc: &str) -> Result<(), toml::de::Error> {
+                toml::from_str::<T>(doc).map(drop)
+            }
             let result = match key.as_str() {
-                "personas" => v.try_into::<RawPersona>().map(drop),
-                "groups" => v.try_into::<RawGroup>().map(drop),
-                "businesses" => v.try_into::<RawBusiness>().map(drop),
-                "scenarios" => v.try_into::<RawScenario>().map(drop),
-                "schedules" => v.try_into::<RawSchedule>().map(drop),
-                "storage" => v.try_into::<RawStorage>().map(drop),
-                "smtp" => v.try_into::<RawSmtp>().map(drop),
-                "imap" => v.try_into::<RawImap>().map(drop),
-                "sip" => v.try_into::<RawSip>().map(drop),
+                "personas" => try_as::<RawPersona>(&doc),
+                "groups" => try_as::<RawGroup>(&doc),
+                "businesses" => try_as::<RawBusiness>(&doc),
+                "scenarios" => try_as::<RawScenario>(&doc),
+                "schedules" => try_as::<RawSchedule>(&doc),
+                "storage" => try_as::<RawStorage>(&doc),
+                "smtp" => try_as::<RawSmtp>(&doc),
+                "imap" => try_as::<RawImap>(&doc),
+                "sip" => try_as::<RawSip>(&doc),
                 "businesses_csv" => Ok(()),
                 other => {
                     cx.err(span, format!("unknown key `{other}`"));
                     continue;
                 }
             };
+            if let Err(e) = &result {
+                if e.message().trim() == first.message().trim() {
+                    continue;
+                }
+            }
             if let Err(e) = result {
                 cx.err(span, format!("in [{key}]: {}", e.message().trim()));
             }
@@ -212,7 +241,10 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     for b in &raw.businesses {
         if let Some(b) = business(cx, b.get_ref(), None) {
             if !seen.insert(b.id.clone()) {
-                cx.err(b_span(b.id.as_str(), &raw.businesses), format!("duplicate business id {:?}", b.id));
+                cx.err(
+                    b_span(b.id.as_str(), &raw.businesses),
+                    format!("duplicate business id {:?}", b.id),
+                );
             }
             businesses.push(b);
         }
@@ -221,7 +253,11 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         let csv_path = cx.resolve(csv.get_ref());
         let (rows, errors) = parse_businesses_csv(&csv_path);
         for (line, message) in errors {
-            cx.errors.push(Diagnostic { file: csv_path.clone(), line, message });
+            cx.errors.push(Diagnostic {
+                file: csv_path.clone(),
+                line,
+                message,
+            });
         }
         for row in rows {
             let rb = csv_row_as_raw(&row);
@@ -294,14 +330,25 @@ fn storage(cx: &mut Ctx<'_>, s: RawStorage) -> StorageConfig {
                 } else if u_str.starts_with("postgres://") || u_str.starts_with("postgresql://") {
                     u_str.to_owned()
                 } else {
-                    cx.err(u.span(), "storage.url must start with sqlite:// or postgres://");
+                    cx.err(
+                        u.span(),
+                        "storage.url must start with sqlite:// or postgres://",
+                    );
                     String::new()
                 }
             }
         },
     };
-    let recordings_dir = cx.resolve(s.recordings_dir.as_ref().map(|r| r.get_ref().as_str()).unwrap_or("recordings"));
-    StorageConfig { url, recordings_dir }
+    let recordings_dir = cx.resolve(
+        s.recordings_dir
+            .as_ref()
+            .map(|r| r.get_ref().as_str())
+            .unwrap_or("recordings"),
+    );
+    StorageConfig {
+        url,
+        recordings_dir,
+    }
 }
 
 fn smtp(cx: &mut Ctx<'_>, s: RawSmtp) -> SmtpConfig {
@@ -311,7 +358,11 @@ fn smtp(cx: &mut Ctx<'_>, s: RawSmtp) -> SmtpConfig {
         Security::StartTls => 587,
         Security::Tls => 465,
     };
-    let timeout = s.timeout.as_ref().and_then(|t| cx.duration(t, "smtp.timeout")).unwrap_or(Duration::from_secs(60));
+    let timeout = s
+        .timeout
+        .as_ref()
+        .and_then(|t| cx.duration(t, "smtp.timeout"))
+        .unwrap_or(Duration::from_secs(60));
     SmtpConfig {
         host: s.host.get_ref().clone(),
         port: s.port.map(|p| *p.get_ref()).unwrap_or(default_port),
@@ -333,7 +384,11 @@ fn imap(cx: &mut Ctx<'_>, i: RawImap) -> ImapConfig {
         Some(m) => m.get_ref().clone(),
         None => vec!["INBOX".into(), "Junk".into()],
     };
-    let poll_interval = i.poll_interval.as_ref().and_then(|p| cx.duration(p, "imap.poll_interval")).unwrap_or(Duration::from_secs(30));
+    let poll_interval = i
+        .poll_interval
+        .as_ref()
+        .and_then(|p| cx.duration(p, "imap.poll_interval"))
+        .unwrap_or(Duration::from_secs(30));
     ImapConfig {
         host: i.host.get_ref().clone(),
         port: i.port.map(|p| *p.get_ref()).unwrap_or(default_port),
@@ -350,7 +405,10 @@ fn sip(cx: &mut Ctx<'_>, s: RawSip, storage: &StorageConfig) -> CallSettings {
     let bind = match s.bind.get_ref().parse() {
         Ok(a) => a,
         Err(_) => {
-            cx.err(s.bind.span(), format!("sip.bind: not an address:port: {:?}", s.bind.get_ref()));
+            cx.err(
+                s.bind.span(),
+                format!("sip.bind: not an address:port: {:?}", s.bind.get_ref()),
+            );
             std::net::SocketAddr::from(([127, 0, 0, 1], 5070))
         }
     };
@@ -359,27 +417,42 @@ fn sip(cx: &mut Ctx<'_>, s: RawSip, storage: &StorageConfig) -> CallSettings {
         Some("tcp") => Transport::Tcp,
         Some(other) => {
             let span = s.transport.as_ref().map(|t| t.span()).unwrap_or(0..0);
-            cx.err(span, format!("sip.transport must be udp or tcp, not {other:?}"));
+            cx.err(
+                span,
+                format!("sip.transport must be udp or tcp, not {other:?}"),
+            );
             Transport::Udp
         }
     };
     for (v, what) in [(Some(&s.from), "sip.from"), (s.proxy.as_ref(), "sip.proxy")] {
         if let Some(v) = v {
             if !is_sip_uri(v.get_ref()) {
-                cx.err(v.span(), format!("{what}: not a sip: URI: {:?}", v.get_ref()));
+                cx.err(
+                    v.span(),
+                    format!("{what}: not a sip: URI: {:?}", v.get_ref()),
+                );
             }
         }
     }
-    let rtp_ports = match &s.rtp_ports {
-        None => (20000, 20999),
-        Some(r) => match r.get_ref().split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))) {
-            Some((a, b)) if a < b && b - a >= 1 => (a, b),
-            _ => {
-                cx.err(r.span(), format!("sip.rtp_ports: expected \"LOW-HIGH\", got {:?}", r.get_ref()));
-                (20000, 20999)
-            }
-        },
-    };
+    let rtp_ports =
+        match &s.rtp_ports {
+            None => (20000, 20999),
+            Some(r) => match r.get_ref().split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            }) {
+                Some((a, b)) if a < b && b - a >= 1 => (a, b),
+                _ => {
+                    cx.err(
+                        r.span(),
+                        format!(
+                            "sip.rtp_ports: expected \"LOW-HIGH\", got {:?}",
+                            r.get_ref()
+                        ),
+                    );
+                    (20000, 20999)
+                }
+            },
+        };
     CallSettings {
         bind,
         transport,
@@ -398,7 +471,8 @@ fn is_sip_uri(s: &str) -> bool {
 }
 
 fn is_e164(s: &str) -> bool {
-    s.strip_prefix('+').is_some_and(|d| (6..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+    s.strip_prefix('+')
+        .is_some_and(|d| (6..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_email(s: &str) -> bool {
@@ -406,9 +480,19 @@ fn is_email(s: &str) -> bool {
 }
 
 fn check_id(cx: &mut Ctx<'_>, id: &S<String>, what: &str) {
-    let ok = !id.get_ref().is_empty() && id.get_ref().chars().all(|c| c.is_alphanumeric() || "-_.".contains(c));
+    let ok = !id.get_ref().is_empty()
+        && id
+            .get_ref()
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.".contains(c));
     if !ok {
-        cx.err(id.span(), format!("{what} id {:?}: use letters, digits, '-', '_' or '.'", id.get_ref()));
+        cx.err(
+            id.span(),
+            format!(
+                "{what} id {:?}: use letters, digits, '-', '_' or '.'",
+                id.get_ref()
+            ),
+        );
     }
 }
 
@@ -419,10 +503,20 @@ fn personas(cx: &mut Ctx<'_>, raws: &[S<RawPersona>]) -> Vec<Persona> {
         check_id(cx, &p.id, "persona");
         cx.no_line_break(&p.name, "persona.name");
         if !is_email(p.email.get_ref()) {
-            cx.err(p.email.span(), format!("persona {:?}: invalid email {:?}", p.id.get_ref(), p.email.get_ref()));
+            cx.err(
+                p.email.span(),
+                format!(
+                    "persona {:?}: invalid email {:?}",
+                    p.id.get_ref(),
+                    p.email.get_ref()
+                ),
+            );
         }
         if out.iter().any(|x| &x.id == p.id.get_ref()) {
-            cx.err(p.id.span(), format!("duplicate persona id {:?}", p.id.get_ref()));
+            cx.err(
+                p.id.span(),
+                format!("duplicate persona id {:?}", p.id.get_ref()),
+            );
         }
         out.push(Persona {
             id: p.id.get_ref().clone(),
@@ -440,7 +534,10 @@ fn groups(cx: &mut Ctx<'_>, raws: &[S<RawGroup>]) -> Vec<Group> {
         let g = r.get_ref();
         check_id(cx, &g.id, "group");
         if out.iter().any(|x| &x.id == g.id.get_ref()) {
-            cx.err(g.id.span(), format!("duplicate group id {:?}", g.id.get_ref()));
+            cx.err(
+                g.id.span(),
+                format!("duplicate group id {:?}", g.id.get_ref()),
+            );
         }
         let digest = g.digest.as_ref().map(|d| {
             let d = d.get_ref();
@@ -458,11 +555,18 @@ fn groups(cx: &mut Ctx<'_>, raws: &[S<RawGroup>]) -> Vec<Group> {
                 None | Some((_, "fr")) => Language::Fr,
                 Some((_, "en")) => Language::En,
                 Some((l, other)) => {
-                    cx.err(l.span(), format!("digest.language: fr or en, not {other:?}"));
+                    cx.err(
+                        l.span(),
+                        format!("digest.language: fr or en, not {other:?}"),
+                    );
                     Language::Fr
                 }
             };
-            let period = d.period.as_ref().and_then(|p| cx.duration(p, "digest.period")).unwrap_or(Duration::from_secs(7 * 86400));
+            let period = d
+                .period
+                .as_ref()
+                .and_then(|p| cx.duration(p, "digest.period"))
+                .unwrap_or(Duration::from_secs(7 * 86400));
             DigestConfig {
                 cron: cron.unwrap_or_else(|| "0 8 * * Mon".parse().expect("literal cron")),
                 timezone,
@@ -512,7 +616,14 @@ fn parse_cron(cx: &mut Ctx<'_>, v: &S<String>, what: &str) -> Option<CronExpr> {
 
 /// Validates one CSV row alone (for `mystery import`): the business, or its problems.
 pub(super) fn csv_row(row: &CsvBusiness, file: &Path) -> Result<Business, Vec<Diagnostic>> {
-    let mut cx = Ctx { path: file, text: "", base: PathBuf::from("."), errors: Vec::new(), warnings: Vec::new(), env: &|_| None };
+    let mut cx = Ctx {
+        path: file,
+        text: "",
+        base: PathBuf::from("."),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        env: &|_| None,
+    };
     let file = file.to_path_buf();
     match business(&mut cx, &csv_row_as_raw(row), Some((&file, row.line))) {
         Some(b) if cx.errors.is_empty() => Ok(b),
@@ -540,9 +651,16 @@ fn business(cx: &mut Ctx<'_>, b: &RawBusiness, csv: Option<(&PathBuf, usize)>) -
     let mut problems: Vec<(Range<usize>, String)> = Vec::new();
     let id = b.id.get_ref();
     if id.is_empty() || !id.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
-        problems.push((b.id.span(), format!("business id {id:?}: use letters, digits, '-', '_' or '.'")));
+        problems.push((
+            b.id.span(),
+            format!("business id {id:?}: use letters, digits, '-', '_' or '.'"),
+        ));
     }
-    for (v, what) in [(Some(&b.name), "name"), (b.city.as_ref(), "city"), (b.email.as_ref(), "email")] {
+    for (v, what) in [
+        (Some(&b.name), "name"),
+        (b.city.as_ref(), "city"),
+        (b.email.as_ref(), "email"),
+    ] {
         if let Some(v) = v {
             if v.get_ref().contains(['\r', '\n']) {
                 problems.push((v.span(), format!("business {id:?}: {what} holds a line break (it would be injected into a mail header)")));
@@ -551,32 +669,51 @@ fn business(cx: &mut Ctx<'_>, b: &RawBusiness, csv: Option<(&PathBuf, usize)>) -
     }
     if let Some(e) = &b.email {
         if !is_email(e.get_ref()) {
-            problems.push((e.span(), format!("business {id:?}: invalid email {:?}", e.get_ref())));
+            problems.push((
+                e.span(),
+                format!("business {id:?}: invalid email {:?}", e.get_ref()),
+            ));
         }
     }
     if let Some(p) = &b.phone {
         if !is_sip_uri(p.get_ref()) && !is_e164(p.get_ref()) {
-            problems.push((p.span(), format!("business {id:?}: phone must be a sip: URI or an E.164 number (+33…), not {:?}", p.get_ref())));
+            problems.push((
+                p.span(),
+                format!(
+                    "business {id:?}: phone must be a sip: URI or an E.164 number (+33…), not {:?}",
+                    p.get_ref()
+                ),
+            ));
         }
     }
     let timezone = match &b.timezone {
         None => DEFAULT_TIMEZONE,
         Some(t) => t.get_ref().parse::<Tz>().unwrap_or_else(|_| {
-            problems.push((t.span(), format!("business {id:?}: unknown time zone {:?}", t.get_ref())));
+            problems.push((
+                t.span(),
+                format!("business {id:?}: unknown time zone {:?}", t.get_ref()),
+            ));
             DEFAULT_TIMEZONE
         }),
     };
-    let hours = b.hours.as_ref().and_then(|h| match h.get_ref().parse::<Hours>() {
-        Ok(h) => Some(h),
-        Err(e) => {
-            problems.push((h.span(), format!("business {id:?}: {e}")));
-            None
-        }
-    });
+    let hours = b
+        .hours
+        .as_ref()
+        .and_then(|h| match h.get_ref().parse::<Hours>() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                problems.push((h.span(), format!("business {id:?}: {e}")));
+                None
+            }
+        });
     let ok = problems.is_empty();
     for (span, message) in problems {
         match csv {
-            Some((file, line)) => cx.errors.push(Diagnostic { file: file.clone(), line, message }),
+            Some((file, line)) => cx.errors.push(Diagnostic {
+                file: file.clone(),
+                line,
+                message,
+            }),
             None => cx.err(span, message),
         }
     }
@@ -599,28 +736,40 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
         let s = r.get_ref();
         check_id(cx, &s.id, "scenario");
         if out.iter().any(|x| &x.id == s.id.get_ref()) {
-            cx.err(s.id.span(), format!("duplicate scenario id {:?}", s.id.get_ref()));
+            cx.err(
+                s.id.span(),
+                format!("duplicate scenario id {:?}", s.id.get_ref()),
+            );
         }
         let sid = s.id.get_ref().clone();
         let channel = match s.channel.get_ref().as_str() {
             "email" => Channel::Email,
             "call" => Channel::Call,
             other => {
-                cx.err(s.channel.span(), format!("scenario {sid:?}: channel must be email or call, not {other:?}"));
+                cx.err(
+                    s.channel.span(),
+                    format!("scenario {sid:?}: channel must be email or call, not {other:?}"),
+                );
                 Channel::Email
             }
         };
         let persona = match &s.persona {
             Some(p) => {
                 if !personas.iter().any(|x| &x.id == p.get_ref()) {
-                    cx.err(p.span(), format!("scenario {sid:?}: unknown persona {:?}", p.get_ref()));
+                    cx.err(
+                        p.span(),
+                        format!("scenario {sid:?}: unknown persona {:?}", p.get_ref()),
+                    );
                 }
                 p.get_ref().clone()
             }
             None => match personas.first() {
                 Some(p) => p.id.clone(),
                 None => {
-                    cx.err(s.id.span(), format!("scenario {sid:?}: no persona defined ([[personas]])"));
+                    cx.err(
+                        s.id.span(),
+                        format!("scenario {sid:?}: no persona defined ([[personas]])"),
+                    );
                     String::new()
                 }
             },
@@ -628,32 +777,64 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
         let mut subject = String::new();
         let mut body = String::new();
         if channel == Channel::Email {
-            for (v, what, slot) in [(&s.subject, "subject", &mut subject), (&s.body, "body", &mut body)] {
+            for (v, what, slot) in [
+                (&s.subject, "subject", &mut subject),
+                (&s.body, "body", &mut body),
+            ] {
                 match v {
-                    None => cx.err(s.id.span(), format!("scenario {sid:?}: an email scenario needs a {what}")),
+                    None => cx.err(
+                        s.id.span(),
+                        format!("scenario {sid:?}: an email scenario needs a {what}"),
+                    ),
                     Some(v) => {
                         if let Err(e) = compose::compile_check(v.get_ref()) {
                             let line = cx.line(v.span()) + e.line().unwrap_or(1).saturating_sub(1);
-                            cx.err_line(line, format!("scenario {sid:?}: {what} template does not compile: {e}"));
+                            cx.err_line(
+                                line,
+                                format!("scenario {sid:?}: {what} template does not compile: {e}"),
+                            );
                         }
                         *slot = v.get_ref().clone();
                     }
                 }
             }
         }
-        let reply_deadline = s.reply_deadline.as_ref().and_then(|d| cx.duration(d, "reply_deadline")).unwrap_or(Duration::from_secs(48 * 3600));
-        let ring_timeout = s.ring_timeout.as_ref().and_then(|d| cx.duration(d, "ring_timeout")).unwrap_or(Duration::from_secs(30));
+        let reply_deadline = s
+            .reply_deadline
+            .as_ref()
+            .and_then(|d| cx.duration(d, "reply_deadline"))
+            .unwrap_or(Duration::from_secs(48 * 3600));
+        let ring_timeout = s
+            .ring_timeout
+            .as_ref()
+            .and_then(|d| cx.duration(d, "ring_timeout"))
+            .unwrap_or(Duration::from_secs(30));
         let mut expect = Vec::new();
         let mut ids = HashSet::new();
         for e in &s.expect {
             let span = e.span();
             let e = e.get_ref();
             if !ids.insert(e.id.get_ref().clone()) {
-                cx.err(e.id.span(), format!("scenario {sid:?}: duplicate rule id {:?}", e.id.get_ref()));
+                cx.err(
+                    e.id.span(),
+                    format!("scenario {sid:?}: duplicate rule id {:?}", e.id.get_ref()),
+                );
             }
-            let kinds = [e.any.is_some(), e.all.is_some(), e.regex.is_some(), e.none.is_some(), e.builtin.is_some()];
+            let kinds = [
+                e.any.is_some(),
+                e.all.is_some(),
+                e.regex.is_some(),
+                e.none.is_some(),
+                e.builtin.is_some(),
+            ];
             if kinds.iter().filter(|k| **k).count() != 1 {
-                cx.err(span, format!("rule {:?}: give exactly one of any, all, regex, none, builtin", e.id.get_ref()));
+                cx.err(
+                    span,
+                    format!(
+                        "rule {:?}: give exactly one of any, all, regex, none, builtin",
+                        e.id.get_ref()
+                    ),
+                );
                 continue;
             }
             let rule = if let Some(v) = &e.any {
@@ -666,7 +847,10 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                 match regex::Regex::new(re.get_ref()) {
                     Ok(r) => Rule::Regex(r),
                     Err(err) => {
-                        cx.err(re.span(), format!("rule {:?}: invalid regex: {err}", e.id.get_ref()));
+                        cx.err(
+                            re.span(),
+                            format!("rule {:?}: invalid regex: {err}", e.id.get_ref()),
+                        );
                         continue;
                     }
                 }
@@ -681,7 +865,13 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                             None => continue,
                         },
                         None => {
-                            cx.err(b.span(), format!("rule {:?}: answers_within needs limit = \"24h\"", e.id.get_ref()));
+                            cx.err(
+                                b.span(),
+                                format!(
+                                    "rule {:?}: answers_within needs limit = \"24h\"",
+                                    e.id.get_ref()
+                                ),
+                            );
                             continue;
                         }
                     },
@@ -691,28 +881,54 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                     }
                 }
             };
-            expect.push(Expectation { id: e.id.get_ref().clone(), rule, weight: e.weight.unwrap_or(1) });
+            expect.push(Expectation {
+                id: e.id.get_ref().clone(),
+                rule,
+                weight: e.weight.unwrap_or(1),
+            });
         }
         let mut script = Vec::new();
         if channel == Channel::Call {
             if s.script.is_empty() {
-                cx.err(s.id.span(), format!("scenario {sid:?}: a call scenario needs a script"));
+                cx.err(
+                    s.id.span(),
+                    format!("scenario {sid:?}: a call scenario needs a script"),
+                );
             }
             for st in &s.script {
                 let span = st.span();
                 let v = st.get_ref();
-                let set = [v.play.is_some(), v.wait.is_some(), v.dtmf.is_some(), v.record.is_some(), v.hangup.is_some()];
+                let set = [
+                    v.play.is_some(),
+                    v.wait.is_some(),
+                    v.dtmf.is_some(),
+                    v.record.is_some(),
+                    v.hangup.is_some(),
+                ];
                 if set.iter().filter(|k| **k).count() != 1 {
-                    cx.err(span, "script step: give exactly one of play, wait, dtmf, record, hangup");
+                    cx.err(
+                        span,
+                        "script step: give exactly one of play, wait, dtmf, record, hangup",
+                    );
                     continue;
                 }
                 let dur = |cx: &mut Ctx<'_>, t: &str, what: &str| {
-                    humantime::parse_duration(t).map_err(|e| cx.err(span.clone(), format!("script {what}: invalid duration {t:?}: {e}"))).ok()
+                    humantime::parse_duration(t)
+                        .map_err(|e| {
+                            cx.err(
+                                span.clone(),
+                                format!("script {what}: invalid duration {t:?}: {e}"),
+                            )
+                        })
+                        .ok()
                 };
                 let step = if let Some(p) = &v.play {
                     let path = cx.resolve(p);
                     if !path.is_file() {
-                        cx.err(span.clone(), format!("script play: no such file {}", path.display()));
+                        cx.err(
+                            span.clone(),
+                            format!("script play: no such file {}", path.display()),
+                        );
                     }
                     Some(Step::Play(path))
                 } else if let Some(w) = &v.wait {
@@ -721,7 +937,10 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                     dur(cx, r, "record").map(Step::Record)
                 } else if let Some(d) = &v.dtmf {
                     if d.is_empty() || !d.chars().all(|c| "0123456789*#ABCDabcd".contains(c)) {
-                        cx.err(span.clone(), format!("script dtmf: digits 0-9 * # A-D only, got {d:?}"));
+                        cx.err(
+                            span.clone(),
+                            format!("script dtmf: digits 0-9 * # A-D only, got {d:?}"),
+                        );
                     }
                     Some(Step::Dtmf(d.clone()))
                 } else {
@@ -730,12 +949,28 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                 script.extend(step);
             }
         }
-        out.push(Scenario { id: sid, channel, persona, subject, body, reply_deadline, expect, ring_timeout, script });
+        out.push(Scenario {
+            id: sid,
+            channel,
+            persona,
+            subject,
+            body,
+            reply_deadline,
+            expect,
+            ring_timeout,
+            script,
+        });
     }
     out
 }
 
-fn schedules(cx: &mut Ctx<'_>, raws: &[S<RawSchedule>], scenarios: &[Scenario], groups: &[Group], businesses: &[Business]) -> Vec<Schedule> {
+fn schedules(
+    cx: &mut Ctx<'_>,
+    raws: &[S<RawSchedule>],
+    scenarios: &[Scenario],
+    groups: &[Group],
+    businesses: &[Business],
+) -> Vec<Schedule> {
     let mut out: Vec<Schedule> = Vec::new();
     for r in raws {
         let s = r.get_ref();
@@ -745,20 +980,32 @@ fn schedules(cx: &mut Ctx<'_>, raws: &[S<RawSchedule>], scenarios: &[Scenario], 
             cx.err(s.id.span(), format!("duplicate schedule id {id:?}"));
         }
         if !scenarios.iter().any(|x| &x.id == s.scenario.get_ref()) {
-            cx.err(s.scenario.span(), format!("schedule {id:?}: unknown scenario {:?}", s.scenario.get_ref()));
+            cx.err(
+                s.scenario.span(),
+                format!(
+                    "schedule {id:?}: unknown scenario {:?}",
+                    s.scenario.get_ref()
+                ),
+            );
         }
         let t = s.targets.get_ref();
         let targets = match (&t.group, &t.businesses, t.all) {
             (Some(g), None, None) => {
                 if !groups.iter().any(|x| &x.id == g) {
-                    cx.err(s.targets.span(), format!("schedule {id:?}: unknown group {g:?}"));
+                    cx.err(
+                        s.targets.span(),
+                        format!("schedule {id:?}: unknown group {g:?}"),
+                    );
                 }
                 Targets::Group(g.clone())
             }
             (None, Some(list), None) => {
                 for b in list {
                     if !businesses.iter().any(|x| &x.id == b) {
-                        cx.err(s.targets.span(), format!("schedule {id:?}: unknown business {b:?}"));
+                        cx.err(
+                            s.targets.span(),
+                            format!("schedule {id:?}: unknown business {b:?}"),
+                        );
                     }
                 }
                 Targets::Businesses(list.clone())
@@ -771,7 +1018,11 @@ fn schedules(cx: &mut Ctx<'_>, raws: &[S<RawSchedule>], scenarios: &[Scenario], 
         };
         let cron = parse_cron(cx, &s.cron, &format!("schedule {id:?}: cron"));
         let timezone = cx.timezone(s.timezone.as_ref(), "schedule timezone");
-        let jitter = s.jitter.as_ref().and_then(|j| cx.duration(j, "jitter")).unwrap_or_default();
+        let jitter = s
+            .jitter
+            .as_ref()
+            .and_then(|j| cx.duration(j, "jitter"))
+            .unwrap_or_default();
         let window = match &s.window {
             None => Window::Always,
             Some(w) => w.get_ref().parse::<Window>().unwrap_or_else(|e| {
@@ -781,7 +1032,13 @@ fn schedules(cx: &mut Ctx<'_>, raws: &[S<RawSchedule>], scenarios: &[Scenario], 
         };
         if let Some(cron) = cron {
             out.push(Schedule {
-                spec: ScheduleSpec { id, cron, timezone, jitter, window },
+                spec: ScheduleSpec {
+                    id,
+                    cron,
+                    timezone,
+                    jitter,
+                    window,
+                },
                 scenario: s.scenario.get_ref().clone(),
                 targets,
             });
@@ -792,16 +1049,35 @@ fn schedules(cx: &mut Ctx<'_>, raws: &[S<RawSchedule>], scenarios: &[Scenario], 
 
 /// Renders every email scenario for every business it can reach, so a typo in a variable or a
 /// CSV value with a line break is found by `check`, not on Tuesday at 10:00.
-fn check_renders(cx: &mut Ctx<'_>, raw: &RawConfig, scenarios: &[Scenario], schedules: &[Schedule], businesses: &[Business], personas: &[Persona]) {
+fn check_renders(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    scenarios: &[Scenario],
+    schedules: &[Schedule],
+    businesses: &[Business],
+    personas: &[Persona],
+) {
     for sc in scenarios {
-        let line = raw.scenarios.iter().find(|r| r.get_ref().id.get_ref() == &sc.id).map(|r| cx.line(r.span())).unwrap_or(0);
-        let Some(persona) = personas.iter().find(|p| p.id == sc.persona) else { continue };
+        let line = raw
+            .scenarios
+            .iter()
+            .find(|r| r.get_ref().id.get_ref() == &sc.id)
+            .map(|r| cx.line(r.span()))
+            .unwrap_or(0);
+        let Some(persona) = personas.iter().find(|p| p.id == sc.persona) else {
+            continue;
+        };
         let mut reached: Vec<&Business> = Vec::new();
         for sch in schedules.iter().filter(|s| s.scenario == sc.id) {
             let list: Vec<&Business> = match &sch.targets {
                 Targets::All => businesses.iter().collect(),
-                Targets::Group(g) => businesses.iter().filter(|b| b.group.as_deref() == Some(g.as_str())).collect(),
-                Targets::Businesses(ids) => businesses.iter().filter(|b| ids.contains(&b.id)).collect(),
+                Targets::Group(g) => businesses
+                    .iter()
+                    .filter(|b| b.group.as_deref() == Some(g.as_str()))
+                    .collect(),
+                Targets::Businesses(ids) => {
+                    businesses.iter().filter(|b| ids.contains(&b.id)).collect()
+                }
             };
             for b in list {
                 if !reached.iter().any(|x| x.id == b.id) {
@@ -811,16 +1087,36 @@ fn check_renders(cx: &mut Ctx<'_>, raw: &RawConfig, scenarios: &[Scenario], sche
         }
         for b in reached {
             match sc.channel {
-                Channel::Email if b.email.is_none() => cx.err_line(line, format!("scenario {:?} targets business {:?}, which has no email", sc.id, b.id)),
-                Channel::Call if b.phone.is_none() => cx.err_line(line, format!("scenario {:?} targets business {:?}, which has no phone", sc.id, b.id)),
+                Channel::Email if b.email.is_none() => cx.err_line(
+                    line,
+                    format!(
+                        "scenario {:?} targets business {:?}, which has no email",
+                        sc.id, b.id
+                    ),
+                ),
+                Channel::Call if b.phone.is_none() => cx.err_line(
+                    line,
+                    format!(
+                        "scenario {:?} targets business {:?}, which has no phone",
+                        sc.id, b.id
+                    ),
+                ),
                 _ => {}
             }
             if sc.channel != Channel::Email || sc.subject.is_empty() {
                 continue;
             }
-            let visit = VisitContext { id: "check".into(), reference: "ABCD-EF".into(), scenario: sc.id.clone(), date: "01/01/2026".into() };
+            let visit = VisitContext {
+                id: "check".into(),
+                reference: "ABCD-EF".into(),
+                scenario: sc.id.clone(),
+                date: "01/01/2026".into(),
+            };
             if let Err(e) = compose::render(sc, b, persona, &visit) {
-                cx.err_line(line, format!("scenario {:?} for business {:?}: {e}", sc.id, b.id));
+                cx.err_line(
+                    line,
+                    format!("scenario {:?} for business {:?}: {e}", sc.id, b.id),
+                );
             }
         }
     }

@@ -132,7 +132,10 @@ pub fn new_reference() -> String {
 
 /// A Message-ID as a mail client on the persona's domain would write it, without `<>`.
 pub fn new_message_id(persona_email: &str) -> String {
-    let domain = persona_email.rsplit_once('@').map(|(_, d)| d).unwrap_or("localhost");
+    let domain = persona_email
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("localhost");
     format!("{}@{}", uuid::Uuid::new_v4(), domain.to_ascii_lowercase())
 }
 
@@ -201,7 +204,12 @@ mod tests {
     #[test]
     fn a_value_that_would_break_the_subject_header_is_refused() {
         let s = scenario("Devis {{ business.city }}", "x");
-        let err = render(&s, &business("Lille\r\nBcc: x@evil.test"), &persona(), &visit());
+        let err = render(
+            &s,
+            &business("Lille\r\nBcc: x@evil.test"),
+            &persona(),
+            &visit(),
+        );
         assert!(matches!(err, Err(ComposeError::HeaderInjection(_))));
     }
 
@@ -215,7 +223,9 @@ mod tests {
     fn references_and_message_ids_look_human_and_use_the_persona_domain() {
         let r = new_reference();
         assert_eq!(r.len(), 7);
-        assert!(r.chars().all(|c| c == '-' || REF_ALPHABET.contains(&(c as u8))));
+        assert!(r
+            .chars()
+            .all(|c| c == '-' || REF_ALPHABET.contains(&(c as u8))));
         assert!(new_message_id("Claire@Robot.Test").ends_with("@robot.test"));
     }
 }

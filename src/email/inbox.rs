@@ -29,7 +29,11 @@ pub enum ImapStream {
 }
 
 impl AsyncRead for ImapStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskCx<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -38,7 +42,11 @@ impl AsyncRead for ImapStream {
 }
 
 impl AsyncWrite for ImapStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskCx<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -70,16 +78,21 @@ async fn tls_wrap(host: &str, tcp: TcpStream) -> Result<ImapStream> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
     Ok(ImapStream::Tls(Box::new(tls)))
 }
 
 /// Connects and logs in; the password is used here and nowhere else.
 pub async fn connect(cfg: &ImapConfig) -> Result<Session> {
-    let tcp = tokio::time::timeout(Duration::from_secs(15), TcpStream::connect((cfg.host.as_str(), cfg.port)))
-        .await
-        .map_err(|_| anyhow!("IMAP {}:{}: connection timed out", cfg.host, cfg.port))?
-        .with_context(|| format!("IMAP {}:{}", cfg.host, cfg.port))?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(15),
+        TcpStream::connect((cfg.host.as_str(), cfg.port)),
+    )
+    .await
+    .map_err(|_| anyhow!("IMAP {}:{}: connection timed out", cfg.host, cfg.port))?
+    .with_context(|| format!("IMAP {}:{}", cfg.host, cfg.port))?;
     let stream = match cfg.security {
         Security::Tls => tls_wrap(&cfg.host, tcp).await?,
         Security::None | Security::StartTls => ImapStream::Plain(tcp),
@@ -91,7 +104,9 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session> {
         .ok_or_else(|| anyhow!("IMAP server closed the connection before greeting"))??;
     if cfg.security == Security::StartTls {
         client.run_command_and_check_ok("STARTTLS", None).await?;
-        let ImapStream::Plain(tcp) = client.into_inner() else { bail!("STARTTLS on a TLS stream") };
+        let ImapStream::Plain(tcp) = client.into_inner() else {
+            bail!("STARTTLS on a TLS stream")
+        };
         client = async_imap::Client::new(tls_wrap(&cfg.host, tcp).await?);
     }
     let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or("");
@@ -104,12 +119,23 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session> {
 
 /// One mailbox's watcher: reconnects with backoff on any error, stops on `cancel`.
 pub async fn watch_mailbox(cx: Arc<Context>, mailbox: String, cancel: CancellationToken) {
-    let Some(cfg) = cx.config.imap.clone() else { return };
+    let Some(cfg) = cx.config.imap.clone() else {
+        return;
+    };
     let lease_name = format!("watcher:{}:{}", cfg.username, mailbox);
     let mut backoff = Duration::from_millis(500);
     while !cancel.is_cancelled() {
         let now = cx.clock.now().timestamp_millis();
-        match cx.store.acquire_lease(&lease_name, &cx.instance, now, now + LEASE.as_millis() as i64).await {
+        match cx
+            .store
+            .acquire_lease(
+                &lease_name,
+                &cx.instance,
+                now,
+                now + LEASE.as_millis() as i64,
+            )
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 // Another process watches this folder: stand by, take over if it dies.
@@ -135,11 +161,23 @@ pub async fn watch_mailbox(cx: Arc<Context>, mailbox: String, cancel: Cancellati
     let _ = cx.store.release_lease(&lease_name, &cx.instance).await;
 }
 
-async fn watch_session(cx: &Arc<Context>, cfg: &ImapConfig, mailbox: &str, lease: &str, cancel: &CancellationToken) -> Result<()> {
+async fn watch_session(
+    cx: &Arc<Context>,
+    cfg: &ImapConfig,
+    mailbox: &str,
+    lease: &str,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let mut session = connect(cfg).await?;
     let idle = cfg.idle && session.capabilities().await?.has_str("IDLE");
-    let selected = session.select(mailbox).await.with_context(|| format!("SELECT {mailbox}"))?;
-    let uidvalidity = selected.uid_validity.ok_or_else(|| anyhow!("{mailbox}: server gives no UIDVALIDITY"))? as i64;
+    let selected = session
+        .select(mailbox)
+        .await
+        .with_context(|| format!("SELECT {mailbox}"))?;
+    let uidvalidity = selected
+        .uid_validity
+        .ok_or_else(|| anyhow!("{mailbox}: server gives no UIDVALIDITY"))?
+        as i64;
     let mut seen = Instant::now();
     loop {
         let taken = take_new(cx, &mut session, &cfg.username, mailbox, uidvalidity, seen).await?;
@@ -147,14 +185,22 @@ async fn watch_session(cx: &Arc<Context>, cfg: &ImapConfig, mailbox: &str, lease
             tracing::debug!(mailbox, taken, "messages taken in");
         }
         let now = cx.clock.now().timestamp_millis();
-        if !cx.store.acquire_lease(lease, &cx.instance, now, now + LEASE.as_millis() as i64).await? {
+        if !cx
+            .store
+            .acquire_lease(lease, &cx.instance, now, now + LEASE.as_millis() as i64)
+            .await?
+        {
             bail!("lost the watcher lease for {mailbox}");
         }
         if cancel.is_cancelled() {
             let _ = session.logout().await;
             return Ok(());
         }
-        let wait = if idle { IDLE_RENEW.min(LEASE / 2) } else { cfg.poll_interval.min(LEASE / 2) };
+        let wait = if idle {
+            IDLE_RENEW.min(LEASE / 2)
+        } else {
+            cfg.poll_interval.min(LEASE / 2)
+        };
         if idle {
             let mut handle = session.idle();
             handle.init().await?;
@@ -204,14 +250,24 @@ pub async fn take_new(
     uids.sort_unstable();
     let mut taken = 0;
     for chunk in uids.chunks(50) {
-        let set = chunk.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let set = chunk
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let metas: Vec<(u32, Option<u32>, Option<chrono::DateTime<chrono::Utc>>)> = {
-            let mut stream = session.uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)").await?;
+            let mut stream = session
+                .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
+                .await?;
             let mut out = Vec::new();
             while let Some(f) = stream.next().await {
                 let f = f?;
                 if let Some(uid) = f.uid {
-                    out.push((uid, f.size, f.internal_date().map(|d| d.with_timezone(&chrono::Utc))));
+                    out.push((
+                        uid,
+                        f.size,
+                        f.internal_date().map(|d| d.with_timezone(&chrono::Utc)),
+                    ));
                 }
             }
             out
@@ -220,7 +276,11 @@ pub async fn take_new(
         metas.sort_by_key(|m| m.0);
         for (uid, size, internal_date) in metas {
             let too_large = size.is_some_and(|s| s > MAX_MESSAGE_BYTES);
-            let query = if too_large { "BODY.PEEK[HEADER]" } else { "BODY.PEEK[]" };
+            let query = if too_large {
+                "BODY.PEEK[HEADER]"
+            } else {
+                "BODY.PEEK[]"
+            };
             let raw = {
                 let mut stream = session.uid_fetch(uid.to_string(), query).await?;
                 let mut raw = None;

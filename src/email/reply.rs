@@ -116,8 +116,17 @@ pub async fn take_in(cx: &Arc<Context>, a: Arrival) -> Result<()> {
 }
 
 async fn candidates(cx: &Arc<Context>, mail: &InboundMail) -> Result<Vec<Visit>> {
-    let mut ids: Vec<String> = mail.in_reply_to.iter().chain(&mail.references).cloned().collect();
-    if let Some(orig) = mail.report.as_ref().and_then(|r| r.original_message_id.clone()) {
+    let mut ids: Vec<String> = mail
+        .in_reply_to
+        .iter()
+        .chain(&mail.references)
+        .cloned()
+        .collect();
+    if let Some(orig) = mail
+        .report
+        .as_ref()
+        .and_then(|r| r.original_message_id.clone())
+    {
         ids.push(orig);
     }
     let mut visits = cx.store.visits_by_message_ids(&ids).await?;
@@ -178,13 +187,17 @@ fn effect(
                 &ScoreInput {
                     reply: &reply,
                     persona_name: persona.map(|p| p.name.as_str()).unwrap_or(""),
-                    time_to_reply: since_sent.and_then(|ms| u64::try_from(ms).ok()).map(Duration::from_millis),
+                    time_to_reply: since_sent
+                        .and_then(|ms| u64::try_from(ms).ok())
+                        .map(Duration::from_millis),
                 },
             );
             let business_ms = visit.sent_at.and_then(|sent| {
                 let b = config.business(&visit.business_id)?;
                 Some(match &b.hours {
-                    Some(h) => h.business_ms_between(b.timezone, crate::clock::from_ms(sent), arrived_at),
+                    Some(h) => {
+                        h.business_ms_between(b.timezone, crate::clock::from_ms(sent), arrived_at)
+                    }
                     // No hours declared: the branch is taken to be always open.
                     None => arrived - sent,
                 })

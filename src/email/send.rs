@@ -48,7 +48,8 @@ impl Mailer {
         };
         let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout));
         if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
         Ok(Self {
             transport: builder.build(),
@@ -95,7 +96,9 @@ pub struct Enquiry<'a> {
 pub fn build_enquiry(e: &Enquiry<'_>) -> Result<Message, SendError> {
     let from = Mailbox::new(
         Some(e.from_name.to_owned()),
-        e.from_email.parse().map_err(|x| SendError::Build(format!("From: {x}")))?,
+        e.from_email
+            .parse()
+            .map_err(|x| SendError::Build(format!("From: {x}")))?,
     );
     let to: Mailbox = e
         .to_email
@@ -135,7 +138,13 @@ mod tests {
         }
         assert!(headers.contains("message-id: <1234@robot.test>"));
         assert!(headers.contains("content-type: text/plain; charset=utf-8"));
-        assert!(headers.contains("from: \"claire dupont\" <claire.dupont@robot.test>") || headers.contains("from: claire dupont <claire.dupont@robot.test>"));
-        assert_eq!(m.envelope().from().unwrap().to_string(), "claire.dupont@robot.test");
+        assert!(
+            headers.contains("from: \"claire dupont\" <claire.dupont@robot.test>")
+                || headers.contains("from: claire dupont <claire.dupont@robot.test>")
+        );
+        assert_eq!(
+            m.envelope().from().unwrap().to_string(),
+            "claire.dupont@robot.test"
+        );
     }
 }

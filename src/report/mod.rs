@@ -105,7 +105,12 @@ impl VisitJson {
             score: v.score,
             rules: rules
                 .into_iter()
-                .map(|r| RuleJson { id: r.rule_id, hit: r.hit, weight: r.weight, evidence: r.evidence })
+                .map(|r| RuleJson {
+                    id: r.rule_id,
+                    hit: r.hit,
+                    weight: r.weight,
+                    evidence: r.evidence,
+                })
                 .collect(),
         }
     }
@@ -135,34 +140,103 @@ pub struct CsvOptions {
 }
 
 pub const CSV_COLUMNS: &[&str] = &[
-    "id", "business", "group", "scenario", "channel", "state", "outcome", "due_at", "send_uncertain",
-    "sent_at", "first_reply_at", "reply_date", "time_to_reply_ms", "time_to_ack_ms",
-    "time_to_reply_business_ms", "correlation", "bounce_status", "dialed_at", "pdd_ms", "answer_ms",
-    "ring_ms", "final_code", "final_reason", "greeting_ms", "voice_ratio", "talk_ms", "rtp_sent",
-    "rtp_received", "rtp_lost", "jitter_ms", "recording", "score", "rules_hit", "rules_missed", "error",
+    "id",
+    "business",
+    "group",
+    "scenario",
+    "channel",
+    "state",
+    "outcome",
+    "due_at",
+    "send_uncertain",
+    "sent_at",
+    "first_reply_at",
+    "reply_date",
+    "time_to_reply_ms",
+    "time_to_ack_ms",
+    "time_to_reply_business_ms",
+    "correlation",
+    "bounce_status",
+    "dialed_at",
+    "pdd_ms",
+    "answer_ms",
+    "ring_ms",
+    "final_code",
+    "final_reason",
+    "greeting_ms",
+    "voice_ratio",
+    "talk_ms",
+    "rtp_sent",
+    "rtp_received",
+    "rtp_lost",
+    "jitter_ms",
+    "recording",
+    "score",
+    "rules_hit",
+    "rules_missed",
+    "error",
 ];
 
 pub fn write_csv(out: &mut dyn Write, visits: &[VisitJson], opts: CsvOptions) -> Result<()> {
     if opts.bom {
         out.write_all(b"\xEF\xBB\xBF")?;
     }
-    let mut w = csv::WriterBuilder::new().delimiter(opts.separator).from_writer(out);
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(opts.separator)
+        .from_writer(out);
     w.write_record(CSV_COLUMNS)?;
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     let n = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
     let f = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for v in visits {
-        let hit: Vec<&str> = v.rules.iter().filter(|r| r.hit).map(|r| r.id.as_str()).collect();
-        let missed: Vec<&str> = v.rules.iter().filter(|r| !r.hit).map(|r| r.id.as_str()).collect();
+        let hit: Vec<&str> = v
+            .rules
+            .iter()
+            .filter(|r| r.hit)
+            .map(|r| r.id.as_str())
+            .collect();
+        let missed: Vec<&str> = v
+            .rules
+            .iter()
+            .filter(|r| !r.hit)
+            .map(|r| r.id.as_str())
+            .collect();
         w.write_record([
-            v.id.clone(), v.business.clone(), o(&v.group), v.scenario.clone(), v.channel.clone(),
-            v.state.clone(), o(&v.outcome), v.due_at.clone(), v.send_uncertain.to_string(),
-            o(&v.sent_at), o(&v.first_reply_at), o(&v.reply_date), n(v.time_to_reply_ms),
-            n(v.time_to_ack_ms), n(v.time_to_reply_business_ms), o(&v.correlation),
-            o(&v.bounce_status), o(&v.dialed_at), n(v.pdd_ms), n(v.answer_ms), n(v.ring_ms),
-            n(v.final_code), o(&v.final_reason), n(v.greeting_ms), f(v.voice_ratio), n(v.talk_ms),
-            n(v.rtp_sent), n(v.rtp_received), n(v.rtp_lost), f(v.jitter_ms), o(&v.recording),
-            f(v.score), hit.join(" "), missed.join(" "), o(&v.error),
+            v.id.clone(),
+            v.business.clone(),
+            o(&v.group),
+            v.scenario.clone(),
+            v.channel.clone(),
+            v.state.clone(),
+            o(&v.outcome),
+            v.due_at.clone(),
+            v.send_uncertain.to_string(),
+            o(&v.sent_at),
+            o(&v.first_reply_at),
+            o(&v.reply_date),
+            n(v.time_to_reply_ms),
+            n(v.time_to_ack_ms),
+            n(v.time_to_reply_business_ms),
+            o(&v.correlation),
+            o(&v.bounce_status),
+            o(&v.dialed_at),
+            n(v.pdd_ms),
+            n(v.answer_ms),
+            n(v.ring_ms),
+            n(v.final_code),
+            o(&v.final_reason),
+            n(v.greeting_ms),
+            f(v.voice_ratio),
+            n(v.talk_ms),
+            n(v.rtp_sent),
+            n(v.rtp_received),
+            n(v.rtp_lost),
+            f(v.jitter_ms),
+            o(&v.recording),
+            f(v.score),
+            hit.join(" "),
+            missed.join(" "),
+            o(&v.error),
         ])?;
     }
     w.flush()?;
@@ -171,12 +245,19 @@ pub fn write_csv(out: &mut dyn Write, visits: &[VisitJson], opts: CsvOptions) ->
 
 /// A table for a terminal: one line per visit, the figure that matters for its channel.
 pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) -> Result<()> {
-    writeln!(out, "{:<16} {:<18} {:<10} {:<17} {:>14} {:>6}", "when (UTC)", "business", "scenario", "outcome", "time", "score")?;
+    writeln!(
+        out,
+        "{:<16} {:<18} {:<10} {:<17} {:>14} {:>6}",
+        "when (UTC)", "business", "scenario", "outcome", "time", "score"
+    )?;
     for v in visits {
         let when = v.due_at.get(..16).unwrap_or(&v.due_at).replace('T', " ");
         let time = match v.channel.as_str() {
             "call" => v.answer_ms.map(format::duration_words),
-            _ => v.time_to_reply_ms.or(v.time_to_ack_ms).map(format::duration_words),
+            _ => v
+                .time_to_reply_ms
+                .or(v.time_to_ack_ms)
+                .map(format::duration_words),
         }
         .unwrap_or_else(|| "–".into());
         let outcome = match (&v.outcome, v.send_uncertain) {
@@ -184,7 +265,10 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
             (Some(o), false) => o.clone(),
             (None, _) => format!("({})", v.state),
         };
-        let score = v.score.map(|s| format!("{s:.0}")).unwrap_or_else(|| "–".into());
+        let score = v
+            .score
+            .map(|s| format!("{s:.0}"))
+            .unwrap_or_else(|| "–".into());
         writeln!(
             out,
             "{:<16} {:<18} {:<10} {:<17} {:>14} {:>6}",
@@ -197,10 +281,16 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
         )?;
     }
     if visits.iter().any(|v| v.send_uncertain) {
-        writeln!(out, "* send uncertain: the process stopped while sending; never resent.")?;
+        writeln!(
+            out,
+            "* send uncertain: the process stopped while sending; never resent."
+        )?;
     }
     if unmatched > 0 {
-        writeln!(out, "{unmatched} message(s) matched no visit: mystery report --unmatched")?;
+        writeln!(
+            out,
+            "{unmatched} message(s) matched no visit: mystery report --unmatched"
+        )?;
     }
     Ok(())
 }

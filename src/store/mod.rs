@@ -55,9 +55,15 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets the CLI read while the daemon writes; the busy timeout makes
                         // two processes queue instead of failing on a locked file.
-                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -150,11 +156,12 @@ impl Store {
 
     /// Is a live daemon (a `daemon:*` lease not expired) working on this store?
     pub async fn daemon_alive(&self, now_ms: i64) -> Result<bool> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE name LIKE 'daemon:%' AND until >= $1")
-                .bind(now_ms)
-                .fetch_one(&self.pool)
-                .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM leases WHERE name LIKE 'daemon:%' AND until >= $1",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n > 0)
     }
 

@@ -336,7 +336,13 @@ impl Store {
 
     /// The SMTP exchange broke after DATA may have been accepted: wait for replies as if sent,
     /// flagged so reports say the send time is unknown.
-    pub async fn mark_send_uncertain(&self, id: &str, error: &str, reply_deadline_ms: i64, now_ms: i64) -> Result<()> {
+    pub async fn mark_send_uncertain(
+        &self,
+        id: &str,
+        error: &str,
+        reply_deadline_ms: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE visits SET state = 'awaiting_reply', send_uncertain = 1, error = $2,
                reply_deadline = $3, updated_at = $4
@@ -382,7 +388,13 @@ impl Store {
     }
 
     /// Ends a visit that could not run (missing business, config error…).
-    pub async fn mark_failed(&self, id: &str, outcome: &str, error: &str, now_ms: i64) -> Result<()> {
+    pub async fn mark_failed(
+        &self,
+        id: &str,
+        outcome: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE visits SET state = 'failed', outcome = $2, error = $3, updated_at = $4
              WHERE id = $1 AND state NOT IN ('done', 'failed')",
@@ -397,7 +409,11 @@ impl Store {
     }
 
     pub async fn finish_call(&self, id: &str, m: &CallMeasurements, now_ms: i64) -> Result<()> {
-        let state = if m.outcome == "failed" { "failed" } else { "done" };
+        let state = if m.outcome == "failed" {
+            "failed"
+        } else {
+            "done"
+        };
         sqlx::query(
             "UPDATE visits SET state = $2, outcome = $3, error = $4, dialed_at = $5, pdd_ms = $6,
                answer_ms = $7, ring_ms = $8, final_code = $9, final_reason = $10,
@@ -518,16 +534,20 @@ impl Store {
     }
 
     pub async fn count_by_state(&self, state: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM visits WHERE state = $1")
-            .bind(state)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM visits WHERE state = $1")
+                .bind(state)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// The earliest due time of a planned visit, to sleep until then.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MIN(due_at) FROM visits WHERE state = 'planned'")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT MIN(due_at) FROM visits WHERE state = 'planned'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }

@@ -1,0 +1,170 @@
+//! `mystery check` and configuration loading: every problem named with file and line.
+
+use std::path::Path;
+use std::process::Command;
+
+fn check(dir: &Path, toml: &str) -> (i32, String) {
+    let path = dir.join("mystery.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mystery"))
+        .args(["--config", path.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+const VALID: &str = r#"
+businesses_csv = "branches.csv"
+
+[storage]
+url = "sqlite://mystery.db"
+
+[smtp]
+host = "127.0.0.1"
+port = 2525
+
+[[personas]]
+id = "claire"
+name = "Claire Dupont"
+email = "claire.dupont@robot.test"
+
+[[groups]]
+id = "nord"
+name = "Réseau Nord"
+digest = { cron = "0 8 * * Mon", timezone = "Europe/Paris", to = ["qualite@franchise.test"], language = "fr", period = "7d" }
+
+[[businesses]]
+id = "lille-centre"
+name = "Agence Lille Centre"
+group = "nord"
+email = "contact@lille.branch.test"
+phone = "sip:lille@127.0.0.1:5080"
+timezone = "Europe/Paris"
+city = "Lille"
+hours = "Mon-Fri 09:00-18:00; Sat 09:00-12:00"
+
+[[scenarios]]
+id = "devis"
+channel = "email"
+subject = "Demande de devis – {{ business.city }}"
+body = "Bonjour,\nVos tarifs ?\n{{ persona.name }}"
+reply_deadline = "48h"
+expect = [
+  { id = "prix", any = ["tarif", "prix", "€"], weight = 3 },
+  { id = "politesse", regex = "(?i)bonjour|madame", weight = 1 },
+  { id = "perso", builtin = "personalised", weight = 1 },
+]
+
+[[schedules]]
+id = "devis-hebdo"
+scenario = "devis"
+targets = { group = "nord" }
+cron = "0 10 * * Tue"
+timezone = "Europe/Paris"
+jitter = "2h"
+window = "business-hours"
+"#;
+
+const CSV: &str = "id,name,group,email,phone,timezone,city,hours\nlyon,Agence Lyon,nord,contact@lyon.branch.test,,Europe/Paris,Lyon,Mon-Fri 09:00-18:00\n";
+
+#[test]
+fn a_valid_configuration_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let (code, out) = check(tmp.path(), VALID);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 businesses"), "{out}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("branches.csv"),
+        "id,name,group,email,phone,timezone,city,hours\nlyon,Agence Lyon,sud,contact@lyon.test,,Mars/Olympus,Lyon,\nbad\n",
+    )
+    .unwrap();
+    let broken = VALID
+        .replace("cron = \"0 10 * * Tue\"", "cron = \"0 25 * * Tue\"")
+        .replace(
+            "timezone = \"Europe/Paris\"\ncity",
+            "timezone = \"Europe/Pariss\"\ncity",
+        )
+        .replace(
+            "targets = { group = \"nord\" }",
+            "targets = { group = \"sud\" }",
+        )
+        .replace("{{ business.city }}\"", "{{ business.city \"");
+    let (code, out) = check(tmp.path(), &broken);
+    assert_eq!(code, 1, "{out}");
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let toml = tmp.path().join("mystery.toml");
+    let expect = [
+        format!("{}:{}:", toml.display(), line_of("0 25 * * Tue")),
+        format!("{}:{}:", toml.display(), line_of("Europe/Pariss")),
+        format!("{}:{}:", toml.display(), line_of("group = \"sud\"")),
+        format!("{}:{}:", toml.display(), line_of("{{ business.city \"")),
+        format!("{}:2:", tmp.path().join("branches.csv").display()),
+        format!("{}:3:", tmp.path().join("branches.csv").display()),
+    ];
+    for e in expect {
+        assert!(out.contains(&e), "missing {e} in:\n{out}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_reported_in_every_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let broken = VALID
+        .replace("name = \"Claire Dupont\"", "nmae = \"Claire Dupont\"")
+        .replace("jitter = \"2h\"", "jiter = \"2h\"");
+    let (code, out) = check(tmp.path(), &broken);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nmae"), "{out}");
+    assert!(out.contains("jiter"), "{out}");
+}
+
+#[test]
+fn a_value_that_would_inject_a_header_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("branches.csv"),
+        "id,name,group,email,phone,timezone,city,hours\nlyon,Agence Lyon,nord,contact@lyon.test,,Europe/Paris,\"Lyon\r\nBcc: spy@evil.test\",\n",
+    )
+    .unwrap();
+    let (code, out) = check(tmp.path(), VALID);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("line break"), "{out}");
+    assert!(out.contains("branches.csv:2:"), "{out}");
+}
+
+#[test]
+fn a_template_with_an_unknown_variable_is_refused_by_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let (code, out) = check(
+        tmp.path(),
+        &VALID.replace("{{ persona.name }}", "{{ persona.nom }}"),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("scenario \"devis\""), "{out}");
+}
+
+#[test]
+fn a_missing_password_variable_is_a_warning_and_the_secret_never_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let with_secret = VALID.replace(
+        "port = 2525",
+        "port = 2525\nusername = \"robot\"\npassword_env = \"MYSTERY_TEST_UNSET_SECRET\"",
+    );
+    let (code, out) = check(tmp.path(), &with_secret);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("MYSTERY_TEST_UNSET_SECRET is not set"),
+        "{out}"
+    );
+}

@@ -1,0 +1,5 @@
+//! The one integration-test binary: modules by subject, tests named as sentences.
+
+mod common;
+mod config_check;
+mod store;

@@ -1,0 +1,373 @@
+//! The store's guarantees, each checked on SQLite and on PostgreSQL with the same body.
+
+use crate::common::{self, Backend};
+use mystery::store::{Checkpoint, Effect, NewMessage, NewVisit, RuleRow, Store};
+
+/// Runs one async body against a fresh store on each backend (STYLE.md 14).
+macro_rules! store_test {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            use super::*;
+            async fn body($store: Store) $body
+            #[tokio::test]
+            async fn on_sqlite() {
+                let tmp = tempfile::tempdir().unwrap();
+                body(common::store(Backend::Sqlite, tmp.path()).await).await;
+            }
+            #[tokio::test]
+            async fn on_postgres() {
+                let tmp = tempfile::tempdir().unwrap();
+                body(common::store(Backend::Postgres, tmp.path()).await).await;
+            }
+        }
+    };
+}
+
+fn visit(slot: &str, channel: &str, due: i64) -> NewVisit {
+    NewVisit {
+        id: uuid::Uuid::new_v4().to_string(),
+        slot_key: slot.into(),
+        schedule_id: Some("s".into()),
+        business_id: "lille".into(),
+        group_id: Some("nord".into()),
+        scenario_id: "devis".into(),
+        channel: channel.into(),
+        persona_id: Some("claire".into()),
+        due_at: due,
+        window_end: None,
+        reference: "ABCD-EF".into(),
+    }
+}
+
+fn message(uid: i64, visit_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        id: uuid::Uuid::new_v4().to_string(),
+        account: "robot".into(),
+        mailbox: "INBOX".into(),
+        uidvalidity: 7,
+        uid,
+        seen_at: 5_000,
+        internal_date: Some(4_900),
+        arrived_at: 5_000,
+        message_id: Some(format!("m{uid}@x")),
+        from_addr: Some("contact@lille.test".into()),
+        subject: Some("Re: devis".into()),
+        date_header: None,
+        class: "human".into(),
+        class_reason: None,
+        visit_id: visit_id.map(str::to_owned),
+        correlation: visit_id.map(|_| "header".to_owned()),
+        parse_error: None,
+        raw: b"Subject: x\r\n\r\nbody".to_vec(),
+    }
+}
+
+fn human(visit_id: &str, at: i64) -> Effect {
+    Effect::HumanReply {
+        visit_id: visit_id.into(),
+        first_reply_at: at,
+        reply_date: None,
+        time_to_reply_ms: Some(at - 1_000),
+        time_to_reply_business_ms: Some(at - 1_000),
+        correlation: "header".into(),
+        score: 75.0,
+        rules: vec![RuleRow {
+            rule_id: "prix".into(),
+            hit: true,
+            weight: 3,
+            evidence: Some("120 €".into()),
+        }],
+    }
+}
+
+store_test!(a_slot_key_makes_at_most_one_visit, |store| {
+    let v = visit("s|lille|1000", "email", 1_000);
+    assert!(store.plan_visit(&v, 0).await.unwrap());
+    let again = NewVisit {
+        id: "other".into(),
+        ..v.clone()
+    };
+    assert!(!store.plan_visit(&again, 0).await.unwrap());
+    assert_eq!(store.count_by_state("planned").await.unwrap(), 1);
+});
+
+store_test!(two_claimers_never_get_the_same_visit, |store| {
+    for i in 0..20 {
+        store
+            .plan_visit(&visit(&format!("k{i}"), "email", 1_000), 0)
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(
+        store.claim_due("a", 2_000, 60_000, 15, None),
+        store.claim_due("b", 2_000, 60_000, 15, None)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 20);
+    assert!(a.iter().all(|x| !b.iter().any(|y| y.id == x.id)));
+    assert!(store
+        .claim_due("c", 3_000, 60_000, 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+});
+
+store_test!(a_visit_not_yet_due_is_not_claimed, |store| {
+    store
+        .plan_visit(&visit("k", "email", 10_000), 0)
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due("a", 9_999, 1_000, 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_due("a", 10_000, 1_000, 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+});
+
+store_test!(
+    recovery_never_resends_an_enquiry_that_may_have_left,
+    |store| {
+        let unsent = visit("unsent", "email", 0);
+        let sending = visit("sending", "email", 0);
+        let call = visit("call", "call", 0);
+        for v in [&unsent, &sending, &call] {
+            store.plan_visit(v, 0).await.unwrap();
+        }
+        store.claim_due("dead", 0, 1_000, 10, None).await.unwrap();
+        store
+            .mark_sending(
+                &sending.id,
+                "mid@robot.test",
+                "Devis",
+                "c@l.test",
+                100_000,
+                0,
+            )
+            .await
+            .unwrap();
+        // Before the lease ends, nothing is touched: the owner may still be alive.
+        assert_eq!(store.recover_expired(500).await.unwrap(), 0);
+        assert_eq!(store.recover_expired(5_000).await.unwrap(), 3);
+        assert_eq!(
+            store.visit(&unsent.id).await.unwrap().unwrap().state,
+            "planned"
+        );
+        let s = store.visit(&sending.id).await.unwrap().unwrap();
+        assert_eq!(
+            (s.state.as_str(), s.send_uncertain, s.message_id.as_deref()),
+            ("awaiting_reply", true, Some("mid@robot.test"))
+        );
+        let c = store.visit(&call.id).await.unwrap().unwrap();
+        assert_eq!(
+            (c.state.as_str(), c.outcome.as_deref()),
+            ("failed", Some("failed"))
+        );
+        // The uncertain one is never claimed again.
+        let again = store
+            .claim_due("new", 6_000, 1_000, 10, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.iter().map(|v| v.id.clone()).collect::<Vec<_>>(),
+            vec![unsent.id.clone()]
+        );
+    }
+);
+
+store_test!(
+    a_message_is_taken_in_once_with_its_effect_and_checkpoint,
+    |store| {
+        let v = visit("k", "email", 0);
+        store.plan_visit(&v, 0).await.unwrap();
+        store.claim_due("me", 0, 60_000, 1, None).await.unwrap();
+        store
+            .mark_sending(&v.id, "mid@robot.test", "Devis", "c@l.test", 100_000, 0)
+            .await
+            .unwrap();
+        store.mark_sent(&v.id, 1_000, 100_000).await.unwrap();
+        let m = message(42, Some(&v.id));
+        assert!(store
+            .record_message(&m, &human(&v.id, 5_000))
+            .await
+            .unwrap());
+        // The same UID again (a restart before the checkpoint was read) changes nothing.
+        let again = NewMessage {
+            id: "x".into(),
+            ..m.clone()
+        };
+        assert!(!store
+            .record_message(&again, &human(&v.id, 9_000))
+            .await
+            .unwrap());
+        let got = store.visit(&v.id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                got.outcome.as_deref(),
+                got.first_reply_at,
+                got.time_to_reply_ms
+            ),
+            (Some("replied"), Some(5_000), Some(4_000))
+        );
+        assert_eq!(store.rules(&v.id).await.unwrap().len(), 1);
+        assert_eq!(
+            store.checkpoint("robot", "INBOX").await.unwrap(),
+            Some(Checkpoint {
+                uidvalidity: 7,
+                last_uid: 42
+            })
+        );
+    }
+);
+
+store_test!(an_unmatched_message_is_kept_and_listed, |store| {
+    store
+        .record_message(&message(1, None), &Effect::None)
+        .await
+        .unwrap();
+    let unmatched = store.unmatched_messages(0).await.unwrap();
+    assert_eq!(unmatched.len(), 1);
+    assert_eq!(
+        unmatched[0].from_addr.as_deref(),
+        Some("contact@lille.test")
+    );
+});
+
+store_test!(
+    a_deadline_ends_a_visit_as_acknowledged_only_or_no_reply,
+    |store| {
+        let acked = visit("acked", "email", 0);
+        let silent = visit("silent", "email", 0);
+        for v in [&acked, &silent] {
+            store.plan_visit(v, 0).await.unwrap();
+        }
+        store.claim_due("me", 0, 60_000, 10, None).await.unwrap();
+        for v in [&acked, &silent] {
+            store
+                .mark_sending(&v.id, &format!("{}@r", v.id), "D", "c@l.test", 10_000, 0)
+                .await
+                .unwrap();
+            store.mark_sent(&v.id, 100, 10_000).await.unwrap();
+        }
+        let ack = Effect::Ack {
+            visit_id: acked.id.clone(),
+            at: 200,
+            time_to_ack_ms: Some(100),
+        };
+        store
+            .record_message(&message(1, Some(&acked.id)), &ack)
+            .await
+            .unwrap();
+        assert_eq!(store.expire_deadlines(9_999).await.unwrap(), 0);
+        assert_eq!(store.expire_deadlines(10_000).await.unwrap(), 2);
+        assert_eq!(
+            store
+                .visit(&acked.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .outcome
+                .as_deref(),
+            Some("acknowledged_only")
+        );
+        assert_eq!(
+            store
+                .visit(&silent.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .outcome
+                .as_deref(),
+            Some("no_reply")
+        );
+    }
+);
+
+store_test!(a_lease_has_one_owner_until_it_expires, |store| {
+    assert!(store
+        .acquire_lease("watcher:INBOX", "a", 0, 1_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .acquire_lease("watcher:INBOX", "b", 500, 1_500)
+        .await
+        .unwrap());
+    assert!(store
+        .acquire_lease("watcher:INBOX", "a", 600, 1_600)
+        .await
+        .unwrap());
+    assert!(store
+        .acquire_lease("watcher:INBOX", "b", 2_000, 3_000)
+        .await
+        .unwrap());
+    assert!(store.daemon_alive(0).await.is_ok_and(|alive| !alive));
+});
+
+store_test!(a_uidvalidity_change_replaces_the_checkpoint, |store| {
+    store
+        .set_checkpoint(
+            "r",
+            "INBOX",
+            Checkpoint {
+                uidvalidity: 1,
+                last_uid: 90,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .set_checkpoint(
+            "r",
+            "INBOX",
+            Checkpoint {
+                uidvalidity: 1,
+                last_uid: 50,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .checkpoint("r", "INBOX")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_uid,
+        90
+    );
+    store
+        .set_checkpoint(
+            "r",
+            "INBOX",
+            Checkpoint {
+                uidvalidity: 2,
+                last_uid: 3,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.checkpoint("r", "INBOX").await.unwrap(),
+        Some(Checkpoint {
+            uidvalidity: 2,
+            last_uid: 3
+        })
+    );
+});
+
+#[tokio::test]
+async fn migrations_run_once_when_a_store_is_opened_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = common::store_url(Backend::Sqlite, tmp.path()).await;
+    let a = Store::connect(&url).await.unwrap();
+    a.plan_visit(&visit("k", "email", 0), 0).await.unwrap();
+    let b = Store::connect(&url).await.unwrap();
+    assert_eq!(b.count_by_state("planned").await.unwrap(), 1);
+}
