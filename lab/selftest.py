@@ -119,7 +119,76 @@ def sim_record(env, enquiry_id, timeout_s=5.0):
 
 def body_text(m):
     part = m.get_body(preferencelist=("plain", "html"))
-    return part.get_content() if part is not None else ""
+    return part.get_content().replace("\r\n", "\n") if part is not None else ""
+
+
+def check_kinds(env, token, inbox, junk):
+    """Every simulator kind once, with short delays, checked on what the robot receives."""
+    sent = {}
+    for kind in ("ooo-d300", "ack", "never", "html-d100", "latin1-d100", "cp1252-d100",
+                 "quoted-d100", "noref-d100", "junk-d100"):
+        to = f"{kind}.k{token}@paris.branch.test"
+        q = enquiry(to, f"Devis {kind.split('-')[0]} {token}", token)
+        send(env, q, to)
+        sent[kind.split("-")[0]] = (q["Message-ID"].strip("<>"), str(q["Subject"]))
+
+    def replies_to(kind, box=inbox, timeout_s=WAIT_S):
+        qid = sent[kind][0]
+        return box.wait_for(lambda x: str(x.get("In-Reply-To", "")).strip("<> ") == qid, timeout_s)[1]
+
+    def is_auto(m):
+        return str(m.get("Auto-Submitted", "no")).lower() != "no"
+
+    qid = sent["ooo"][0]
+    ooo = inbox.wait_for(lambda x: str(x.get("In-Reply-To", "")).strip("<> ") == qid and is_auto(x))[1]
+    check(ooo is not None and str(ooo["Subject"]) == "Réponse automatique : absent du bureau",
+          "ooo: out-of-office with Auto-Submitted and the French subject")
+    human = inbox.wait_for(lambda x: str(x.get("In-Reply-To", "")).strip("<> ") == qid and not is_auto(x))[1]
+    check(human is not None and "tarif" in body_text(human), "ooo: then a human reply with a price")
+
+    ack = replies_to("ack")
+    check(ack is not None and is_auto(ack) and str(ack["Subject"]).startswith("Accusé de réception"),
+          "ack: automatic acknowledgement 'Accusé de réception'")
+
+    m = replies_to("html")
+    check(m is not None and m.get_content_type() == "text/html" and not m.is_multipart()
+          and "<blockquote" in m.get_content() and "tarif" in m.get_content(),
+          "html: single text/html part with a blockquote and a price")
+
+    m = replies_to("latin1")
+    check(m is not None and m.get_content_charset() == "iso-8859-1"
+          and m["Content-Transfer-Encoding"] == "quoted-printable"
+          and m.get_content().startswith("Bonjour Claire Dupont,") and "intérêt" in m.get_content(),
+          "latin1: iso-8859-1 quoted-printable, decodes to French text")
+
+    m = replies_to("cp1252")
+    check(m is not None and m.get_content_charset() == "windows-1252"
+          and "€" in m.get_content() and "’" in m.get_content(),
+          "cp1252: windows-1252 with € and ’")
+
+    m = replies_to("quoted")
+    lines = [x for x in body_text(m).split("\n") if x] if m is not None else []
+    check(bool(lines) and lines[0].startswith("Le ") and lines[0].endswith("a écrit :")
+          and all(x.startswith(">") for x in lines[1:]),
+          f"quoted: only 'Le … a écrit :' and '>' lines {lines[:2]!r}")
+
+    subj = f"RE : {sent['noref'][1]}"
+    m = inbox.wait_for(lambda x: str(x["Subject"]) == subj)[1]
+    check(m is not None and m.get("In-Reply-To") is None and m.get("References") is None,
+          "noref: 'RE : <subject>' without In-Reply-To/References")
+
+    m = replies_to("junk", box=junk)
+    check(m is not None and "tarif" in body_text(m), "junk: human reply filed in robot's Junk")
+
+    # Give never/ack a chance to misbehave: 1.5 s after everything else arrived.
+    time.sleep(1.5)
+    for box in (inbox, junk):
+        box.poll()
+    check(replies_to("never", timeout_s=0) is None and sim_record(env, sent["never"][0], 0.1) is None,
+          "never: no answer at all")
+    qid = sent["ack"][0]
+    check(inbox.wait_for(lambda x: str(x.get("In-Reply-To", "")).strip("<> ") == qid and not is_auto(x), 0)[1]
+          is None, "ack: no human reply")
 
 
 def main():
@@ -189,6 +258,8 @@ def main():
         check(f"Final-Recipient: rfc822; {bounce}" in s and "Action: failed" in s,
               "DSN names the bounced branch address, Action: failed")
         check(str(dsn.get("Auto-Submitted", "")) == "auto-replied", "DSN carries Auto-Submitted: auto-replied")
+
+    check_kinds(env, token, inbox, junk)
 
     print("\nlatencies (ms):")
     if direct:
