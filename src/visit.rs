@@ -11,6 +11,9 @@ use crate::Context;
 use anyhow::Result;
 use std::sync::Arc;
 
+/// Set in the environment, makes the process abort right after an SMTP 250 (crash tests).
+pub const FAULT_ABORT_AFTER_SEND: &str = "MYSTERY_FAULT_ABORT_AFTER_SEND";
+
 /// Transient SMTP failures are retried this many times before the visit ends `send_failed`.
 const MAX_SEND_ATTEMPTS: i64 = 3;
 
@@ -129,6 +132,11 @@ async fn run_email(
     };
     match mailer.send(message).await {
         Ok(instant) => {
+            if std::env::var_os(FAULT_ABORT_AFTER_SEND).is_some() {
+                // Fault injection for the crash tests: dies like `kill -9` would, after the
+                // server accepted the message and before the store knows.
+                std::process::abort();
+            }
             let sent_at = to_ms(cx.clock.at(instant));
             cx.store
                 .mark_sent(&visit.id, sent_at, deadline_ms(sent_at))

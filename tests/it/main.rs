@@ -2,4 +2,5 @@
 
 mod common;
 mod config_check;
+mod email_lab;
 mod store;
