@@ -195,7 +195,7 @@ fn split_signature<'a>(lines: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
     (lines.to_vec(), Vec::new())
 }
 
-fn is_closing(line: &str) -> bool {
+pub(crate) fn is_closing(line: &str) -> bool {
     let f = fold(line.trim());
     let Some(caps) = CLOSING.captures(&f) else {
         return false;
