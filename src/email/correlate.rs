@@ -128,12 +128,16 @@ fn contains_token(haystack: &str, needle: &str) -> bool {
 
 static SUBJECT_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\s*(?:\[\s*(?:external|ext|externe|extern|caution|spam|suspected spam)\s*\]\s*|(?:re|ref|ref\.|tr|fwd?|aw|wg|sv|vs|rv|r|rif|antw|odp|enc|res)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)",
+        r"^\s*(?:\[\s*(?:external|ext|externe|extern|caution|spam|suspected spam)\s*\]\s*|(?:re|ref|ref\.|tr|fwd?|aw|wg|sv|vs|rv|r|rif|antw|odp|enc|res|reponse automatique|automatic reply|out of office|auto|automatische antwort)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)",
     )
     .expect("static regex")
 });
 
 /// `Re: TR: Fwd: Demande…` → `demande…` (prefixes in many languages stripped, folded).
+///
+/// The prefixes Exchange and others put on automatic answers ("Réponse automatique :",
+/// "Automatic reply:", "Out of Office:", "Auto:") are stripped too, so an out-of-office
+/// without In-Reply-To still finds its visit.
 pub fn normalise_subject(subject: &str) -> String {
     let mut s = fold(subject);
     // Bounded: each round removes at least one character.
@@ -197,6 +201,8 @@ mod tests {
             "Re[2]: AW: WG:  Demande   de devis – Lille",
             "[EXTERNAL] RE: SV: VS: RV: R: Rif: Antw: Fw: Demande de devis – Lille",
             "[EXT] tr : DEMANDE DE DEVIS – LILLE",
+            "Réponse automatique : RE: Demande de devis – Lille",
+            "Out of Office: Demande de devis – Lille",
         ] {
             assert_eq!(normalise_subject(s), "demande de devis – lille", "{s}");
         }

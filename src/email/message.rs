@@ -210,7 +210,15 @@ fn best_text(msg: &Message<'_>, html: Option<&str>) -> String {
     } else if let Some(h) = html {
         html_to_text(h)
     } else {
-        String::new()
+        // Broken MIME (a multipart without boundary…): the first text found anywhere.
+        msg.parts
+            .iter()
+            .find_map(|p| match &p.body {
+                PartType::Text(t) => Some(t.to_string()),
+                PartType::Html(h) => Some(html_to_text(h)),
+                _ => None,
+            })
+            .unwrap_or_default()
     };
     text.replace("\r\n", "\n").replace('\r', "\n")
 }

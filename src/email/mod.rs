@@ -7,3 +7,5 @@ pub mod inbox;
 pub mod message;
 pub mod quote;
 pub mod send;
+#[cfg(test)]
+mod corpus;
