@@ -141,7 +141,14 @@ fn is_quoted(folded_line: &str) -> bool {
 /// Number of lines (1–3) of an attribution header starting at `i`, clients wrap long ones.
 fn attribution_at(folded: &[String], i: usize) -> Option<usize> {
     if !ATTRIBUTION_START.is_match(&folded[i]) {
-        return None;
+        // "Claire Dupont a écrit :" with no date: only an attribution when quotes follow.
+        let line = &folded[i];
+        let quotes_follow = folded[i + 1..]
+            .iter()
+            .find(|l| !l.is_empty())
+            .is_some_and(|l| is_quoted(l));
+        return (line.len() <= 200 && ATTRIBUTION_END.is_match(line) && quotes_follow)
+            .then_some(1);
     }
     let mut joined = String::new();
     for (k, line) in folded.iter().enumerate().skip(i).take(3) {
@@ -317,6 +324,14 @@ mod tests {
             let r = extract_reply(&format!("Merci pour votre message.\n\n{sep}\nDe: x\nold"));
             assert_eq!(r.new_text, "Merci pour votre message.", "separator {sep}");
         }
+    }
+
+    #[test]
+    fn a_dateless_attribution_is_dropped_only_when_quotes_follow() {
+        let r = extract_reply("Bonjour,\nClaire Dupont a écrit :\n> tarifs ?\n119 €.");
+        assert_eq!(r.new_text, "Bonjour,\n119 €.");
+        let r = extract_reply("Mon collègue a écrit :\nvoici la suite.");
+        assert_eq!(r.new_text, "Mon collègue a écrit :\nvoici la suite.");
     }
 
     #[test]
