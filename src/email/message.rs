@@ -1,8 +1,15 @@
 //! A raw message from the robot's mailbox, parsed (mail-parser) into what the rest needs.
 //!
-//! OWNER: email-analysis helper. Contract below.
+//! Invariant: any byte string gives either an `InboundMail` or a typed `ParseError`, never a
+//! panic; and `text` is what a person reading the mail would see, with quoted history marked
+//! by `> ` whatever the client (plain text, Gmail/Apple/Thunderbird HTML), so quote stripping
+//! works the same on every reply.
 
+use super::classify::looks_like_classic_bounce;
 use chrono::{DateTime, Utc};
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use regex::Regex;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
@@ -42,6 +49,16 @@ pub struct InboundMail {
     pub report: Option<DeliveryReport>,
 }
 
+impl InboundMail {
+    /// The first top-level header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("message too large ({0} bytes)")]
@@ -50,6 +67,694 @@ pub enum ParseError {
     Malformed(String),
 }
 
-pub fn parse(_raw: &[u8]) -> Result<InboundMail, ParseError> {
-    todo!("email-analysis helper")
+/// Larger than any enquiry reply; a bigger message is refused before parsing.
+pub const MAX_MESSAGE_BYTES: usize = 25 * 1024 * 1024;
+/// HTML nesting kept track of; deeper markup is flattened (its text is still kept).
+const MAX_HTML_DEPTH: usize = 256;
+
+static MESSAGE_ID_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?im)^\s*message-id:\s*<?([^<>\s]+@[^<>\s]+?)>?\s*$").expect("static regex")
+});
+static STATUS_CODE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("static regex"));
+static ANGLE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"<([^<>@\s]+@[^<>\s]+\.[a-zA-Z]{2,})>").expect("static regex")
+});
+
+pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
+    if raw.len() > MAX_MESSAGE_BYTES {
+        return Err(ParseError::TooLarge(raw.len()));
+    }
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ParseError::Malformed("empty message".into()));
+    }
+    let msg = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| ParseError::Malformed("no header section found".into()))?;
+    let known = msg.headers().iter().any(|h| {
+        matches!(
+            h.name,
+            HeaderName::From
+                | HeaderName::Date
+                | HeaderName::MessageId
+                | HeaderName::Subject
+                | HeaderName::To
+                | HeaderName::Received
+                | HeaderName::ReturnPath
+        )
+    });
+    if !known {
+        return Err(ParseError::Malformed(
+            "none of From, To, Date, Subject, Message-ID, Received, Return-Path".into(),
+        ));
+    }
+
+    let mut mail = InboundMail {
+        message_id: msg.message_id().map(clean_id),
+        in_reply_to: ids(msg.in_reply_to()),
+        references: ids(msg.references()),
+        from: msg.from().and_then(first_mailbox),
+        to: msg.to().map(mailboxes).unwrap_or_default(),
+        subject: msg.subject().unwrap_or_default().trim().to_string(),
+        date: msg
+            .date()
+            .filter(|d| d.is_valid())
+            .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
+        headers: top_headers(&msg),
+        html: msg.html_bodies().find_map(|p| match &p.body {
+            PartType::Html(h) => Some(h.to_string()),
+            _ => None,
+        }),
+        ..InboundMail::default()
+    };
+    mail.text = best_text(&msg, mail.html.as_deref());
+    mail.report = delivery_report(&msg);
+    if mail.report.is_none() && looks_like_classic_bounce(&mail) {
+        mail.report = Some(report_from_text(&msg, &mail.text));
+    }
+    Ok(mail)
+}
+
+fn clean_id(id: &str) -> String {
+    id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string()
+}
+
+fn ids(v: &HeaderValue<'_>) -> Vec<String> {
+    let raw: Vec<&str> = match v {
+        HeaderValue::Text(t) => vec![t.as_ref()],
+        HeaderValue::TextList(l) => l.iter().map(|t| t.as_ref()).collect(),
+        _ => Vec::new(),
+    };
+    raw.into_iter()
+        .map(clean_id)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn to_mailbox(a: &mail_parser::Addr<'_>) -> Option<Mailbox> {
+    let address = a.address()?.trim().to_lowercase();
+    if address.is_empty() {
+        return None;
+    }
+    Some(Mailbox {
+        name: a
+            .name()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty()),
+        address,
+    })
+}
+
+fn first_mailbox(a: &Address<'_>) -> Option<Mailbox> {
+    a.iter().find_map(to_mailbox)
+}
+
+fn mailboxes(a: &Address<'_>) -> Vec<Mailbox> {
+    a.iter().filter_map(to_mailbox).collect()
+}
+
+fn top_headers(msg: &Message<'_>) -> Vec<(String, String)> {
+    let raw = msg.raw_message();
+    msg.headers()
+        .iter()
+        .map(|h| {
+            let name = h.name.as_str().to_ascii_lowercase();
+            let value = match &h.value {
+                HeaderValue::Text(t) => t.trim().to_string(),
+                _ => {
+                    let start = (h.offset_start as usize).min(raw.len());
+                    let end = (h.offset_end as usize).clamp(start, raw.len());
+                    unfold(&String::from_utf8_lossy(&raw[start..end]))
+                }
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+fn unfold(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text/plain bodies, else the first HTML body as text.
+fn best_text(msg: &Message<'_>, html: Option<&str>) -> String {
+    let plain: Vec<&str> = msg
+        .text_bodies()
+        .filter_map(|p| match &p.body {
+            PartType::Text(t) => Some(t.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let text = if !plain.is_empty() {
+        plain.join("\n\n")
+    } else if let Some(h) = html {
+        html_to_text(h)
+    } else {
+        // Broken MIME (a multipart without boundary…): the first text found anywhere.
+        msg.parts
+            .iter()
+            .find_map(|p| match &p.body {
+                PartType::Text(t) => Some(t.to_string()),
+                PartType::Html(h) => Some(html_to_text(h)),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// RFC 3464 report: the message/delivery-status part, and the returned message's id.
+fn delivery_report(msg: &Message<'_>) -> Option<DeliveryReport> {
+    let is_report = msg.root_part().headers.iter().any(|h| {
+        h.name == HeaderName::ContentType
+            && h.value.as_content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("multipart")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+                    && ct
+                        .attribute("report-type")
+                        .is_some_and(|r| r.to_ascii_lowercase().contains("delivery-status"))
+            })
+    });
+    let mut report: Option<DeliveryReport> = None;
+    let mut original = None;
+    for part in &msg.parts {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let full = format!(
+            "{}/{}",
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or_default().to_ascii_lowercase()
+        );
+        match full.as_str() {
+            "message/delivery-status" | "message/global-delivery-status" => {
+                let text = String::from_utf8_lossy(part.contents()).into_owned();
+                report = Some(parse_status_fields(&text));
+            }
+            "message/rfc822" | "message/global" | "text/rfc822-headers" if original.is_none() => {
+                original = returned_message_id(&part.body);
+            }
+            _ => {}
+        }
+    }
+    if report.is_none() && is_report {
+        report = Some(DeliveryReport::default());
+    }
+    report.map(|mut r| {
+        r.original_message_id = original;
+        r
+    })
+}
+
+fn returned_message_id(body: &PartType<'_>) -> Option<String> {
+    match body {
+        PartType::Message(m) => m.message_id().map(clean_id).or_else(|| {
+            MESSAGE_ID_LINE
+                .captures(&String::from_utf8_lossy(m.raw_message()))
+                .map(|c| clean_id(&c[1]))
+        }),
+        PartType::Text(t) | PartType::Html(t) => MessageParser::default()
+            .parse_headers(t.as_bytes())
+            .and_then(|h| h.message_id().map(clean_id))
+            .or_else(|| MESSAGE_ID_LINE.captures(t).map(|c| clean_id(&c[1]))),
+        PartType::Binary(b) | PartType::InlineBinary(b) => MESSAGE_ID_LINE
+            .captures(&String::from_utf8_lossy(b))
+            .map(|c| clean_id(&c[1])),
+        PartType::Multipart(_) => None,
+    }
+}
+
+/// Per-message then per-recipient fields; the first recipient's values are kept.
+fn parse_status_fields(text: &str) -> DeliveryReport {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = fields.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let recipient = get("final-recipient")
+        .or_else(|| get("original-recipient"))
+        .map(|v| strip_type(&v).to_lowercase());
+    DeliveryReport {
+        final_recipient: recipient,
+        action: get("action").map(|a| a.to_ascii_lowercase()),
+        status: get("status").map(|s| {
+            s.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        }),
+        diagnostic_code: get("diagnostic-code").map(|d| strip_type(&d).to_string()),
+        original_message_id: None,
+    }
+}
+
+/// `rfc822; a@b` → `a@b`, `smtp; 550 …` → `550 …`.
+fn strip_type(v: &str) -> &str {
+    match v.split_once(';') {
+        Some((t, rest)) if !t.contains(' ') && t.len() <= 12 => rest.trim(),
+        _ => v.trim(),
+    }
+}
+
+/// A bounce without a report part: what the human-readable text says, best effort.
+fn report_from_text(msg: &Message<'_>, text: &str) -> DeliveryReport {
+    let status = STATUS_CODE.captures(text).map(|c| c[1].to_string());
+    let diagnostic = status.as_ref().and_then(|s| {
+        text.lines()
+            .find(|l| l.contains(s.as_str()))
+            .map(|l| l.trim().to_string())
+    });
+    let mut original = None;
+    for part in msg.parts.iter().skip(1) {
+        original = returned_message_id(&part.body);
+        if original.is_some() {
+            break;
+        }
+    }
+    DeliveryReport {
+        final_recipient: ANGLE_ADDRESS.captures(text).map(|c| c[1].to_lowercase()),
+        action: status
+            .as_ref()
+            .filter(|s| s.starts_with('5'))
+            .map(|_| "failed".to_string()),
+        status,
+        diagnostic_code: diagnostic,
+        original_message_id: original
+            .or_else(|| MESSAGE_ID_LINE.captures(text).map(|c| clean_id(&c[1]))),
+    }
+}
+
+/// HTML → text lines; lines inside `<blockquote>` or Gmail/Yahoo quote containers get one
+/// `> ` per level, as a plain-text client would have written them.
+pub fn html_to_text(html: &str) -> String {
+    let mut b = TextBuilder::default();
+    let mut rest = html;
+    while !rest.is_empty() {
+        let Some(lt) = rest.find('<') else {
+            b.text(rest);
+            break;
+        };
+        b.text(&rest[..lt]);
+        rest = &rest[lt..];
+        if rest.starts_with("<!--") {
+            rest = rest.find("-->").map_or("", |e| &rest[e + 3..]);
+            continue;
+        }
+        let Some(gt) = rest.find('>') else {
+            break;
+        };
+        let tag = &rest[1..gt];
+        rest = &rest[gt + 1..];
+        let closing = tag.starts_with('/');
+        let tag = tag.trim_start_matches('/');
+        let name_end = tag
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tag.len());
+        let name = tag[..name_end].to_ascii_lowercase();
+        let attrs = tag[name_end..].to_ascii_lowercase();
+        if !closing && matches!(name.as_str(), "script" | "style" | "head" | "title") {
+            let end_tag = format!("</{name}");
+            let lower = rest.to_ascii_lowercase();
+            rest = lower.find(&end_tag).map_or("", |e| &rest[e..]);
+            continue;
+        }
+        b.tag(&name, &attrs, closing);
+    }
+    b.finish()
+}
+
+#[derive(Default)]
+struct TextBuilder {
+    /// Open `div`/`blockquote` elements: (name, is a quote container).
+    stack: Vec<(String, bool)>,
+    overflow: usize,
+    lines: Vec<(usize, String)>,
+    cur: String,
+    cur_depth: usize,
+    pre: usize,
+}
+
+impl TextBuilder {
+    fn depth(&self) -> usize {
+        self.stack.iter().filter(|(_, q)| *q).count()
+    }
+
+    fn text(&mut self, raw: &str) {
+        let decoded = decode_entities(raw);
+        if self.pre > 0 {
+            let mut first = true;
+            for piece in decoded.split('\n') {
+                if !first {
+                    self.flush(true);
+                }
+                first = false;
+                self.push_words(piece, true);
+            }
+            return;
+        }
+        self.push_words(&decoded, false);
+    }
+
+    fn push_words(&mut self, s: &str, keep_spaces: bool) {
+        let collapsed = if keep_spaces {
+            s.to_string()
+        } else {
+            let mut out = String::with_capacity(s.len());
+            let mut space = false;
+            for c in s.chars() {
+                if c.is_whitespace() {
+                    space = true;
+                } else {
+                    if space && !out.is_empty() {
+                        out.push(' ');
+                    }
+                    space = false;
+                    out.push(c);
+                }
+            }
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            if s.starts_with(char::is_whitespace) && !out.is_empty() {
+                out.insert(0, ' ');
+            }
+            out
+        };
+        if collapsed.trim().is_empty() && self.cur.is_empty() {
+            return;
+        }
+        if self.cur.is_empty() {
+            self.cur_depth = self.depth();
+        }
+        self.cur.push_str(&collapsed);
+    }
+
+    /// Ends the current line; `blank` also leaves an empty line when there was none.
+    fn flush(&mut self, blank: bool) {
+        let line = self.cur.trim().to_string();
+        self.cur.clear();
+        if !line.is_empty() {
+            self.lines.push((self.cur_depth, line));
+        } else if blank && self.lines.last().is_some_and(|(_, l)| !l.is_empty()) {
+            self.lines.push((self.depth(), String::new()));
+        }
+    }
+
+    fn tag(&mut self, name: &str, attrs: &str, closing: bool) {
+        match name {
+            "br" => self.flush(true),
+            "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "pre" | "table" | "ul" | "ol" => {
+                self.flush(false);
+                if closing {
+                    self.flush(true);
+                }
+                if name == "pre" {
+                    self.pre = if closing { self.pre.saturating_sub(1) } else { self.pre + 1 };
+                }
+            }
+            "div" | "blockquote" => {
+                self.flush(false);
+                if closing {
+                    self.close(name);
+                } else {
+                    let quote = name == "blockquote"
+                        || attrs.contains("gmail_quote")
+                        || attrs.contains("yahoo_quoted");
+                    if self.stack.len() < MAX_HTML_DEPTH {
+                        self.stack.push((name.to_string(), quote));
+                    } else {
+                        self.overflow += 1;
+                    }
+                }
+            }
+            "tr" | "li" | "hr" | "section" | "article" | "header" | "footer" | "address"
+            | "center" | "dd" | "dt" | "dl" => self.flush(false),
+            "td" | "th" if closing => self.cur.push(' '),
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, name: &str) {
+        if self.overflow > 0 {
+            self.overflow -= 1;
+            return;
+        }
+        if let Some(pos) = self.stack.iter().rposition(|(n, _)| n == name) {
+            self.stack.truncate(pos);
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.flush(false);
+        let mut out = String::new();
+        let mut last_blank = true;
+        for (depth, line) in &self.lines {
+            if line.is_empty() {
+                if last_blank {
+                    continue;
+                }
+                last_blank = true;
+            } else {
+                last_blank = false;
+            }
+            let prefixed = format!("{}{line}", "> ".repeat(*depth));
+            out.push_str(prefixed.trim_end());
+            out.push('\n');
+        }
+        out.trim_end().to_string()
+    }
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let end = rest[1..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+            .map(|e| e + 1);
+        let (entity, consumed) = match end {
+            Some(e) if rest[e..].starts_with(';') => (&rest[1..e], e + 1),
+            _ => ("", 0),
+        };
+        match (consumed > 0).then(|| entity_char(entity)).flatten() {
+            Some(c) => {
+                out.push_str(c.as_ref());
+                rest = &rest[consumed..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn entity_char(entity: &str) -> Option<std::borrow::Cow<'static, str>> {
+    if let Some(num) = entity.strip_prefix('#') {
+        let code = match num.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => num.parse().ok()?,
+        };
+        return char::from_u32(code).map(|c| c.to_string().into());
+    }
+    let c = match entity {
+        "nbsp" | "ensp" | "emsp" | "thinsp" => " ",
+        "amp" => "&",
+        "lt" => "<",
+        "gt" => ">",
+        "quot" => "\"",
+        "apos" => "'",
+        "eacute" => "é",
+        "egrave" => "è",
+        "ecirc" => "ê",
+        "euml" => "ë",
+        "agrave" => "à",
+        "acirc" => "â",
+        "auml" => "ä",
+        "ccedil" => "ç",
+        "icirc" => "î",
+        "iuml" => "ï",
+        "ocirc" => "ô",
+        "ouml" => "ö",
+        "ugrave" => "ù",
+        "ucirc" => "û",
+        "uuml" => "ü",
+        "Eacute" => "É",
+        "Egrave" => "È",
+        "Ecirc" => "Ê",
+        "Agrave" => "À",
+        "Ccedil" => "Ç",
+        "oelig" => "œ",
+        "OElig" => "Œ",
+        "aelig" => "æ",
+        "szlig" => "ß",
+        "euro" => "€",
+        "rsquo" => "’",
+        "lsquo" => "‘",
+        "rdquo" => "”",
+        "ldquo" => "“",
+        "laquo" => "«",
+        "raquo" => "»",
+        "hellip" => "…",
+        "ndash" => "–",
+        "mdash" => "—",
+        "copy" => "©",
+        "reg" => "®",
+        "deg" => "°",
+        "middot" => "·",
+        "bull" => "•",
+        "zwnj" | "zwj" | "shy" => "",
+        _ => return None,
+    };
+    Some(c.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crlf(s: &str) -> Vec<u8> {
+        s.replace('\n', "\r\n").into_bytes()
+    }
+
+    #[test]
+    fn ids_addresses_subject_and_date_are_normalised() {
+        let raw = crlf(
+            "From: \"Jean Martin\" <Jean.Martin@Lille.Branch.TEST>\nTo: Claire <Claire.Dupont@robot.test>, b@x.test\nSubject: =?iso-8859-1?Q?RE_:_Demande_de_devis_=96_Lille_=E9t=E9?=\nDate: Tue, 3 Nov 2026 11:02:00 +0100\nMessage-ID: <abc@lille.branch.test>\nIn-Reply-To: <ours@robot.test>\nReferences: <first@robot.test> <ours@robot.test>\nX-Custom: yes\n\nBonjour\n",
+        );
+        let m = parse(&raw).expect("parses");
+        assert_eq!(m.message_id.as_deref(), Some("abc@lille.branch.test"));
+        assert_eq!(m.in_reply_to, vec!["ours@robot.test"]);
+        assert_eq!(m.references, vec!["first@robot.test", "ours@robot.test"]);
+        let from = m.from.clone().expect("from");
+        assert_eq!(from.address, "jean.martin@lille.branch.test");
+        assert_eq!(from.name.as_deref(), Some("Jean Martin"));
+        assert_eq!(m.to.len(), 2);
+        assert_eq!(m.to[0].address, "claire.dupont@robot.test");
+        assert_eq!(m.subject, "RE : Demande de devis – Lille été");
+        assert_eq!(
+            m.date.map(|d| d.to_rfc3339()),
+            Some("2026-11-03T10:02:00+00:00".to_string())
+        );
+        assert_eq!(m.header("x-custom"), Some("yes"));
+        assert_eq!(m.text.trim(), "Bonjour");
+        assert!(m.report.is_none());
+    }
+
+    #[test]
+    fn html_only_mail_becomes_text_with_quotes_marked() {
+        let raw = crlf(
+            "From: a@b.test\nSubject: x\nContent-Type: text/html; charset=utf-8\n\n<html><head><style>p{}</style></head><body><div dir=\"ltr\">Bonjour&nbsp;Madame,<br><br>Le prix est 450&euro;.</div><div class=\"gmail_quote\"><div class=\"gmail_attr\">Le mar. 3 nov. 2026, Claire a écrit&nbsp;:<br></div><blockquote class=\"gmail_quote\">Je voudrais un devis.</blockquote></div></body></html>\n",
+        );
+        let m = parse(&raw).expect("parses");
+        assert_eq!(
+            m.text,
+            "Bonjour Madame,\n\nLe prix est 450€.\n> Le mar. 3 nov. 2026, Claire a écrit :\n> > Je voudrais un devis."
+        );
+        assert!(m.html.is_some());
+    }
+
+    #[test]
+    fn html_to_text_survives_unclosed_and_stray_tags() {
+        assert_eq!(html_to_text("a</blockquote>b<blockquote>c"), "a\nb\n> c");
+        assert_eq!(html_to_text("x <b"), "x");
+        assert_eq!(html_to_text("&amp;&bogus;&#233;&#xE9;"), "&&bogus;éé");
+    }
+
+    #[test]
+    fn delivery_status_report_fields_and_returned_id_are_kept() {
+        let raw = crlf(
+            "From: MAILER-DAEMON@mx.test (Mail Delivery System)\nTo: claire.dupont@robot.test\nSubject: Undelivered Mail Returned to Sender\nMessage-ID: <b1@mx.test>\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nI'm sorry.\n\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.test\n\nFinal-Recipient: rfc822; Contact@Lille.branch.test\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 <contact@lille.branch.test>:\n    Recipient address rejected\n\n--B\nContent-Type: text/rfc822-headers\n\nFrom: claire.dupont@robot.test\nMessage-ID: <ours@robot.test>\nSubject: Demande\n\n--B--\n",
+        );
+        let m = parse(&raw).expect("parses");
+        let r = m.report.expect("report");
+        assert_eq!(r.final_recipient.as_deref(), Some("contact@lille.branch.test"));
+        assert_eq!(r.action.as_deref(), Some("failed"));
+        assert_eq!(r.status.as_deref(), Some("5.1.1"));
+        assert_eq!(
+            r.diagnostic_code.as_deref(),
+            Some("550 5.1.1 <contact@lille.branch.test>: Recipient address rejected")
+        );
+        assert_eq!(r.original_message_id.as_deref(), Some("ours@robot.test"));
+        assert_eq!(m.text.trim(), "I'm sorry.");
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let raw = vec![b'a'; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(parse(&raw), Err(ParseError::TooLarge(n)) if n == MAX_MESSAGE_BYTES + 1));
+    }
+
+    #[test]
+    fn garbage_is_malformed_with_a_reason() {
+        for raw in [
+            &b""[..],
+            b"\r\n\r\n",
+            b"\x00\xff\xfe garbage without any header",
+            b"just some words\nand more words\n",
+        ] {
+            match parse(raw) {
+                Err(ParseError::Malformed(reason)) => assert!(!reason.is_empty()),
+                other => panic!("{raw:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_mime_never_panics() {
+        let mut deep = String::from("From: a@b.test\nSubject: deep\n");
+        for i in 0..3000 {
+            deep.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
+            ));
+        }
+        deep.push_str("Content-Type: text/plain\n\nhello\n");
+        let mut nested_msgs = String::from("From: a@b.test\nSubject: n\n");
+        for _ in 0..200 {
+            nested_msgs.push_str("Content-Type: message/rfc822\n\nFrom: a@b.test\n");
+        }
+        let html_deep = format!(
+            "From: a@b.test\nContent-Type: text/html\n\n{}x{}",
+            "<blockquote><div>".repeat(5000),
+            "</div>".repeat(7000)
+        );
+        let inputs: Vec<Vec<u8>> = vec![
+            deep.into_bytes(),
+            nested_msgs.into_bytes(),
+            html_deep.into_bytes(),
+            b"From: a@b.test\nContent-Type: multipart/mixed\n\n--\n--\n".to_vec(),
+            b"From: a@b.test\nContent-Type: multipart/report; report-type=delivery-status; boundary=x\n\n--x\nContent-Type: message/delivery-status\n\nStatus".to_vec(),
+            b"From: a@b.test\nContent-Transfer-Encoding: base64\n\n!!!!====".to_vec(),
+            b"From: a@b.test\nContent-Type: text/plain; charset=\"x-nonsense\"\nContent-Transfer-Encoding: quoted-printable\n\n=E9=\n=Z".to_vec(),
+            b"From:\nSubject: =?utf-8?B?////?=\nDate: 99 Foo 99999 99:99:99 +9999\n\n".to_vec(),
+        ];
+        for raw in inputs {
+            let _ = parse(&raw);
+            let cut = &raw[..raw.len() / 2];
+            let _ = parse(cut);
+        }
+    }
 }

@@ -8,3 +8,5 @@ pub mod message;
 pub mod quote;
 pub mod reply;
 pub mod send;
+#[cfg(test)]
+mod corpus;
