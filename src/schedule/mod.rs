@@ -4,6 +4,7 @@
 //! OWNER: schedule helper. The signatures below are the contract the rest of the crate uses.
 
 pub mod cron;
+mod local;
 pub mod hours;
 pub mod window;
 
