@@ -106,7 +106,9 @@ fn field_set(field: Field, text: &str) -> Result<Vec<u32>, String> {
 }
 
 fn bits64(set: &[u32]) -> u64 {
-    set.iter().filter(|&&v| v < 64).fold(0, |acc, &v| acc | (1u64 << v))
+    set.iter()
+        .filter(|&&v| v < 64)
+        .fold(0, |acc, &v| acc | (1u64 << v))
 }
 
 /// Vixie day-of-week value: 0–7 (0 and 7 Sunday) or an English/French day name.
@@ -178,7 +180,10 @@ impl FromStr for CronExpr {
     type Err = CronError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let error = |reason: String| CronError { expr: s.into(), reason };
+        let error = |reason: String| CronError {
+            expr: s.into(),
+            reason,
+        };
         let trimmed = s.trim();
         let expanded = match trimmed.to_lowercase().as_str() {
             "@yearly" | "@annually" => "0 0 1 1 *".to_string(),
@@ -211,7 +216,11 @@ impl FromStr for CronExpr {
             None => None,
             Some(text) => {
                 let set = field_set(Field::Year, text).map_err(error)?;
-                Some(set.into_iter().filter_map(|y| i32::try_from(y).ok()).collect())
+                Some(
+                    set.into_iter()
+                        .filter_map(|y| i32::try_from(y).ok())
+                        .collect(),
+                )
             }
         };
         Ok(Self {
@@ -311,7 +320,11 @@ impl CronExpr {
                 };
                 while date.month() == month {
                     if date >= start_date && self.day_matches(date) {
-                        let from = if date == start_date { start_time } else { NaiveTime::MIN };
+                        let from = if date == start_date {
+                            start_time
+                        } else {
+                            NaiveTime::MIN
+                        };
                         if let Some(slot) = self.first_on(tz, date, from, after) {
                             return Some(slot);
                         }
@@ -344,7 +357,8 @@ impl CronExpr {
 
     /// The interval to the slot after `slot`, or one day if there is none.
     pub fn period_after(&self, tz: Tz, slot: DateTime<Utc>) -> Duration {
-        self.next_after(tz, slot).map_or(Duration::days(1), |next| next - slot)
+        self.next_after(tz, slot)
+            .map_or(Duration::days(1), |next| next - slot)
     }
 }
 
@@ -369,20 +383,32 @@ mod tests {
     #[test]
     fn five_fields_run_at_second_zero_in_the_schedule_zone() {
         // 2026-11-24 is a Tuesday; Paris is UTC+1 in winter.
-        assert_eq!(paris("0 10 * * Tue", "2026-11-20T00:00:00Z"), Some(utc("2026-11-24T09:00:00Z")));
+        assert_eq!(
+            paris("0 10 * * Tue", "2026-11-20T00:00:00Z"),
+            Some(utc("2026-11-24T09:00:00Z"))
+        );
     }
 
     #[test]
     fn next_after_is_strictly_after() {
         let slot = utc("2026-11-24T09:00:00Z");
-        assert_eq!(cron("0 10 * * Tue").next_after(Paris, slot), Some(utc("2026-12-01T09:00:00Z")));
+        assert_eq!(
+            cron("0 10 * * Tue").next_after(Paris, slot),
+            Some(utc("2026-12-01T09:00:00Z"))
+        );
         let just_before = slot - Duration::milliseconds(1);
-        assert_eq!(cron("0 10 * * Tue").next_after(Paris, just_before), Some(slot));
+        assert_eq!(
+            cron("0 10 * * Tue").next_after(Paris, just_before),
+            Some(slot)
+        );
     }
 
     #[test]
     fn six_fields_take_seconds_first() {
-        assert_eq!(paris("30 0 10 * * *", "2026-11-24T09:00:00Z"), Some(utc("2026-11-24T09:00:30Z")));
+        assert_eq!(
+            paris("30 0 10 * * *", "2026-11-24T09:00:00Z"),
+            Some(utc("2026-11-24T09:00:30Z"))
+        );
     }
 
     #[test]
@@ -402,7 +428,10 @@ mod tests {
         assert_eq!(paris("0 8 * * 7", after), Some(utc("2026-11-22T07:00:00Z")));
         assert_eq!(paris("0 8 * * 1", after), Some(utc("2026-11-23T07:00:00Z")));
         assert_eq!(paris("0 8 * * 6", after), Some(utc("2026-11-28T07:00:00Z")));
-        assert_eq!(paris("0 8 * * Mon", after), Some(utc("2026-11-23T07:00:00Z")));
+        assert_eq!(
+            paris("0 8 * * Mon", after),
+            Some(utc("2026-11-23T07:00:00Z"))
+        );
     }
 
     #[test]
@@ -426,14 +455,21 @@ mod tests {
         let second = first.and_then(|t| expr.next_after(Paris, t));
         assert_eq!(second, Some(utc("2026-12-01T08:00:00Z")));
         // With a star in one day field both must match: Mondays only.
-        assert_eq!(paris("0 9 * * Mon", "2026-11-30T12:00:00Z"), Some(utc("2026-12-07T08:00:00Z")));
+        assert_eq!(
+            paris("0 9 * * Mon", "2026-11-30T12:00:00Z"),
+            Some(utc("2026-12-07T08:00:00Z"))
+        );
     }
 
     #[test]
     fn a_slot_in_the_spring_forward_gap_runs_once_when_the_clocks_jump() {
         // 2026-03-29 in Paris: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
         let expr = cron("30 2 * * *");
-        let slots = expr.slots(Paris, utc("2026-03-28T00:00:00Z"), utc("2026-03-30T12:00:00Z"));
+        let slots = expr.slots(
+            Paris,
+            utc("2026-03-28T00:00:00Z"),
+            utc("2026-03-30T12:00:00Z"),
+        );
         assert_eq!(
             slots,
             vec![
@@ -447,7 +483,11 @@ mod tests {
     #[test]
     fn slots_inside_one_gap_collapse_into_one() {
         let expr = cron("*/15 * * * *");
-        let slots = expr.slots(Paris, utc("2026-03-29T00:40:00Z"), utc("2026-03-29T01:20:00Z"));
+        let slots = expr.slots(
+            Paris,
+            utc("2026-03-29T00:40:00Z"),
+            utc("2026-03-29T01:20:00Z"),
+        );
         // 01:45 CET, then the gap (02:00–02:45 all become 03:00 CEST), then 03:15 CEST.
         assert_eq!(
             slots,
@@ -463,7 +503,11 @@ mod tests {
     fn a_slot_in_the_fall_back_overlap_happens_once() {
         // 2026-10-25 in Paris: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
         let expr = cron("30 2 * * *");
-        let slots = expr.slots(Paris, utc("2026-10-24T00:00:00Z"), utc("2026-10-26T12:00:00Z"));
+        let slots = expr.slots(
+            Paris,
+            utc("2026-10-24T00:00:00Z"),
+            utc("2026-10-26T12:00:00Z"),
+        );
         assert_eq!(
             slots,
             vec![
@@ -473,44 +517,90 @@ mod tests {
             ]
         );
         // Asked from inside the second 02:xx hour, the slot already happened: none again.
-        assert_eq!(expr.next_after(Paris, utc("2026-10-25T01:10:00Z")), Some(utc("2026-10-26T01:30:00Z")));
+        assert_eq!(
+            expr.next_after(Paris, utc("2026-10-25T01:10:00Z")),
+            Some(utc("2026-10-26T01:30:00Z"))
+        );
     }
 
     #[test]
     fn daily_slots_keep_local_time_across_both_paris_transitions() {
         let expr = cron("0 10 * * *");
-        let spring = expr.slots(Paris, utc("2026-03-28T00:00:00Z"), utc("2026-03-30T00:00:00Z"));
-        assert_eq!(spring, vec![utc("2026-03-28T09:00:00Z"), utc("2026-03-29T08:00:00Z")]);
-        let fall = expr.slots(Paris, utc("2026-10-24T00:00:00Z"), utc("2026-10-26T00:00:00Z"));
-        assert_eq!(fall, vec![utc("2026-10-24T08:00:00Z"), utc("2026-10-25T09:00:00Z")]);
+        let spring = expr.slots(
+            Paris,
+            utc("2026-03-28T00:00:00Z"),
+            utc("2026-03-30T00:00:00Z"),
+        );
+        assert_eq!(
+            spring,
+            vec![utc("2026-03-28T09:00:00Z"), utc("2026-03-29T08:00:00Z")]
+        );
+        let fall = expr.slots(
+            Paris,
+            utc("2026-10-24T00:00:00Z"),
+            utc("2026-10-26T00:00:00Z"),
+        );
+        assert_eq!(
+            fall,
+            vec![utc("2026-10-24T08:00:00Z"), utc("2026-10-25T09:00:00Z")]
+        );
     }
 
     #[test]
     fn slots_cover_after_exclusive_until_inclusive() {
         let expr = cron("0 * * * *");
-        let slots = expr.slots(New_York, utc("2026-11-24T10:00:00Z"), utc("2026-11-24T12:00:00Z"));
-        assert_eq!(slots, vec![utc("2026-11-24T11:00:00Z"), utc("2026-11-24T12:00:00Z")]);
+        let slots = expr.slots(
+            New_York,
+            utc("2026-11-24T10:00:00Z"),
+            utc("2026-11-24T12:00:00Z"),
+        );
+        assert_eq!(
+            slots,
+            vec![utc("2026-11-24T11:00:00Z"), utc("2026-11-24T12:00:00Z")]
+        );
     }
 
     #[test]
     fn slots_are_capped() {
         let expr = cron("* * * * * *");
-        let slots = expr.slots(Paris, utc("2026-11-24T00:00:00Z"), utc("2026-12-24T00:00:00Z"));
+        let slots = expr.slots(
+            Paris,
+            utc("2026-11-24T00:00:00Z"),
+            utc("2026-12-24T00:00:00Z"),
+        );
         assert_eq!(slots.len(), MAX_SLOTS);
-        assert!(slots.windows(2).all(|w| w[1] - w[0] == Duration::seconds(1)));
+        assert!(slots
+            .windows(2)
+            .all(|w| w[1] - w[0] == Duration::seconds(1)));
     }
 
     #[test]
     fn shorthands_expand_to_five_fields() {
-        assert_eq!(paris("@daily", "2026-11-24T12:00:00Z"), Some(utc("2026-11-24T23:00:00Z")));
+        assert_eq!(
+            paris("@daily", "2026-11-24T12:00:00Z"),
+            Some(utc("2026-11-24T23:00:00Z"))
+        );
     }
 
     #[test]
     fn errors_name_the_bad_field() {
-        let reason = |s: &str| s.parse::<CronExpr>().err().map(|e| e.reason).unwrap_or_default();
-        assert!(reason("0 10 * *").contains("found 4"), "{}", reason("0 10 * *"));
+        let reason = |s: &str| {
+            s.parse::<CronExpr>()
+                .err()
+                .map(|e| e.reason)
+                .unwrap_or_default()
+        };
+        assert!(
+            reason("0 10 * *").contains("found 4"),
+            "{}",
+            reason("0 10 * *")
+        );
         assert!(reason("1 2 3 4 5 6 7 8").contains("found 8"));
-        assert!(reason("0 25 * * *").starts_with("hour field"), "{}", reason("0 25 * * *"));
+        assert!(
+            reason("0 25 * * *").starts_with("hour field"),
+            "{}",
+            reason("0 25 * * *")
+        );
         assert!(reason("61 10 * * *").starts_with("minute field"));
         assert!(reason("0 10 32 * *").starts_with("day-of-month field"));
         assert!(reason("0 10 * Foo *").starts_with("month field"));
@@ -519,13 +609,21 @@ mod tests {
         assert!(reason("0 10 * * */0").starts_with("day-of-week field"));
         assert!(reason("99 0 10 * * *").starts_with("second field"));
         assert!(reason("0 0 10 * * * 1800").starts_with("year field"));
-        let shown = "0 10 * * Xyz".parse::<CronExpr>().err().map(|e| e.to_string());
+        let shown = "0 10 * * Xyz"
+            .parse::<CronExpr>()
+            .err()
+            .map(|e| e.to_string());
         assert!(shown.is_some_and(|s| s.contains("\"0 10 * * Xyz\"")));
     }
 
     #[test]
     fn the_designs_examples_parse() {
-        for expr in ["0 10 * * Tue", "*/15 9-17 * * Mon-Fri", "0 8 * * 1", "0 8 * * Mon"] {
+        for expr in [
+            "0 10 * * Tue",
+            "*/15 9-17 * * Mon-Fri",
+            "0 8 * * 1",
+            "0 8 * * Mon",
+        ] {
             assert!(expr.parse::<CronExpr>().is_ok(), "{expr}");
         }
         let every_quarter = cron("*/15 9-17 * * Mon-Fri");

@@ -58,9 +58,8 @@ fn parse_days(text: &str) -> Result<Vec<usize>, String> {
     let mut days = Vec::new();
     for item in text.split(',').map(str::trim) {
         let day = |name: &str| {
-            day_index(name.trim()).ok_or_else(|| {
-                format!("{:?} is not a day (Mon…Sun or Lun…Dim)", name.trim())
-            })
+            day_index(name.trim())
+                .ok_or_else(|| format!("{:?} is not a day (Mon…Sun or Lun…Dim)", name.trim()))
         };
         match split_dash(item) {
             Some((a, b)) => {
@@ -82,7 +81,11 @@ fn parse_time(text: &str) -> Result<u32, String> {
         None => (text, ""),
     };
     let h: u32 = h.parse().map_err(|_| bad())?;
-    let m: u32 = if m.is_empty() { 0 } else { m.parse().map_err(|_| bad())? };
+    let m: u32 = if m.is_empty() {
+        0
+    } else {
+        m.parse().map_err(|_| bad())?
+    };
     if m >= 60 || h > 24 || (h == 24 && m != 0) {
         return Err(bad());
     }
@@ -91,7 +94,8 @@ fn parse_time(text: &str) -> Result<u32, String> {
 
 /// `09:00-18:00`: (start, end) minutes; an end before the start runs past midnight.
 fn parse_range(text: &str) -> Result<(u32, u32), String> {
-    let (a, b) = split_dash(text).ok_or_else(|| format!("{text:?} is not a range (HH:MM-HH:MM)"))?;
+    let (a, b) =
+        split_dash(text).ok_or_else(|| format!("{text:?} is not a range (HH:MM-HH:MM)"))?;
     let (start, end) = (parse_time(a.trim())?, parse_time(b.trim())?);
     if start == end || start == MINUTES_PER_DAY {
         return Err(format!("{text:?} is an empty range"));
@@ -102,12 +106,16 @@ fn parse_range(text: &str) -> Result<(u32, u32), String> {
 impl Hours {
     /// Open all the time (`24/7`).
     pub fn always() -> Self {
-        Self { days: std::array::from_fn(|_| vec![(0, MINUTES_PER_DAY)]) }
+        Self {
+            days: std::array::from_fn(|_| vec![(0, MINUTES_PER_DAY)]),
+        }
     }
 
     /// True for `24/7`: never closes.
     pub fn is_always(&self) -> bool {
-        self.days.iter().all(|d| d.as_slice() == [(0, MINUTES_PER_DAY)])
+        self.days
+            .iter()
+            .all(|d| d.as_slice() == [(0, MINUTES_PER_DAY)])
     }
 
     fn add(&mut self, day: usize, start: u32, end: u32) {
@@ -150,7 +158,10 @@ impl Hours {
     /// Local `[start, end)` of one range on `date`.
     fn bounds(date: NaiveDate, (s, e): (u32, u32)) -> (NaiveDateTime, NaiveDateTime) {
         let midnight = date.and_time(NaiveTime::MIN);
-        (midnight + Duration::minutes(i64::from(s)), midnight + Duration::minutes(i64::from(e)))
+        (
+            midnight + Duration::minutes(i64::from(s)),
+            midnight + Duration::minutes(i64::from(e)),
+        )
     }
 
     /// Dates whose ranges can overlap local `[a, b)`.
@@ -289,17 +300,24 @@ impl FromStr for Hours {
     type Err = HoursError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let error = |reason: String| HoursError { text: s.into(), reason };
+        let error = |reason: String| HoursError {
+            text: s.into(),
+            reason,
+        };
         if s.trim().eq_ignore_ascii_case("24/7") {
             return Ok(Self::always());
         }
-        let mut hours = Hours { days: Default::default() };
+        let mut hours = Hours {
+            days: Default::default(),
+        };
         let mut entries = 0;
         for entry in s.split(';').map(str::trim).filter(|e| !e.is_empty()) {
             entries += 1;
             let in_entry = |why: String| error(format!("in {entry:?}: {why}"));
             // The days come before the first digit; an entry without days means every day.
-            let split = entry.find(|c: char| c.is_ascii_digit()).unwrap_or(entry.len());
+            let split = entry
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(entry.len());
             let (days_text, ranges_text) = entry.split_at(split);
             let days_text = days_text.trim().trim_end_matches(':').trim();
             let days = if days_text.is_empty() {
@@ -308,7 +326,9 @@ impl FromStr for Hours {
                 parse_days(days_text).map_err(in_entry)?
             };
             if ranges_text.trim().is_empty() {
-                return Err(in_entry("no time range (HH:MM-HH:MM) after the days".into()));
+                return Err(in_entry(
+                    "no time range (HH:MM-HH:MM) after the days".into(),
+                ));
             }
             for range in ranges_text.split(',').map(str::trim) {
                 let (start, end) = parse_range(range).map_err(in_entry)?;
@@ -318,7 +338,9 @@ impl FromStr for Hours {
             }
         }
         if entries == 0 {
-            return Err(error("no opening hours given (e.g. \"Mon-Fri 09:00-18:00\" or \"24/7\")".into()));
+            return Err(error(
+                "no opening hours given (e.g. \"Mon-Fri 09:00-18:00\" or \"24/7\")".into(),
+            ));
         }
         hours.normalise();
         Ok(hours)
@@ -334,8 +356,10 @@ impl fmt::Display for Hours {
         let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
         let mut first = true;
         for (day, ranges) in self.days.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
-            let ranges: Vec<String> =
-                ranges.iter().map(|&(s, e)| format!("{}-{}", hhmm(s), hhmm(e))).collect();
+            let ranges: Vec<String> = ranges
+                .iter()
+                .map(|&(s, e)| format!("{}-{}", hhmm(s), hhmm(e)))
+                .collect();
             let sep = if first { "" } else { "; " };
             write!(f, "{sep}{} {}", DAY_NAMES[day], ranges.join(","))?;
             first = false;
@@ -382,18 +406,29 @@ mod tests {
     fn a_same_day_span_counts_only_the_open_part() {
         let h = hours("Mon-Fri 09:00-12:00,14:00-18:00");
         // Tuesday 08:00 → 15:30 Paris: 3 h in the morning + 1.5 h after lunch.
-        let ms = h.business_ms_between(Paris, utc("2026-11-24T07:00:00Z"), utc("2026-11-24T14:30:00Z"));
+        let ms = h.business_ms_between(
+            Paris,
+            utc("2026-11-24T07:00:00Z"),
+            utc("2026-11-24T14:30:00Z"),
+        );
         assert_eq!(ms, 4 * HOUR + 30 * MINUTE);
         // Sub-second ends are kept to the millisecond.
         let from = utc("2026-11-24T09:00:00.250Z");
-        assert_eq!(h.business_ms_between(Paris, from, from + Duration::seconds(1)), 1_000);
+        assert_eq!(
+            h.business_ms_between(Paris, from, from + Duration::seconds(1)),
+            1_000
+        );
     }
 
     #[test]
     fn a_span_across_a_weekend_counts_saturday_morning() {
         let h = hours("Mon-Fri 09:00-18:00; Sat 09:00-12:00");
         // Friday 12:00 → Monday 12:00 Paris: 6 h + 3 h + 3 h.
-        let ms = h.business_ms_between(Paris, utc("2026-11-27T11:00:00Z"), utc("2026-11-30T11:00:00Z"));
+        let ms = h.business_ms_between(
+            Paris,
+            utc("2026-11-27T11:00:00Z"),
+            utc("2026-11-30T11:00:00Z"),
+        );
         assert_eq!(ms, 12 * HOUR);
     }
 
@@ -401,7 +436,11 @@ mod tests {
     fn weeks_long_spans_add_up() {
         let h = hours("Mon-Fri 09:00-18:00");
         // Four whole weeks from Monday 00:00 Paris, across no DST change.
-        let ms = h.business_ms_between(Paris, utc("2026-11-01T23:00:00Z"), utc("2026-11-29T23:00:00Z"));
+        let ms = h.business_ms_between(
+            Paris,
+            utc("2026-11-01T23:00:00Z"),
+            utc("2026-11-29T23:00:00Z"),
+        );
         assert_eq!(ms, 20 * 9 * HOUR);
     }
 
@@ -429,9 +468,15 @@ mod tests {
         let night = hours("Sun 01:00-04:00");
         let day = |from: &str, to: &str| night.business_ms_between(Paris, utc(from), utc(to));
         // Spring: 01:00 CET → 04:00 CEST is two real hours.
-        assert_eq!(day("2026-03-28T12:00:00Z", "2026-03-29T12:00:00Z"), 2 * HOUR);
+        assert_eq!(
+            day("2026-03-28T12:00:00Z", "2026-03-29T12:00:00Z"),
+            2 * HOUR
+        );
         // Fall: 01:00 CEST → 04:00 CET is four real hours (02:00–03:00 happens twice).
-        assert_eq!(day("2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z"), 4 * HOUR);
+        assert_eq!(
+            day("2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z"),
+            4 * HOUR
+        );
     }
 
     #[test]
@@ -448,7 +493,11 @@ mod tests {
             let brute = (0..(to - from).num_minutes())
                 .filter(|m| h.is_open(tz, from + Duration::minutes(*m)))
                 .count() as i64;
-            assert_eq!(h.business_ms_between(tz, from, to), brute * MINUTE, "{from} {tz}");
+            assert_eq!(
+                h.business_ms_between(tz, from, to),
+                brute * MINUTE,
+                "{from} {tz}"
+            );
         }
     }
 
@@ -469,32 +518,56 @@ mod tests {
         let open = utc("2026-11-24T10:00:00.123Z");
         assert_eq!(h.next_open(Paris, open), Some(open));
         // Saturday 12:30 → Monday 09:00.
-        assert_eq!(h.next_open(Paris, utc("2026-11-28T11:30:00Z")), Some(utc("2026-11-30T08:00:00Z")));
+        assert_eq!(
+            h.next_open(Paris, utc("2026-11-28T11:30:00Z")),
+            Some(utc("2026-11-30T08:00:00Z"))
+        );
         // Friday 19:00 → Saturday 09:00.
-        assert_eq!(h.next_open(Paris, utc("2026-11-27T18:00:00Z")), Some(utc("2026-11-28T08:00:00Z")));
+        assert_eq!(
+            h.next_open(Paris, utc("2026-11-27T18:00:00Z")),
+            Some(utc("2026-11-28T08:00:00Z"))
+        );
     }
 
     #[test]
     fn next_open_across_spring_forward_uses_the_new_offset() {
         let h = hours("Mon-Fri 09:00-18:00");
         // Saturday 28 March (CET) → Monday 30 March 09:00 CEST.
-        assert_eq!(h.next_open(Paris, utc("2026-03-28T10:00:00Z")), Some(utc("2026-03-30T07:00:00Z")));
+        assert_eq!(
+            h.next_open(Paris, utc("2026-03-28T10:00:00Z")),
+            Some(utc("2026-03-30T07:00:00Z"))
+        );
     }
 
     #[test]
     fn open_interval_end_is_the_closing_time() {
         let h = hours("Mon-Fri 09:00-12:00,14:00-18:00");
-        assert_eq!(h.open_interval_end(Paris, utc("2026-11-24T09:00:00Z")), Some(utc("2026-11-24T11:00:00Z")));
-        assert_eq!(h.open_interval_end(Paris, utc("2026-11-24T15:00:00Z")), Some(utc("2026-11-24T17:00:00Z")));
-        assert_eq!(h.open_interval_end(Paris, utc("2026-11-24T12:00:00Z")), None);
+        assert_eq!(
+            h.open_interval_end(Paris, utc("2026-11-24T09:00:00Z")),
+            Some(utc("2026-11-24T11:00:00Z"))
+        );
+        assert_eq!(
+            h.open_interval_end(Paris, utc("2026-11-24T15:00:00Z")),
+            Some(utc("2026-11-24T17:00:00Z"))
+        );
+        assert_eq!(
+            h.open_interval_end(Paris, utc("2026-11-24T12:00:00Z")),
+            None
+        );
     }
 
     #[test]
     fn open_interval_end_chains_over_midnight_and_never_ends_for_24_7() {
         let late = hours("Fri 20:00-02:00");
         // Friday 23:00 Paris → closes Saturday 02:00.
-        assert_eq!(late.open_interval_end(Paris, utc("2026-11-27T22:00:00Z")), Some(utc("2026-11-28T01:00:00Z")));
-        assert_eq!(Hours::always().open_interval_end(Paris, utc("2026-11-27T22:00:00Z")), None);
+        assert_eq!(
+            late.open_interval_end(Paris, utc("2026-11-27T22:00:00Z")),
+            Some(utc("2026-11-28T01:00:00Z"))
+        );
+        assert_eq!(
+            Hours::always().open_interval_end(Paris, utc("2026-11-27T22:00:00Z")),
+            None
+        );
     }
 
     #[test]
@@ -502,7 +575,10 @@ mod tests {
         // Open 01:00-02:30 on Sunday 29 March: the clock jumps from 02:00 to 03:00, so the
         // range closes at the jump.
         let h = hours("Sun 01:00-02:30");
-        assert_eq!(h.open_interval_end(Paris, utc("2026-03-29T00:30:00Z")), Some(utc("2026-03-29T01:00:00Z")));
+        assert_eq!(
+            h.open_interval_end(Paris, utc("2026-03-29T00:30:00Z")),
+            Some(utc("2026-03-29T01:00:00Z"))
+        );
     }
 
     #[test]
@@ -512,27 +588,51 @@ mod tests {
             "Mon 09:00-12:00,14:00-18:00; Tue 09:00-12:00,14:00-18:00; Wed 09:00-12:00,14:00-18:00; \
              Thu 09:00-12:00,14:00-18:00; Fri 09:00-12:00,14:00-18:00"
         );
-        assert_eq!(hours("Sat-Mon 10:00-16:00").to_string(), "Mon 10:00-16:00; Sat 10:00-16:00; Sun 10:00-16:00");
+        assert_eq!(
+            hours("Sat-Mon 10:00-16:00").to_string(),
+            "Mon 10:00-16:00; Sat 10:00-16:00; Sun 10:00-16:00"
+        );
         assert_eq!(hours("Wed 9h-12h").to_string(), "Wed 09:00-12:00");
         assert_eq!(
             hours("Lun-Ven 09:00-18:00; Sam 09:00-12:00"),
             hours("Mon-Fri 09:00-18:00; Sat 09:00-12:00")
         );
-        assert_eq!(hours("lundi, mercredi 08:30–12:00"), hours("Mon,Wed 08:30-12:00"));
+        assert_eq!(
+            hours("lundi, mercredi 08:30–12:00"),
+            hours("Mon,Wed 08:30-12:00")
+        );
         assert_eq!(hours("dim 10:00-12:00"), hours("Sun 10:00-12:00"));
         assert_eq!(hours("24/7"), Hours::always());
         assert!(hours("24/7").is_always());
-        assert_eq!(hours("09:00-17:00").to_string(), hours("Mon-Sun 09:00-17:00").to_string());
-        assert_eq!(hours("Mon 09:00-12:00; Mon 11:00-14:00").to_string(), "Mon 09:00-14:00");
+        assert_eq!(
+            hours("09:00-17:00").to_string(),
+            hours("Mon-Sun 09:00-17:00").to_string()
+        );
+        assert_eq!(
+            hours("Mon 09:00-12:00; Mon 11:00-14:00").to_string(),
+            "Mon 09:00-14:00"
+        );
     }
 
     #[test]
     fn errors_name_the_bad_part() {
-        let reason = |s: &str| s.parse::<Hours>().err().map(|e| e.reason).unwrap_or_default();
-        assert!(reason("Mon-Fry 09:00-18:00").contains("\"Fry\" is not a day"), "{}", reason("Mon-Fry 09:00-18:00"));
+        let reason = |s: &str| {
+            s.parse::<Hours>()
+                .err()
+                .map(|e| e.reason)
+                .unwrap_or_default()
+        };
+        assert!(
+            reason("Mon-Fry 09:00-18:00").contains("\"Fry\" is not a day"),
+            "{}",
+            reason("Mon-Fry 09:00-18:00")
+        );
         assert!(reason("Mon-Fri 09:00-25:00").contains("\"25:00\" is not a time"));
         assert!(reason("Mon-Fri 09:60-18:00").contains("\"09:60\" is not a time"));
-        assert!(reason("Mon-Fri 0900").contains("\"0900\" is not a time") || reason("Mon-Fri 0900").contains("not a range"));
+        assert!(
+            reason("Mon-Fri 0900").contains("\"0900\" is not a time")
+                || reason("Mon-Fri 0900").contains("not a range")
+        );
         assert!(reason("Mon-Fri 09:00").contains("not a range"));
         assert!(reason("Mon-Fri 09:00-09:00").contains("empty range"));
         assert!(reason("Mon-Fri").contains("no time range"));

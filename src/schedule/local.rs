@@ -28,7 +28,10 @@ pub(crate) fn resolve(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     // tzdb transitions fall on whole minutes, so the first existing whole minute after
     // `local` is the jump's target wall time.
-    let floor = local.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(local);
+    let floor = local
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(local);
     for k in 1..=GAP_SEARCH_MINUTES {
         let candidate = floor + Duration::minutes(k);
         match tz.from_local_datetime(&candidate) {
@@ -44,7 +47,11 @@ fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 
 /// UTC offset of `tz` at `at`, in seconds.
 pub(crate) fn offset_secs(tz: Tz, at: DateTime<Utc>) -> i64 {
-    i64::from(tz.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc())
+    i64::from(
+        tz.offset_from_utc_datetime(&at.naive_utc())
+            .fix()
+            .local_minus_utc(),
+    )
 }
 
 /// The end of the constant-offset piece that starts at `from`: the next offset change in
@@ -103,12 +110,18 @@ mod tests {
 
     #[test]
     fn a_local_time_in_the_spring_gap_maps_to_the_jump() {
-        assert_eq!(resolve(Paris, naive(2026, 3, 29, 2, 30)), utc("2026-03-29T01:00:00Z"));
+        assert_eq!(
+            resolve(Paris, naive(2026, 3, 29, 2, 30)),
+            utc("2026-03-29T01:00:00Z")
+        );
     }
 
     #[test]
     fn a_repeated_local_time_maps_to_its_first_occurrence() {
-        assert_eq!(resolve(Paris, naive(2026, 10, 25, 2, 30)), utc("2026-10-25T00:30:00Z"));
+        assert_eq!(
+            resolve(Paris, naive(2026, 10, 25, 2, 30)),
+            utc("2026-10-25T00:30:00Z")
+        );
     }
 
     #[test]
