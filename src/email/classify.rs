@@ -6,9 +6,7 @@ use super::message::InboundMail;
 pub enum MailClass {
     HumanReply,
     /// Acknowledgement or out-of-office; `why` names the evidence (header or subject pattern).
-    AutoReply {
-        why: String,
-    },
+    AutoReply { why: String },
     Bounce,
 }
 
