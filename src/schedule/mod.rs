@@ -73,11 +73,8 @@ pub fn plan(
     let slots = spec.cron.slots(spec.timezone, after, until);
     let mut visits = Vec::with_capacity(slots.len().saturating_mul(targets.len()));
     for &slot in &slots {
-        visits.extend(
-            targets
-                .iter()
-                .filter_map(|target| place(spec, target, slot)),
-        );
+        let period = spec.cron.period_after(spec.timezone, slot);
+        visits.extend(targets.iter().filter_map(|t| place(spec, t, slot, period)));
     }
     visits
 }
@@ -100,7 +97,13 @@ const MAX_JITTER_MS: i64 = 366 * 24 * 3_600_000;
 
 /// One target's visit for one slot, or `None` when its window has no room within
 /// `MAX_MOVE_DAYS`.
-fn place(spec: &ScheduleSpec, target: &Target, slot: DateTime<Utc>) -> Option<PlannedVisit> {
+/// `period` is the time from `slot` to the next slot (one day if none).
+fn place(
+    spec: &ScheduleSpec,
+    target: &Target,
+    slot: DateTime<Utc>,
+    period: ChronoDuration,
+) -> Option<PlannedVisit> {
     let jitter_ms = i64::try_from(spec.jitter.as_millis())
         .unwrap_or(i64::MAX)
         .min(MAX_JITTER_MS);
@@ -111,7 +114,6 @@ fn place(spec: &ScheduleSpec, target: &Target, slot: DateTime<Utc>) -> Option<Pl
         let ms = seed % (bound as u64 + 1);
         ChronoDuration::milliseconds(ms as i64)
     };
-    let period = spec.cron.period_after(spec.timezone, slot);
     let unconstrained_end = |due: DateTime<Utc>| {
         let next = slot + period;
         if next > due {
