@@ -534,9 +534,3 @@ mod tests {
         );
     }
 }
-
-/// For a visit whose due time passed while no daemon ran: `Some(now)` while still inside its
-/// window, `None` once the window has ended.
-pub fn catch_up(visit: &PlannedVisit, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    (now < visit.window_end).then_some(now)
-}
