@@ -2,11 +2,11 @@
 
 pub mod classify;
 pub mod compose;
+#[cfg(test)]
+mod corpus;
 pub mod correlate;
 pub mod inbox;
 pub mod message;
 pub mod quote;
 pub mod reply;
 pub mod send;
-#[cfg(test)]
-mod corpus;

@@ -27,11 +27,18 @@ impl Daemon {
     pub async fn start(cx: Arc<Context>) -> Self {
         let stop = CancellationToken::new();
         let task = tokio::spawn(mystery::dispatch::run(cx.clone(), stop.clone()).map_ok());
-        Self { stop, task, _tmp: None }
+        Self {
+            stop,
+            task,
+            _tmp: None,
+        }
     }
     pub async fn stop(self) -> Option<tempfile::TempDir> {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(40), self.task).await.expect("daemon stops").expect("daemon task");
+        tokio::time::timeout(Duration::from_secs(40), self.task)
+            .await
+            .expect("daemon stops")
+            .expect("daemon task");
         self._tmp
     }
 }
@@ -46,7 +53,10 @@ impl<F: std::future::Future<Output = anyhow::Result<()>> + Send> MapOk for F {
 }
 
 /// A lab context with one business per (id, address).
-pub async fn lab_context(backend: Backend, businesses: &[(&str, &str)]) -> (Arc<Context>, tempfile::TempDir) {
+pub async fn lab_context(
+    backend: Backend,
+    businesses: &[(&str, &str)],
+) -> (Arc<Context>, tempfile::TempDir) {
     let lab = common::lab();
     let tmp = tempfile::tempdir().unwrap();
     let url = common::store_url(backend, tmp.path()).await;
@@ -98,7 +108,9 @@ pub async fn wait_done(cx: &Arc<Context>, ids: &[String], limit: Duration) -> Ve
         assert!(
             start.elapsed() < limit,
             "visits not finished after {limit:?}: {:?}",
-            all.iter().map(|v| (&v.business_id, &v.state, &v.outcome, &v.error)).collect::<Vec<_>>()
+            all.iter()
+                .map(|v| (&v.business_id, &v.state, &v.outcome, &v.error))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -108,8 +120,12 @@ pub async fn wait_done(cx: &Arc<Context>, ids: &[String], limit: Duration) -> Ve
 fn sim_reply_sent(lab: &Lab, enquiry_message_id: &str, auto: bool) -> Option<i64> {
     lab.sim_events()
         .into_iter()
-        .find(|e| e["enquiry_message_id"].as_str() == Some(enquiry_message_id) && e["auto"].as_bool() == Some(auto))
-        .and_then(|e| e["sent_at_ms"].as_i64())
+        .find(|e| {
+            e["enquiry_message_id"].as_str() == Some(enquiry_message_id)
+                && e["auto"].as_bool() == Some(auto)
+        })
+        .and_then(|e| e["sent_at_ms"].as_f64())
+        .map(|ms| ms.round() as i64)
 }
 
 fn addr(kind: &str, u: &str, domain: &str) -> String {
@@ -123,14 +139,20 @@ async fn a_branch_that_replies_is_measured_scored_and_correlated_by_header() {
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("lille", &a)]).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "lille", "devis").await;
-    let v = wait_done(&cx, &[id.clone()], Duration::from_secs(30)).await.remove(0);
+    let v = wait_done(&cx, &[id.clone()], Duration::from_secs(30))
+        .await
+        .remove(0);
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"), "{v:?}");
     assert_eq!(v.correlation.as_deref(), Some("header"));
     let sent = v.sent_at.unwrap();
-    let sim = sim_reply_sent(common::lab(), v.message_id.as_deref().unwrap(), false).expect("sim logged its reply");
+    let sim = sim_reply_sent(common::lab(), v.message_id.as_deref().unwrap(), false)
+        .expect("sim logged its reply");
     let error = v.first_reply_at.unwrap() - sim;
-    assert!((0..1000).contains(&error), "first_reply_at is {error} ms after the simulator sent");
+    assert!(
+        (0..1000).contains(&error),
+        "first_reply_at is {error} ms after the simulator sent"
+    );
     assert_eq!(v.time_to_reply_ms, Some(v.first_reply_at.unwrap() - sent));
     assert!(v.time_to_reply_ms.unwrap() >= 1500);
     let rules = cx.store.rules(&id).await.unwrap();
@@ -153,7 +175,13 @@ async fn every_email_outcome_comes_out_of_the_real_lab_on_postgres() {
     let refused = format!("x.{u}@outside.example");
     let (cx, _tmp) = lab_context(
         Backend::Postgres,
-        &[("ooo", &reply), ("ack", &ack), ("never", &never), ("bounce", &bounce), ("refused", &refused)],
+        &[
+            ("ooo", &reply),
+            ("ack", &ack),
+            ("never", &never),
+            ("bounce", &bounce),
+            ("refused", &refused),
+        ],
     )
     .await;
     let daemon = Daemon::start(cx.clone()).await;
@@ -166,13 +194,35 @@ async fn every_email_outcome_comes_out_of_the_real_lab_on_postgres() {
     ];
     let v = wait_done(&cx, &ids, Duration::from_secs(40)).await;
     daemon.stop().await;
-    let outcomes: Vec<_> = v.iter().map(|v| v.outcome.clone().unwrap_or_default()).collect();
-    assert_eq!(outcomes, ["replied", "acknowledged_only", "no_reply", "bounced", "send_failed"], "{v:#?}");
+    let outcomes: Vec<_> = v
+        .iter()
+        .map(|v| v.outcome.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "replied",
+            "acknowledged_only",
+            "no_reply",
+            "bounced",
+            "send_failed"
+        ],
+        "{v:#?}"
+    );
     // The out-of-office came first: its time is kept beside the human reply's.
     let ooo = &v[0];
-    assert!(ooo.time_to_ack_ms.unwrap() < ooo.time_to_reply_ms.unwrap(), "{ooo:?}");
+    assert!(
+        ooo.time_to_ack_ms.unwrap() < ooo.time_to_reply_ms.unwrap(),
+        "{ooo:?}"
+    );
     assert!(v[1].time_to_ack_ms.is_some() && v[1].first_reply_at.is_none());
-    assert!(v[3].bounce_status.as_deref().is_some_and(|s| s.starts_with('5')), "{:?}", v[3]);
+    assert!(
+        v[3].bounce_status
+            .as_deref()
+            .is_some_and(|s| s.starts_with('5')),
+        "{:?}",
+        v[3]
+    );
     assert!(v[4].error.as_deref().is_some_and(|e| !e.is_empty()));
     assert!(v[4].sent_at.is_none());
 }
@@ -181,8 +231,15 @@ async fn every_email_outcome_comes_out_of_the_real_lab_on_postgres() {
 async fn replies_in_html_latin1_cp1252_and_junk_are_read_like_any_other() {
     let u = common::unique();
     let kinds = ["html-d500", "latin1-d500", "cp1252-d500", "junk-d500"];
-    let addrs: Vec<String> = kinds.iter().map(|k| addr(k, &u, "lyon.branch.test")).collect();
-    let businesses: Vec<(&str, &str)> = kinds.iter().zip(&addrs).map(|(k, a)| (*k, a.as_str())).collect();
+    let addrs: Vec<String> = kinds
+        .iter()
+        .map(|k| addr(k, &u, "lyon.branch.test"))
+        .collect();
+    let businesses: Vec<(&str, &str)> = kinds
+        .iter()
+        .zip(&addrs)
+        .map(|(k, a)| (*k, a.as_str()))
+        .collect();
     let (cx, _tmp) = lab_context(Backend::Sqlite, &businesses).await;
     let daemon = Daemon::start(cx.clone()).await;
     let mut ids = Vec::new();
@@ -194,7 +251,10 @@ async fn replies_in_html_latin1_cp1252_and_junk_are_read_like_any_other() {
     for (k, v) in kinds.iter().zip(&visits) {
         assert_eq!(v.outcome.as_deref(), Some("replied"), "{k}: {v:?}");
         let rules = cx.store.rules(&v.id).await.unwrap();
-        assert!(rules.iter().any(|r| r.rule_id == "prix" && r.hit), "{k}: {rules:?}");
+        assert!(
+            rules.iter().any(|r| r.rule_id == "prix" && r.hit),
+            "{k}: {rules:?}"
+        );
     }
 }
 
@@ -205,12 +265,17 @@ async fn a_reply_holding_only_the_quoted_question_scores_nothing_from_the_quote(
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("quoted", &a)]).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "quoted", "devis").await;
-    let v = wait_done(&cx, &[id.clone()], Duration::from_secs(30)).await.remove(0);
+    let v = wait_done(&cx, &[id.clone()], Duration::from_secs(30))
+        .await
+        .remove(0);
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"));
     let rules = cx.store.rules(&id).await.unwrap();
     // Our enquiry says "tarifs": only the quote holds it, and the quote does not count.
-    assert!(rules.iter().any(|r| r.rule_id == "prix" && !r.hit), "{rules:?}");
+    assert!(
+        rules.iter().any(|r| r.rule_id == "prix" && !r.hit),
+        "{rules:?}"
+    );
     assert!(v.score.unwrap() < 50.0, "{v:?}");
 }
 
@@ -221,19 +286,40 @@ async fn a_reply_without_thread_headers_is_matched_by_its_subject_and_sender() {
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("noref", &a)]).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "noref", "devis").await;
-    let v = wait_done(&cx, &[id], Duration::from_secs(30)).await.remove(0);
+    let v = wait_done(&cx, &[id], Duration::from_secs(30))
+        .await
+        .remove(0);
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"));
-    assert!(matches!(v.correlation.as_deref(), Some("subject") | Some("reference")), "{v:?}");
+    assert!(
+        matches!(
+            v.correlation.as_deref(),
+            Some("subject") | Some("reference")
+        ),
+        "{v:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn time_to_reply_lies_within_a_second_of_the_simulator_send_time() {
     let u = common::unique();
     let delays = [400, 700, 900, 1200, 1500, 1800, 2100, 2500, 2800, 3200];
-    let addrs: Vec<String> = delays.iter().map(|d| addr(&format!("reply-d{d}"), &format!("{u}{d}"), "lille.branch.test")).collect();
+    let addrs: Vec<String> = delays
+        .iter()
+        .map(|d| {
+            addr(
+                &format!("reply-d{d}"),
+                &format!("{u}{d}"),
+                "lille.branch.test",
+            )
+        })
+        .collect();
     let names: Vec<String> = delays.iter().map(|d| format!("b{d}")).collect();
-    let businesses: Vec<(&str, &str)> = names.iter().zip(&addrs).map(|(n, a)| (n.as_str(), a.as_str())).collect();
+    let businesses: Vec<(&str, &str)> = names
+        .iter()
+        .zip(&addrs)
+        .map(|(n, a)| (n.as_str(), a.as_str()))
+        .collect();
     let (cx, _tmp) = lab_context(Backend::Sqlite, &businesses).await;
     let daemon = Daemon::start(cx.clone()).await;
     let mut ids = Vec::new();
@@ -250,8 +336,17 @@ async fn time_to_reply_lies_within_a_second_of_the_simulator_send_time() {
         errors.push(v.time_to_reply_ms.unwrap() - (sim - v.sent_at.unwrap()));
     }
     errors.sort_unstable();
-    eprintln!("time_to_reply error over {} replies (ms): min {} median {} max {} all {errors:?}", errors.len(), errors[0], errors[errors.len() / 2], errors[errors.len() - 1]);
-    assert!(errors.iter().all(|e| (-1000..1000).contains(e)), "{errors:?}");
+    eprintln!(
+        "time_to_reply error over {} replies (ms): min {} median {} max {} all {errors:?}",
+        errors.len(),
+        errors[0],
+        errors[errors.len() / 2],
+        errors[errors.len() - 1]
+    );
+    assert!(
+        errors.iter().all(|e| (-1000..1000).contains(e)),
+        "{errors:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -268,22 +363,40 @@ async fn a_reply_that_arrives_while_the_daemon_is_down_is_found_after_restart() 
     }
     daemon.stop().await;
     // The reply is sent and delivered while nobody watches.
-    let message_id = cx.store.visit(&id).await.unwrap().unwrap().message_id.unwrap();
+    let message_id = cx
+        .store
+        .visit(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .message_id
+        .unwrap();
     let start = Instant::now();
     while sim_reply_sent(common::lab(), &message_id, false).is_none() {
-        assert!(start.elapsed() < Duration::from_secs(20), "simulator never replied");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "simulator never replied"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(cx.store.visit(&id).await.unwrap().unwrap().state, "awaiting_reply");
+    assert_eq!(
+        cx.store.visit(&id).await.unwrap().unwrap().state,
+        "awaiting_reply"
+    );
     let daemon = Daemon::start(cx.clone()).await;
-    let v = wait_done(&cx, &[id], Duration::from_secs(20)).await.remove(0);
+    let v = wait_done(&cx, &[id], Duration::from_secs(20))
+        .await
+        .remove(0);
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"));
     // INTERNALDATE keeps the true arrival: not the restart time, 3 s later.
     let sim = sim_reply_sent(common::lab(), &message_id, false).unwrap();
     let error = v.first_reply_at.unwrap() - sim;
-    assert!((-1000..1000).contains(&error), "arrival {error} ms off the simulator's send");
+    assert!(
+        (-1000..1000).contains(&error),
+        "arrival {error} ms off the simulator's send"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -306,11 +419,19 @@ async fn hostile_messages_are_stored_as_unparseable_and_the_watcher_goes_on() {
     let _ = session.logout().await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "hostile", "devis").await;
-    let v = wait_done(&cx, &[id], Duration::from_secs(30)).await.remove(0);
+    let v = wait_done(&cx, &[id], Duration::from_secs(30))
+        .await
+        .remove(0);
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"));
     let unmatched = cx.store.unmatched_messages(0).await.unwrap();
-    assert!(unmatched.iter().any(|m| m.class == "unparseable" || m.subject.as_deref().is_some_and(|s| s.contains(&u))), "{unmatched:?}");
+    assert!(
+        unmatched
+            .iter()
+            .any(|m| m.class == "unparseable"
+                || m.subject.as_deref().is_some_and(|s| s.contains(&u))),
+        "{unmatched:?}"
+    );
     let _ = lab;
 }
 
@@ -323,8 +444,14 @@ async fn the_enquiry_looks_like_a_person_wrote_it() {
     let a = format!("branch-copy.{u}@robot.test");
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("copy", &a)]).await;
     let id = plan_now(&cx, "copy", "court").await;
-    let claimed = cx.store.claim_due(&cx.instance, cx.now_ms(), 60_000, 1, Some(&id)).await.unwrap();
-    mystery::visit::run(&cx, claimed.into_iter().next().unwrap()).await.unwrap();
+    let claimed = cx
+        .store
+        .claim_due(&cx.instance, cx.now_ms(), 60_000, 1, Some(&id))
+        .await
+        .unwrap();
+    mystery::visit::run(&cx, claimed.into_iter().next().unwrap())
+        .await
+        .unwrap();
     let v = cx.store.visit(&id).await.unwrap().unwrap();
     let mid = v.message_id.clone().unwrap();
     assert!(mid.ends_with("@robot.test"), "{mid}");
@@ -333,9 +460,15 @@ async fn the_enquiry_looks_like_a_person_wrote_it() {
     session.select("INBOX").await.unwrap();
     let mut raw = Vec::new();
     for _ in 0..50 {
-        let uids = session.uid_search(format!("HEADER Message-ID \"{mid}\"")).await.unwrap();
+        let uids = session
+            .uid_search(format!("HEADER Message-ID \"{mid}\""))
+            .await
+            .unwrap();
         if let Some(uid) = uids.into_iter().next() {
-            let mut s = session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await.unwrap();
+            let mut s = session
+                .uid_fetch(uid.to_string(), "BODY.PEEK[]")
+                .await
+                .unwrap();
             while let Some(f) = s.next().await {
                 raw = f.unwrap().body().unwrap_or_default().to_vec();
             }
@@ -345,13 +478,33 @@ async fn the_enquiry_looks_like_a_person_wrote_it() {
     }
     let _ = session.logout().await;
     let text = String::from_utf8_lossy(&raw).to_string();
-    let headers = text.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
+    let headers = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     assert!(!headers.is_empty(), "enquiry not delivered");
-    assert!(headers.contains("return-path: <claire.dupont@robot.test>"), "{headers}");
-    assert!(headers.contains(&format!("message-id: <{mid}>")), "{headers}");
+    assert!(
+        headers.contains("return-path: <claire.dupont@robot.test>"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains(&format!("message-id: <{mid}>")),
+        "{headers}"
+    );
     assert!(headers.contains("content-type: text/plain"), "{headers}");
-    for tell in ["x-mailer", "user-agent", "lettre", "mystery", "auto-submitted", "precedence"] {
-        assert!(!headers.contains(tell), "{tell} reveals the robot:\n{headers}");
+    for tell in [
+        "x-mailer",
+        "user-agent",
+        "lettre",
+        "mystery",
+        "auto-submitted",
+        "precedence",
+    ] {
+        assert!(
+            !headers.contains(tell),
+            "{tell} reveals the robot:\n{headers}"
+        );
     }
     assert!(text.contains("Claire Dupont"));
 }
