@@ -129,7 +129,7 @@ pub async fn visit(
             .claim_due(
                 &cx.instance,
                 now,
-                crate::dispatch::CLAIM_LEASE.as_millis() as i64,
+                cx.config.storage.claim_lease.as_millis() as i64,
                 1,
                 Some(&id),
             )
@@ -185,7 +185,7 @@ async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<S
                     .claim_due(
                         &cx.instance,
                         cx.now_ms(),
-                        crate::dispatch::CLAIM_LEASE.as_millis() as i64,
+                        cx.config.storage.claim_lease.as_millis() as i64,
                         1,
                         Some(id),
                     )

@@ -18,8 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How far ahead visits are written to the store, so the loop can sleep until the next one.
 const PLAN_AHEAD: Duration = Duration::from_secs(3600);
-/// A claimed visit belongs to its claimer this long; past it, a restart may take it back.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(200);
 /// On shutdown, in-flight visits get this long to finish before the process exits.
@@ -117,7 +115,7 @@ pub async fn step(
 ) -> Result<StepOutcome> {
     let now = cx.now_ms();
     let mut out = StepOutcome {
-        recovered: cx.store.recover_expired(now).await?,
+        recovered: cx.store.recover_expired(now, &cx.instance).await?,
         expired: cx.store.expire_deadlines(now).await?,
         ..Default::default()
     };
@@ -128,7 +126,7 @@ pub async fn step(
             .claim_due(
                 &cx.instance,
                 now,
-                CLAIM_LEASE.as_millis() as i64,
+                cx.config.storage.claim_lease.as_millis() as i64,
                 free as i64,
                 None,
             )

@@ -110,9 +110,11 @@ async fn run_email(
     };
     let deadline_ms = |from: i64| from + scenario.reply_deadline.as_millis() as i64;
     // Step 2: record that we are sending, with the Message-ID, before any byte goes out.
-    cx.store
+    let ours = cx
+        .store
         .mark_sending(
             &visit.id,
+            &cx.instance,
             &message_id,
             &rendered.subject,
             to,
@@ -120,6 +122,10 @@ async fn run_email(
             to_ms(now),
         )
         .await?;
+    if !ours {
+        tracing::warn!(visit = %visit.id, "claim lost before sending (lease expired): left to its new owner");
+        return Ok(());
+    }
     // Step 3: send; `sent_at` is the server's 250 to DATA.
     let mailer = match cx.mailer().await {
         Ok(m) => m,

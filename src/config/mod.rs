@@ -43,6 +43,9 @@ pub struct Config {
 pub struct StorageConfig {
     pub url: String,
     pub recordings_dir: PathBuf,
+    /// How long a claimed visit belongs to its claimer before another process may recover
+    /// it; longer than the longest visit (SMTP timeout, ring timeout + call script).
+    pub claim_lease: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,7 @@ pub struct RawConfig {
 pub struct RawStorage {
     pub url: Option<S<String>>,
     pub recordings_dir: Option<S<String>>,
+    pub claim_lease: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -345,9 +345,15 @@ fn storage(cx: &mut Ctx<'_>, s: RawStorage) -> StorageConfig {
             .map(|r| r.get_ref().as_str())
             .unwrap_or("recordings"),
     );
+    let claim_lease = s
+        .claim_lease
+        .as_ref()
+        .and_then(|d| cx.duration(d, "storage.claim_lease"))
+        .unwrap_or(Duration::from_secs(15 * 60));
     StorageConfig {
         url,
         recordings_dir,
+        claim_lease,
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Visit {
     pub persona_id: Option<String>,
     pub state: String,
     pub outcome: Option<String>,
+    /// The process that claimed it (`host:pid:nonce`).
+    pub claimed_by: Option<String>,
     pub due_at: i64,
     pub window_end: Option<i64>,
     pub attempts: i64,
@@ -137,6 +139,7 @@ fn visit_from_row(r: &AnyRow) -> Result<Visit> {
         persona_id: s("persona_id")?,
         state: r.try_get("state")?,
         outcome: s("outcome")?,
+        claimed_by: s("claimed_by")?,
         due_at: r.try_get("due_at")?,
         window_end: opt_i64(r, "window_end")?,
         attempts: r.try_get("attempts")?,
@@ -262,52 +265,58 @@ impl Store {
     /// After a crash: what a dead owner left. Running email visits sent nothing yet and go back
     /// to planned; a call cut mid-way is failed (the branch may have been rung: never again);
     /// a visit left `sending` may have gone out, so it waits for replies, flagged uncertain.
-    pub async fn recover_expired(&self, now_ms: i64) -> Result<u64> {
+    pub async fn recover_expired(&self, now_ms: i64, me: &str) -> Result<u64> {
         let mut n = 0;
         n += sqlx::query(
             "UPDATE visits SET state = 'planned', claimed_by = NULL, lease_until = NULL, updated_at = $1
-             WHERE state = 'running' AND channel = 'email' AND lease_until < $1",
+             WHERE state = 'running' AND channel = 'email' AND lease_until < $1 AND claimed_by <> $2",
         )
         .bind(now_ms)
+        .bind(me)
         .execute(&self.pool)
         .await?
         .rows_affected();
         n += sqlx::query(
             "UPDATE visits SET state = 'failed', outcome = 'failed',
                error = 'interrupted: the process running the call stopped', updated_at = $1
-             WHERE state = 'running' AND channel = 'call' AND lease_until < $1",
+             WHERE state = 'running' AND channel = 'call' AND lease_until < $1 AND claimed_by <> $2",
         )
         .bind(now_ms)
+        .bind(me)
         .execute(&self.pool)
         .await?
         .rows_affected();
         n += sqlx::query(
             "UPDATE visits SET state = 'awaiting_reply', send_uncertain = 1, updated_at = $1,
                reply_deadline = COALESCE(reply_deadline, $2)
-             WHERE state = 'sending' AND lease_until < $1",
+             WHERE state = 'sending' AND lease_until < $1 AND claimed_by <> $3",
         )
         .bind(now_ms)
         .bind(now_ms + 48 * 3_600_000)
+        .bind(me)
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(n)
     }
 
-    /// Recorded before the SMTP transaction: from here on the visit is never sent again.
+    /// Recorded before the SMTP transaction: from here on the visit is never sent again. False
+    /// when `owner` no longer holds the claim (its lease expired and another process took the
+    /// visit back): then the caller must not send.
     pub async fn mark_sending(
         &self,
         id: &str,
+        owner: &str,
         message_id: &str,
         subject: &str,
         business_email: &str,
         reply_deadline_ms: i64,
         now_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let r = sqlx::query(
             "UPDATE visits SET state = 'sending', message_id = $2, subject = $3,
                business_email = $4, reply_deadline = $5, updated_at = $6
-             WHERE id = $1 AND state = 'running'",
+             WHERE id = $1 AND state = 'running' AND claimed_by = $7",
         )
         .bind(id)
         .bind(message_id)
@@ -315,9 +324,10 @@ impl Store {
         .bind(business_email)
         .bind(reply_deadline_ms)
         .bind(now_ms)
+        .bind(owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn mark_sent(&self, id: &str, sent_at_ms: i64, reply_deadline_ms: i64) -> Result<()> {

@@ -145,6 +145,7 @@ store_test!(
         store
             .mark_sending(
                 &sending.id,
+                "dead",
                 "mid@robot.test",
                 "Devis",
                 "c@l.test",
@@ -154,8 +155,8 @@ store_test!(
             .await
             .unwrap();
         // Before the lease ends, nothing is touched: the owner may still be alive.
-        assert_eq!(store.recover_expired(500).await.unwrap(), 0);
-        assert_eq!(store.recover_expired(5_000).await.unwrap(), 3);
+        assert_eq!(store.recover_expired(500, "new").await.unwrap(), 0);
+        assert_eq!(store.recover_expired(5_000, "new").await.unwrap(), 3);
         assert_eq!(
             store.visit(&unsent.id).await.unwrap().unwrap().state,
             "planned"
@@ -189,7 +190,15 @@ store_test!(
         store.plan_visit(&v, 0).await.unwrap();
         store.claim_due("me", 0, 60_000, 1, None).await.unwrap();
         store
-            .mark_sending(&v.id, "mid@robot.test", "Devis", "c@l.test", 100_000, 0)
+            .mark_sending(
+                &v.id,
+                "me",
+                "mid@robot.test",
+                "Devis",
+                "c@l.test",
+                100_000,
+                0,
+            )
             .await
             .unwrap();
         store.mark_sent(&v.id, 1_000, 100_000).await.unwrap();
@@ -251,7 +260,15 @@ store_test!(
         store.claim_due("me", 0, 60_000, 10, None).await.unwrap();
         for v in [&acked, &silent] {
             store
-                .mark_sending(&v.id, &format!("{}@r", v.id), "D", "c@l.test", 10_000, 0)
+                .mark_sending(
+                    &v.id,
+                    "me",
+                    &format!("{}@r", v.id),
+                    "D",
+                    "c@l.test",
+                    10_000,
+                    0,
+                )
                 .await
                 .unwrap();
             store.mark_sent(&v.id, 100, 10_000).await.unwrap();
