@@ -84,41 +84,57 @@ impl Store {
         &self.pool
     }
 
+    /// Applies missing migrations. Several processes may open one store at once (a daemon and
+    /// `mystery visit`, several daemons): they queue on a lock (an advisory lock on PostgreSQL,
+    /// the database write lock on SQLite) so each migration runs exactly once.
     async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(727274001)").execute(&mut *conn).await?;
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(727274001)").execute(&mut *conn).await?;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
+        use sqlx::Connection;
+        let mut tx = conn.begin().await?;
+        if self.backend == Backend::Sqlite {
+            // Takes the write lock now: a second process waits here (busy timeout) instead of
+            // failing later on a table the first one just created.
+            sqlx::query("CREATE TABLE IF NOT EXISTS schema_lock (x BIGINT)").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM schema_lock").execute(&mut *tx).await?;
+        }
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         for (version, sql) in migrations::MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
-            // Several daemons may start together: the first to insert the version wins, the
-            // others see the row and skip (PostgreSQL), or wait on the file lock (SQLite).
-            if self.backend == Backend::Postgres {
-                sqlx::query("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
-                    .execute(&mut *tx)
-                    .await?;
-            }
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(*version)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if done.is_none() {
-                let blob = match self.backend {
-                    Backend::Sqlite => "BLOB",
-                    Backend::Postgres => "BYTEA",
-                };
-                for statement in sql.replace("{blob}", blob).split(';') {
-                    if !statement.trim().is_empty() {
-                        sqlx::query(statement).execute(&mut *tx).await?;
-                    }
-                }
-                sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-                    .bind(*version)
-                    .execute(&mut *tx)
-                    .await?;
+            if done.is_some() {
+                continue;
             }
-            tx.commit().await?;
+            let blob = match self.backend {
+                Backend::Sqlite => "BLOB",
+                Backend::Postgres => "BYTEA",
+            };
+            for statement in sql.replace("{blob}", blob).split(';') {
+                if !statement.trim().is_empty() {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+            }
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
