@@ -14,7 +14,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const MIN_CORPUS: usize = 1;
+const MIN_CORPUS: usize = 30;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

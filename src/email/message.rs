@@ -213,9 +213,17 @@ fn best_text(msg: &Message<'_>, html: Option<&str>) -> String {
         // Broken MIME (a multipart without boundary…): the first text found anywhere.
         msg.parts
             .iter()
-            .find_map(|p| match &p.body {
+            .enumerate()
+            .find_map(|(i, p)| match &p.body {
                 PartType::Text(t) => Some(t.to_string()),
                 PartType::Html(h) => Some(html_to_text(h)),
+                // mail-parser keeps a boundary-less multipart as bytes.
+                PartType::Binary(b) if i == 0 && p.content_type().is_none_or(|ct| {
+                    matches!(ct.ctype().to_ascii_lowercase().as_str(), "multipart" | "text")
+                }) =>
+                {
+                    Some(String::from_utf8_lossy(b).into_owned())
+                }
                 _ => None,
             })
             .unwrap_or_default()
