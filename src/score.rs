@@ -173,7 +173,10 @@ fn snippet(text: &str, (start, end): (usize, usize)) -> String {
             to = end + sp;
         }
     }
-    let mut out = text[from..to].split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = text[from..to]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if from > 0 {
         out.insert(0, '…');
     }
@@ -214,10 +217,7 @@ fn evaluate(rule: &Rule, text: &Folded<'_>, input: &ScoreInput<'_>) -> (bool, Op
                 None => (false, Some(format!("no match for /{}/", re.as_str()))),
             }
         }
-        Rule::None(terms) => match terms
-            .iter()
-            .find_map(|t| text.find_term(t).map(|r| (t, r)))
-        {
+        Rule::None(terms) => match terms.iter().find_map(|t| text.find_term(t).map(|r| (t, r))) {
             Some((t, range)) => (
                 false,
                 Some(format!("forbidden \"{t}\": {}", text.snippet(range))),
@@ -260,7 +260,10 @@ fn personalised(text: &Folded<'_>, persona: &str) -> (bool, Option<String>) {
             r"\b(?:madame|monsieur|mme|mlle|mademoiselle|mr|mrs|ms|m\.)\.?\s*{last}\b"
         ));
         if let Some(m) = civil.ok().and_then(|re| re.find(&text.folded)) {
-            return (true, Some(text.snippet((text.map[m.start()], text.map[m.end()]))));
+            return (
+                true,
+                Some(text.snippet((text.map[m.start()], text.map[m.end()]))),
+            );
         }
     }
     if let Some(re) = term_regex(first) {
@@ -301,18 +304,85 @@ fn signed(reply: &ReplyText) -> (bool, Option<String>) {
             return (true, Some(format!("name {name}")));
         }
     }
-    (false, Some("no name or phone number in the signature".to_string()))
+    (
+        false,
+        Some("no name or phone number in the signature".to_string()),
+    )
 }
 
 const NOT_NAMES: &[&str] = &[
-    "agence", "societe", "service", "services", "equipe", "team", "sarl", "sas", "sa", "groupe",
-    "cabinet", "immobilier", "accueil", "contact", "direction", "siege", "bureau", "france",
-    "cordialement", "merci", "bonjour", "madame", "monsieur", "regards", "envoye", "sent",
-    "iphone", "android", "outlook", "tel", "mobile", "fax", "www", "mail", "email", "client",
-    "clients", "commercial", "conseiller", "conseillere", "responsable", "assistante",
-    "assistant", "gerant", "gerante", "directeur", "directrice", "manager", "office", "centre",
-    "the", "de", "la", "le", "les", "et", "and", "best", "kind", "bien", "vous", "a", "oui",
-    "non", "ok", "parfait", "super", "entendu", "volontiers", "salut", "hello", "thanks",
+    "agence",
+    "societe",
+    "service",
+    "services",
+    "equipe",
+    "team",
+    "sarl",
+    "sas",
+    "sa",
+    "groupe",
+    "cabinet",
+    "immobilier",
+    "accueil",
+    "contact",
+    "direction",
+    "siege",
+    "bureau",
+    "france",
+    "cordialement",
+    "merci",
+    "bonjour",
+    "madame",
+    "monsieur",
+    "regards",
+    "envoye",
+    "sent",
+    "iphone",
+    "android",
+    "outlook",
+    "tel",
+    "mobile",
+    "fax",
+    "www",
+    "mail",
+    "email",
+    "client",
+    "clients",
+    "commercial",
+    "conseiller",
+    "conseillere",
+    "responsable",
+    "assistante",
+    "assistant",
+    "gerant",
+    "gerante",
+    "directeur",
+    "directrice",
+    "manager",
+    "office",
+    "centre",
+    "the",
+    "de",
+    "la",
+    "le",
+    "les",
+    "et",
+    "and",
+    "best",
+    "kind",
+    "bien",
+    "vous",
+    "a",
+    "oui",
+    "non",
+    "ok",
+    "parfait",
+    "super",
+    "entendu",
+    "volontiers",
+    "salut",
+    "hello",
+    "thanks",
 ];
 
 /// "Jean Martin", "Sophie", "Jean-Luc DE LA TOUR", "J. Martin"; not "Agence Lille".
@@ -434,7 +504,10 @@ mod tests {
         )];
         let card = run(&folded_only, "Le Délai de livraison est court.", None);
         assert!(card.rules[0].hit);
-        assert_eq!(card.rules[0].evidence.as_deref(), Some("Le Délai de livraison est court."));
+        assert_eq!(
+            card.rules[0].evidence.as_deref(),
+            Some("Le Délai de livraison est court.")
+        );
     }
 
     #[test]
@@ -463,7 +536,11 @@ mod tests {
     #[test]
     fn signed_needs_a_name_or_a_phone() {
         let r = [rule("s", Rule::Builtin(Builtin::Signed), 1)];
-        let card = run(&r, "Oui.\nCordialement,", Some("Cordialement,\nJean Martin"));
+        let card = run(
+            &r,
+            "Oui.\nCordialement,",
+            Some("Cordialement,\nJean Martin"),
+        );
         assert_eq!(card.rules[0].evidence.as_deref(), Some("name Jean Martin"));
         assert!(run(&r, "Oui. Appelez le 03 20 00 00 00", None).rules[0].hit);
         assert!(run(&r, "Oui.\nSophie", None).rules[0].hit);

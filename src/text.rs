@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn fold_spells_out_ligatures_and_eszett() {
-        assert_eq!(fold("Œuvre, cœur, Lætitia, Straße"), "oeuvre, coeur, laetitia, strasse");
+        assert_eq!(
+            fold("Œuvre, cœur, Lætitia, Straße"),
+            "oeuvre, coeur, laetitia, strasse"
+        );
     }
 
     #[test]

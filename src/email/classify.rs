@@ -18,7 +18,9 @@ use std::sync::LazyLock;
 pub enum MailClass {
     HumanReply,
     /// Acknowledgement or out-of-office; `why` names the evidence (header or subject pattern).
-    AutoReply { why: String },
+    AutoReply {
+        why: String,
+    },
     Bounce,
 }
 
@@ -178,11 +180,21 @@ mod tests {
     #[test]
     fn a_classic_bounce_without_report_part_is_recognised_by_sender_and_subject() {
         for (from, subject) in [
-            ("mailer-daemon@mx.test", "Undelivered Mail Returned to Sender"),
+            (
+                "mailer-daemon@mx.test",
+                "Undelivered Mail Returned to Sender",
+            ),
             ("postmaster@lille.test", "Non remis : Demande de devis"),
-            ("mailer-daemon@googlemail.com", "Delivery Status Notification (Failure)"),
+            (
+                "mailer-daemon@googlemail.com",
+                "Delivery Status Notification (Failure)",
+            ),
         ] {
-            assert_eq!(classify(&mail(from, subject, &[])), MailClass::Bounce, "{subject}");
+            assert_eq!(
+                classify(&mail(from, subject, &[])),
+                MailClass::Bounce,
+                "{subject}"
+            );
         }
         // A human at postmaster@ answering normally is not a bounce.
         let m = mail("postmaster@lille.test", "RE: Demande de devis", &[]);

@@ -189,12 +189,18 @@ fn check(
     let reply = extract_reply(&mail.text);
     for s in &exp.new_text_contains {
         if !reply.new_text.contains(s.as_str()) {
-            fail(format!("new_text lacks {s:?}; new_text = {:?}", reply.new_text));
+            fail(format!(
+                "new_text lacks {s:?}; new_text = {:?}",
+                reply.new_text
+            ));
         }
     }
     for s in &exp.new_text_excludes {
         if reply.new_text.contains(s.as_str()) {
-            fail(format!("new_text holds {s:?}; new_text = {:?}", reply.new_text));
+            fail(format!(
+                "new_text holds {s:?}; new_text = {:?}",
+                reply.new_text
+            ));
         }
     }
     let sig = reply.signature.as_deref().unwrap_or_default();

@@ -53,7 +53,11 @@ pub fn correlate<'a>(
     received_at: DateTime<Utc>,
 ) -> Option<(&'a Candidate, Evidence)> {
     let header = |c: &Candidate| {
-        let ours = c.message_id.trim().trim_start_matches('<').trim_end_matches('>');
+        let ours = c
+            .message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
         !ours.is_empty()
             && (mail
                 .in_reply_to
@@ -95,8 +99,7 @@ pub fn correlate<'a>(
             && c.sent_at <= received_at
             && received_at <= c.window_end
     };
-    best(candidates.iter().filter(|c| by_subject(c)), received_at)
-        .map(|c| (c, Evidence::Subject))
+    best(candidates.iter().filter(|c| by_subject(c)), received_at).map(|c| (c, Evidence::Subject))
 }
 
 /// The most recent visit sent no later than `received_at`; if all were sent "after" it
@@ -114,7 +117,10 @@ fn best<'a>(
 }
 
 fn domain(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_empty())
 }
 
 /// `needle` in `haystack` with no letter or digit glued on either side.
@@ -157,7 +163,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(h: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 3, h, 0, 0).single().expect("valid")
+        Utc.with_ymd_and_hms(2026, 11, 3, h, 0, 0)
+            .single()
+            .expect("valid")
     }
 
     fn cand(id: &str, reference: &str, subject: &str, email: &str, sent_h: u32) -> Candidate {
@@ -174,8 +182,20 @@ mod tests {
 
     fn candidates() -> Vec<Candidate> {
         vec![
-            cand("lille", "DV-7K3Q", "Demande de devis – Lille", "contact@lille.test", 9),
-            cand("lille-old", "DV-2B8N", "Demande de devis – Lille", "contact@lille.test", 2),
+            cand(
+                "lille",
+                "DV-7K3Q",
+                "Demande de devis – Lille",
+                "contact@lille.test",
+                9,
+            ),
+            cand(
+                "lille-old",
+                "DV-2B8N",
+                "Demande de devis – Lille",
+                "contact@lille.test",
+                2,
+            ),
             cand("arras", "HR-9TZX", "Horaires", "arras@arras.test", 8),
         ]
     }
@@ -234,7 +254,11 @@ mod tests {
     #[test]
     fn the_reference_code_matches_as_a_whole_token_in_any_case() {
         let c = candidates();
-        let m = reply("x@other.test", "Votre demande", "Concernant votre dossier dv-7k3q, oui.");
+        let m = reply(
+            "x@other.test",
+            "Votre demande",
+            "Concernant votre dossier dv-7k3q, oui.",
+        );
         let (v, e) = correlate(&m, &c, at(12)).expect("matched");
         assert_eq!((v.visit_id.as_str(), e), ("lille", Evidence::Reference));
         let glued = reply("x@other.test", "Votre demande", "code XDV-7K3Q9");

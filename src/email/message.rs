@@ -7,7 +7,9 @@
 
 use super::classify::looks_like_classic_bounce;
 use chrono::{DateTime, Utc};
-use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{
+    Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
+};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -77,9 +79,8 @@ static MESSAGE_ID_LINE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static STATUS_CODE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("static regex"));
-static ANGLE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"<([^<>@\s]+@[^<>\s]+\.[a-zA-Z]{2,})>").expect("static regex")
-});
+static ANGLE_ADDRESS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<([^<>@\s]+@[^<>\s]+\.[a-zA-Z]{2,})>").expect("static regex"));
 
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     if raw.len() > MAX_MESSAGE_BYTES {
@@ -136,7 +137,11 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
 }
 
 fn clean_id(id: &str) -> String {
-    id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string()
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
 }
 
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
@@ -218,9 +223,14 @@ fn best_text(msg: &Message<'_>, html: Option<&str>) -> String {
                 PartType::Text(t) => Some(t.to_string()),
                 PartType::Html(h) => Some(html_to_text(h)),
                 // mail-parser keeps a boundary-less multipart as bytes.
-                PartType::Binary(b) if i == 0 && p.content_type().is_none_or(|ct| {
-                    matches!(ct.ctype().to_ascii_lowercase().as_str(), "multipart" | "text")
-                }) =>
+                PartType::Binary(b)
+                    if i == 0
+                        && p.content_type().is_none_or(|ct| {
+                            matches!(
+                                ct.ctype().to_ascii_lowercase().as_str(),
+                                "multipart" | "text"
+                            )
+                        }) =>
                 {
                     Some(String::from_utf8_lossy(b).into_owned())
                 }
@@ -321,12 +331,7 @@ fn parse_status_fields(text: &str) -> DeliveryReport {
     DeliveryReport {
         final_recipient: recipient,
         action: get("action").map(|a| a.to_ascii_lowercase()),
-        status: get("status").map(|s| {
-            s.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        }),
+        status: get("status").map(|s| s.split_whitespace().next().unwrap_or_default().to_string()),
         diagnostic_code: get("diagnostic-code").map(|d| strip_type(&d).to_string()),
         original_message_id: None,
     }
@@ -493,7 +498,11 @@ impl TextBuilder {
                     self.flush(true);
                 }
                 if name == "pre" {
-                    self.pre = if closing { self.pre.saturating_sub(1) } else { self.pre + 1 };
+                    self.pre = if closing {
+                        self.pre.saturating_sub(1)
+                    } else {
+                        self.pre + 1
+                    };
                 }
             }
             "div" | "blockquote" => {
@@ -699,7 +708,10 @@ mod tests {
         );
         let m = parse(&raw).expect("parses");
         let r = m.report.expect("report");
-        assert_eq!(r.final_recipient.as_deref(), Some("contact@lille.branch.test"));
+        assert_eq!(
+            r.final_recipient.as_deref(),
+            Some("contact@lille.branch.test")
+        );
         assert_eq!(r.action.as_deref(), Some("failed"));
         assert_eq!(r.status.as_deref(), Some("5.1.1"));
         assert_eq!(

@@ -2,10 +2,10 @@
 
 pub mod classify;
 pub mod compose;
+#[cfg(test)]
+mod corpus;
 pub mod correlate;
 pub mod inbox;
 pub mod message;
 pub mod quote;
 pub mod send;
-#[cfg(test)]
-mod corpus;

@@ -34,9 +34,8 @@ const MAX_SIGNATURE_LINE_CHARS: usize = 80;
 /// How far from the end a closing formula is looked for.
 const CLOSING_SEARCH_LINES: usize = 14;
 
-static ATTRIBUTION_START: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(le|on|am|el|il|op|den)\s").expect("static regex")
-});
+static ATTRIBUTION_START: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(le|on|am|el|il|op|den)\s").expect("static regex"));
 static ATTRIBUTION_END: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(a ecrit|wrote|schrieb|escribio|ha scritto|schreef|skrev)\s*:$")
         .expect("static regex")
@@ -147,8 +146,7 @@ fn attribution_at(folded: &[String], i: usize) -> Option<usize> {
             .iter()
             .find(|l| !l.is_empty())
             .is_some_and(|l| is_quoted(l));
-        return (line.len() <= 200 && ATTRIBUTION_END.is_match(line) && quotes_follow)
-            .then_some(1);
+        return (line.len() <= 200 && ATTRIBUTION_END.is_match(line) && quotes_follow).then_some(1);
     }
     let mut joined = String::new();
     for (k, line) in folded.iter().enumerate().skip(i).take(3) {
@@ -240,7 +238,7 @@ fn trailing_contact_block(lines: &[&str]) -> Option<usize> {
     (has_phone && !sentence).then_some(start)
 }
 
-fn take_mobile_footers<'a>(mut body: Vec<&'a str>) -> (Vec<&'a str>, Vec<&'a str>) {
+fn take_mobile_footers(mut body: Vec<&str>) -> (Vec<&str>, Vec<&str>) {
     let mut footers = Vec::new();
     while let Some(last) = body.iter().rposition(|l| !l.trim().is_empty()) {
         if MOBILE_FOOTER.is_match(&fold(body[last].trim())) {
@@ -375,7 +373,10 @@ mod tests {
     fn a_trailing_block_with_a_phone_is_a_signature_even_without_closing() {
         let r = extract_reply("Oui, disponible samedi.\n\nJean Martin\n+33 3 20 12 34 56");
         assert_eq!(r.new_text, "Oui, disponible samedi.");
-        assert_eq!(r.signature.as_deref(), Some("Jean Martin\n+33 3 20 12 34 56"));
+        assert_eq!(
+            r.signature.as_deref(),
+            Some("Jean Martin\n+33 3 20 12 34 56")
+        );
     }
 
     #[test]
