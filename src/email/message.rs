@@ -185,20 +185,33 @@ fn top_headers(msg: &Message<'_>) -> Vec<(String, String)> {
         .map(|h| {
             let name = h.name.as_str().to_ascii_lowercase();
             let value = match &h.value {
-                HeaderValue::Text(t) => t.trim().to_string(),
+                HeaderValue::Text(t) => unfold(t),
                 _ => {
                     let start = (h.offset_start as usize).min(raw.len());
                     let end = (h.offset_end as usize).clamp(start, raw.len());
                     unfold(&String::from_utf8_lossy(&raw[start..end]))
                 }
             };
-            (name, value)
+            (name, decode_words(value))
         })
         .collect()
 }
 
 fn unfold(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// RFC 2047 encoded words in headers mail-parser keeps raw (Thread-Topic, X-…), decoded with
+/// its own unstructured-field decoder.
+fn decode_words(v: String) -> String {
+    if !v.contains("=?") {
+        return v;
+    }
+    let wrapped = format!("Subject: {v}\r\n\r\n");
+    MessageParser::default()
+        .parse_headers(wrapped.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or(v)
 }
 
 /// The text/plain bodies, else the first HTML body as text.
@@ -401,15 +414,24 @@ pub fn html_to_text(html: &str) -> String {
             .unwrap_or(tag.len());
         let name = tag[..name_end].to_ascii_lowercase();
         let attrs = tag[name_end..].to_ascii_lowercase();
-        if !closing && matches!(name.as_str(), "script" | "style" | "head" | "title") {
-            let end_tag = format!("</{name}");
-            let lower = rest.to_ascii_lowercase();
-            rest = lower.find(&end_tag).map_or("", |e| &rest[e..]);
-            continue;
+        if !closing && matches!(name.as_str(), "script" | "style" | "title") {
+            // Without its end tag the element is ignored rather than swallowing the mail.
+            if let Some(e) = find_ascii_ci(rest, &format!("</{name}")) {
+                rest = &rest[e..];
+                continue;
+            }
         }
         b.tag(&name, &attrs, closing);
     }
     b.finish()
+}
+
+/// Byte offset of `needle` (ASCII) in `hay`, ignoring ASCII case; linear in `hay`.
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    hay.as_bytes()
+        .windows(n.len())
+        .position(|w| w.eq_ignore_ascii_case(n))
 }
 
 #[derive(Default)]
@@ -660,7 +682,7 @@ mod tests {
     #[test]
     fn ids_addresses_subject_and_date_are_normalised() {
         let raw = crlf(
-            "From: \"Jean Martin\" <Jean.Martin@Lille.Branch.TEST>\nTo: Claire <Claire.Dupont@robot.test>, b@x.test\nSubject: =?iso-8859-1?Q?RE_:_Demande_de_devis_=96_Lille_=E9t=E9?=\nDate: Tue, 3 Nov 2026 11:02:00 +0100\nMessage-ID: <abc@lille.branch.test>\nIn-Reply-To: <ours@robot.test>\nReferences: <first@robot.test> <ours@robot.test>\nX-Custom: yes\n\nBonjour\n",
+            "From: \"Jean Martin\" <Jean.Martin@Lille.Branch.TEST>\nTo: Claire <Claire.Dupont@robot.test>, b@x.test\nSubject: =?iso-8859-1?Q?RE_:_Demande_de_devis_=96_Lille_=E9t=E9?=\nDate: Tue, 3 Nov 2026 11:02:00 +0100\nMessage-ID: <abc@lille.branch.test>\nIn-Reply-To: <ours@robot.test>\nReferences: <first@robot.test> <ours@robot.test>\nX-Custom: yes\nThread-Topic: =?utf-8?Q?Demande_=C3=A9t=C3=A9?=\nAuto-Submitted: auto-generated;\n owner-email=\"a@b\"\n\nBonjour\n",
         );
         let m = parse(&raw).expect("parses");
         assert_eq!(m.message_id.as_deref(), Some("abc@lille.branch.test"));
@@ -677,6 +699,11 @@ mod tests {
             Some("2026-11-03T10:02:00+00:00".to_string())
         );
         assert_eq!(m.header("x-custom"), Some("yes"));
+        assert_eq!(m.header("Thread-Topic"), Some("Demande été"));
+        assert_eq!(
+            m.header("auto-submitted"),
+            Some("auto-generated; owner-email=\"a@b\"")
+        );
         assert_eq!(m.text.trim(), "Bonjour");
         assert!(m.report.is_none());
     }
@@ -699,6 +726,8 @@ mod tests {
         assert_eq!(html_to_text("a</blockquote>b<blockquote>c"), "a\nb\n> c");
         assert_eq!(html_to_text("x <b"), "x");
         assert_eq!(html_to_text("&amp;&bogus;&#233;&#xE9;"), "&&bogus;éé");
+        assert_eq!(html_to_text("<STYLE>p{}</Style>a<title>t</title>"), "a");
+        assert_eq!(html_to_text("a<title>unclosed"), "aunclosed");
     }
 
     #[test]

@@ -108,14 +108,11 @@ fn strip_history<'a>(lines: &[&'a str]) -> Vec<&'a str> {
             continue;
         }
         if let Some(consumed) = attribution_at(&folded, i) {
-            let next = (i + consumed..lines.len()).find(|&j| !folded[j].is_empty());
-            match next {
-                Some(j) if is_quoted(&folded[j]) => {
-                    i += consumed;
-                    continue;
-                }
-                _ => break,
+            if quotes_follow(&folded, i + consumed) {
+                i += consumed;
+                continue;
             }
+            break;
         }
         if SEPARATOR.is_match(f) || outlook_block_at(&folded, i) {
             // An underline drawn just above the block belongs to the history too.
@@ -133,6 +130,16 @@ fn strip_history<'a>(lines: &[&'a str]) -> Vec<&'a str> {
     kept
 }
 
+/// Whether the first non-blank line from `from` (looking a few lines ahead) is quoted.
+fn quotes_follow(folded: &[String], from: usize) -> bool {
+    folded
+        .iter()
+        .skip(from)
+        .take(4)
+        .find(|l| !l.is_empty())
+        .is_some_and(|l| is_quoted(l))
+}
+
 fn is_quoted(folded_line: &str) -> bool {
     folded_line.starts_with('>')
 }
@@ -142,11 +149,9 @@ fn attribution_at(folded: &[String], i: usize) -> Option<usize> {
     if !ATTRIBUTION_START.is_match(&folded[i]) {
         // "Claire Dupont a écrit :" with no date: only an attribution when quotes follow.
         let line = &folded[i];
-        let quotes_follow = folded[i + 1..]
-            .iter()
-            .find(|l| !l.is_empty())
-            .is_some_and(|l| is_quoted(l));
-        return (line.len() <= 200 && ATTRIBUTION_END.is_match(line) && quotes_follow).then_some(1);
+        let attribution =
+            line.len() <= 200 && ATTRIBUTION_END.is_match(line) && quotes_follow(folded, i + 1);
+        return attribution.then_some(1);
     }
     let mut joined = String::new();
     for (k, line) in folded.iter().enumerate().skip(i).take(3) {
