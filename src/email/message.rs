@@ -81,6 +81,10 @@ static STATUS_CODE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("static regex"));
 static ANGLE_ADDRESS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<([^<>@\s]+@[^<>\s]+\.[a-zA-Z]{2,})>").expect("static regex"));
+static BARE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+        .expect("static regex")
+});
 
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     if raw.len() > MAX_MESSAGE_BYTES {
@@ -131,7 +135,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     mail.text = best_text(&msg, mail.html.as_deref());
     mail.report = delivery_report(&msg);
     if mail.report.is_none() && looks_like_classic_bounce(&mail) {
-        mail.report = Some(report_from_text(&msg, &mail.text));
+        mail.report = Some(report_from_text(&msg, &mail.text, &mail.to));
     }
     Ok(mail)
 }
@@ -359,7 +363,7 @@ fn strip_type(v: &str) -> &str {
 }
 
 /// A bounce without a report part: what the human-readable text says, best effort.
-fn report_from_text(msg: &Message<'_>, text: &str) -> DeliveryReport {
+fn report_from_text(msg: &Message<'_>, text: &str, to: &[Mailbox]) -> DeliveryReport {
     let status = STATUS_CODE.captures(text).map(|c| c[1].to_string());
     let diagnostic = status.as_ref().and_then(|s| {
         text.lines()
@@ -374,7 +378,7 @@ fn report_from_text(msg: &Message<'_>, text: &str) -> DeliveryReport {
         }
     }
     DeliveryReport {
-        final_recipient: ANGLE_ADDRESS.captures(text).map(|c| c[1].to_lowercase()),
+        final_recipient: failed_recipient(text, to),
         action: status
             .as_ref()
             .filter(|s| s.starts_with('5'))
@@ -384,6 +388,26 @@ fn report_from_text(msg: &Message<'_>, text: &str) -> DeliveryReport {
         original_message_id: original
             .or_else(|| MESSAGE_ID_LINE.captures(text).map(|c| clean_id(&c[1]))),
     }
+}
+
+/// The first address in a bounce's text that is neither ours (its To) nor the mail system's;
+/// `<…>` forms first, as Postfix and qmail write the failed recipient that way.
+fn failed_recipient(text: &str, to: &[Mailbox]) -> Option<String> {
+    let acceptable = |a: &str| {
+        let a = a.to_lowercase();
+        let local = a.split('@').next().unwrap_or_default().to_string();
+        let ours = to.iter().any(|m| m.address == a);
+        let system = matches!(local.as_str(), "mailer-daemon" | "postmaster");
+        (!ours && !system).then_some(a)
+    };
+    ANGLE_ADDRESS
+        .captures_iter(text)
+        .find_map(|c| acceptable(&c[1]))
+        .or_else(|| {
+            BARE_ADDRESS
+                .find_iter(text)
+                .find_map(|m| acceptable(m.as_str()))
+        })
 }
 
 /// HTML → text lines; lines inside `<blockquote>` or Gmail/Yahoo quote containers get one
