@@ -62,7 +62,7 @@ static RULE_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[_\-=]{8,}$").expect("static regex"));
 static MOBILE_FOOTER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(envoye de mon|envoye depuis mon|envoye a partir de|sent from my|sent from outlook|get outlook for|obtenir outlook pour|telecharger outlook)\b",
+        r"^((envoye|sent|expedie) (de|depuis|from|a partir de|avec|with|via)\b|get outlook for|obtenir outlook|obtenez outlook|telecharger outlook|telechargez outlook)",
     )
     .expect("static regex")
 });
@@ -295,7 +295,8 @@ fn trailing_contact_block(lines: &[&str]) -> Option<usize> {
 fn take_mobile_footers(mut body: Vec<&str>) -> (Vec<&str>, Vec<&str>) {
     let mut footers = Vec::new();
     while let Some(last) = body.iter().rposition(|l| !l.trim().is_empty()) {
-        if MOBILE_FOOTER.is_match(&fold(body[last].trim())) {
+        let line = fold(body[last].trim());
+        if line.chars().count() <= 80 && MOBILE_FOOTER.is_match(&line) {
             footers.insert(0, body[last]);
             body.truncate(last);
         } else {
@@ -455,6 +456,14 @@ mod tests {
         let r = extract_reply("Oui c'est bon.\n\nEnvoyé de mon iPhone\n");
         assert_eq!(r.new_text, "Oui c'est bon.");
         assert_eq!(r.signature.as_deref(), Some("Envoyé de mon iPhone"));
+        for footer in [
+            "Obtenez Outlook pour Android",
+            "Envoyé depuis l'application Mail Orange",
+            "Sent from Yahoo Mail for iPhone",
+        ] {
+            let r = extract_reply(&format!("Oui.\n\n{footer}"));
+            assert_eq!(r.new_text, "Oui.", "{footer}");
+        }
     }
 
     #[test]
