@@ -1,8 +1,8 @@
 //! Scores a reply's new text against a scenario's expectations, keeping the evidence.
 //!
 //! Invariant: every rule outcome carries the words that decided it, quoted from the reply as
-//! written (or says what was missing), and matching is the same everywhere: `text::fold` on
-//! both sides (case and accents ignored).
+//! written, or says what was missing (only a `none` rule that holds has nothing to quote),
+//! and matching is the same everywhere: `text::fold` on both sides (case and accents ignored).
 //!
 //! Term matching: a term that starts with a letter or digit must start a word, a term that
 //! ends with a letter may take a plural `s`/`x` and must then end the word ("tarif" hits

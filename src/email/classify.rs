@@ -28,7 +28,7 @@ pub enum MailClass {
 /// folded subject, at its start after any `[EXT]` tag and reply prefix.
 static AUTO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(reponse automatique|reponse auto\b|automatic reply|auto[- ]?reply|autoreply|auto ?:|absente? du bureau|absence\b|absent\b|out of (the )?office|ooo\b|accuse de reception|accuse reception|avis de reception|confirmation de reception|nous avons bien recu|votre (demande|message) a bien ete (recue?|enregistree?)|notification d'absence|message d'absence|abwesenheitsnotiz|automatische antwort|respuesta automatica|risposta automatica|automatisch antwoord|autosvar|thank you for (your|contacting))",
+        r"^(reponse automatique|reponse auto\b|automatic reply|auto[- ]?reply|autoreply|auto ?:|absente? du bureau|absence\b|absente?\b|out of (the )?office|ooo\b|accuse de reception|accuse reception|avis de reception|confirmation de reception|nous avons bien recu|votre (demande|message) a bien ete (recue?|enregistree?)|notification d'absence|message d'absence|abwesenheitsnotiz|automatische antwort|respuesta automatica|risposta automatica|automatisch antwoord|autosvar|thank you for (your|contacting))",
     )
     .expect("static regex")
 });
@@ -239,6 +239,7 @@ mod tests {
         for s in [
             "Réponse automatique : Demande de devis – Lille",
             "Absent du bureau",
+            "Absente jusqu'au 9 novembre",
             "Absence",
             "Accusé de réception : Demande",
             "Out of Office: Demande",

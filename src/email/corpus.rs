@@ -14,7 +14,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const MIN_CORPUS: usize = 1;
+const MIN_CORPUS: usize = 30;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,4 +289,36 @@ fn every_fixture_in_the_mail_corpus_reads_as_expected_in_lf_and_crlf() {
         errors.len(),
         errors.join("\n")
     );
+}
+
+#[test]
+fn every_truncation_of_every_fixture_is_read_without_panicking() {
+    let (persona, received_at, candidates, expect) = load_candidates();
+    let mut runs = 0;
+    for entry in std::fs::read_dir(dir()).expect("fixtures/mail") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|x| x != "eml") {
+            continue;
+        }
+        let raw = std::fs::read(&path).expect("readable fixture");
+        let step = raw.len() / 40 + 1;
+        for cut in (0..raw.len()).step_by(step) {
+            runs += 1;
+            let Ok(mail) = parse(&raw[..cut]) else {
+                continue;
+            };
+            let _ = classify(&mail);
+            let _ = correlate(&mail, &candidates, received_at);
+            let reply = extract_reply(&mail.text);
+            let _ = score(
+                &expect,
+                &ScoreInput {
+                    reply: &reply,
+                    persona_name: &persona,
+                    time_to_reply: None,
+                },
+            );
+        }
+    }
+    assert!(runs > 30 * 20, "only {runs} truncated inputs were tried");
 }

@@ -81,6 +81,10 @@ static STATUS_CODE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("static regex"));
 static ANGLE_ADDRESS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<([^<>@\s]+@[^<>\s]+\.[a-zA-Z]{2,})>").expect("static regex"));
+static BARE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+        .expect("static regex")
+});
 
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     if raw.len() > MAX_MESSAGE_BYTES {
@@ -131,7 +135,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     mail.text = best_text(&msg, mail.html.as_deref());
     mail.report = delivery_report(&msg);
     if mail.report.is_none() && looks_like_classic_bounce(&mail) {
-        mail.report = Some(report_from_text(&msg, &mail.text));
+        mail.report = Some(report_from_text(&msg, &mail.text, &mail.to));
     }
     Ok(mail)
 }
@@ -185,20 +189,33 @@ fn top_headers(msg: &Message<'_>) -> Vec<(String, String)> {
         .map(|h| {
             let name = h.name.as_str().to_ascii_lowercase();
             let value = match &h.value {
-                HeaderValue::Text(t) => t.trim().to_string(),
+                HeaderValue::Text(t) => unfold(t),
                 _ => {
                     let start = (h.offset_start as usize).min(raw.len());
                     let end = (h.offset_end as usize).clamp(start, raw.len());
                     unfold(&String::from_utf8_lossy(&raw[start..end]))
                 }
             };
-            (name, value)
+            (name, decode_words(value))
         })
         .collect()
 }
 
 fn unfold(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// RFC 2047 encoded words in headers mail-parser keeps raw (Thread-Topic, X-…), decoded with
+/// its own unstructured-field decoder.
+fn decode_words(v: String) -> String {
+    if !v.contains("=?") {
+        return v;
+    }
+    let wrapped = format!("Subject: {v}\r\n\r\n");
+    MessageParser::default()
+        .parse_headers(wrapped.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or(v)
 }
 
 /// The text/plain bodies, else the first HTML body as text.
@@ -218,9 +235,22 @@ fn best_text(msg: &Message<'_>, html: Option<&str>) -> String {
         // Broken MIME (a multipart without boundary…): the first text found anywhere.
         msg.parts
             .iter()
-            .find_map(|p| match &p.body {
+            .enumerate()
+            .find_map(|(i, p)| match &p.body {
                 PartType::Text(t) => Some(t.to_string()),
                 PartType::Html(h) => Some(html_to_text(h)),
+                // mail-parser keeps a boundary-less multipart as bytes.
+                PartType::Binary(b)
+                    if i == 0
+                        && p.content_type().is_none_or(|ct| {
+                            matches!(
+                                ct.ctype().to_ascii_lowercase().as_str(),
+                                "multipart" | "text"
+                            )
+                        }) =>
+                {
+                    Some(String::from_utf8_lossy(b).into_owned())
+                }
                 _ => None,
             })
             .unwrap_or_default()
@@ -333,7 +363,7 @@ fn strip_type(v: &str) -> &str {
 }
 
 /// A bounce without a report part: what the human-readable text says, best effort.
-fn report_from_text(msg: &Message<'_>, text: &str) -> DeliveryReport {
+fn report_from_text(msg: &Message<'_>, text: &str, to: &[Mailbox]) -> DeliveryReport {
     let status = STATUS_CODE.captures(text).map(|c| c[1].to_string());
     let diagnostic = status.as_ref().and_then(|s| {
         text.lines()
@@ -348,7 +378,7 @@ fn report_from_text(msg: &Message<'_>, text: &str) -> DeliveryReport {
         }
     }
     DeliveryReport {
-        final_recipient: ANGLE_ADDRESS.captures(text).map(|c| c[1].to_lowercase()),
+        final_recipient: failed_recipient(text, to),
         action: status
             .as_ref()
             .filter(|s| s.starts_with('5'))
@@ -358,6 +388,26 @@ fn report_from_text(msg: &Message<'_>, text: &str) -> DeliveryReport {
         original_message_id: original
             .or_else(|| MESSAGE_ID_LINE.captures(text).map(|c| clean_id(&c[1]))),
     }
+}
+
+/// The first address in a bounce's text that is neither ours (its To) nor the mail system's;
+/// `<…>` forms first, as Postfix and qmail write the failed recipient that way.
+fn failed_recipient(text: &str, to: &[Mailbox]) -> Option<String> {
+    let acceptable = |a: &str| {
+        let a = a.to_lowercase();
+        let local = a.split('@').next().unwrap_or_default().to_string();
+        let ours = to.iter().any(|m| m.address == a);
+        let system = matches!(local.as_str(), "mailer-daemon" | "postmaster");
+        (!ours && !system).then_some(a)
+    };
+    ANGLE_ADDRESS
+        .captures_iter(text)
+        .find_map(|c| acceptable(&c[1]))
+        .or_else(|| {
+            BARE_ADDRESS
+                .find_iter(text)
+                .find_map(|m| acceptable(m.as_str()))
+        })
 }
 
 /// HTML → text lines; lines inside `<blockquote>` or Gmail/Yahoo quote containers get one
@@ -388,15 +438,24 @@ pub fn html_to_text(html: &str) -> String {
             .unwrap_or(tag.len());
         let name = tag[..name_end].to_ascii_lowercase();
         let attrs = tag[name_end..].to_ascii_lowercase();
-        if !closing && matches!(name.as_str(), "script" | "style" | "head" | "title") {
-            let end_tag = format!("</{name}");
-            let lower = rest.to_ascii_lowercase();
-            rest = lower.find(&end_tag).map_or("", |e| &rest[e..]);
-            continue;
+        if !closing && matches!(name.as_str(), "script" | "style" | "title") {
+            // Without its end tag the element is ignored rather than swallowing the mail.
+            if let Some(e) = find_ascii_ci(rest, &format!("</{name}")) {
+                rest = &rest[e..];
+                continue;
+            }
         }
         b.tag(&name, &attrs, closing);
     }
     b.finish()
+}
+
+/// Byte offset of `needle` (ASCII) in `hay`, ignoring ASCII case; linear in `hay`.
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    hay.as_bytes()
+        .windows(n.len())
+        .position(|w| w.eq_ignore_ascii_case(n))
 }
 
 #[derive(Default)]
@@ -647,7 +706,7 @@ mod tests {
     #[test]
     fn ids_addresses_subject_and_date_are_normalised() {
         let raw = crlf(
-            "From: \"Jean Martin\" <Jean.Martin@Lille.Branch.TEST>\nTo: Claire <Claire.Dupont@robot.test>, b@x.test\nSubject: =?iso-8859-1?Q?RE_:_Demande_de_devis_=96_Lille_=E9t=E9?=\nDate: Tue, 3 Nov 2026 11:02:00 +0100\nMessage-ID: <abc@lille.branch.test>\nIn-Reply-To: <ours@robot.test>\nReferences: <first@robot.test> <ours@robot.test>\nX-Custom: yes\n\nBonjour\n",
+            "From: \"Jean Martin\" <Jean.Martin@Lille.Branch.TEST>\nTo: Claire <Claire.Dupont@robot.test>, b@x.test\nSubject: =?iso-8859-1?Q?RE_:_Demande_de_devis_=96_Lille_=E9t=E9?=\nDate: Tue, 3 Nov 2026 11:02:00 +0100\nMessage-ID: <abc@lille.branch.test>\nIn-Reply-To: <ours@robot.test>\nReferences: <first@robot.test> <ours@robot.test>\nX-Custom: yes\nThread-Topic: =?utf-8?Q?Demande_=C3=A9t=C3=A9?=\nAuto-Submitted: auto-generated;\n owner-email=\"a@b\"\n\nBonjour\n",
         );
         let m = parse(&raw).expect("parses");
         assert_eq!(m.message_id.as_deref(), Some("abc@lille.branch.test"));
@@ -664,6 +723,11 @@ mod tests {
             Some("2026-11-03T10:02:00+00:00".to_string())
         );
         assert_eq!(m.header("x-custom"), Some("yes"));
+        assert_eq!(m.header("Thread-Topic"), Some("Demande été"));
+        assert_eq!(
+            m.header("auto-submitted"),
+            Some("auto-generated; owner-email=\"a@b\"")
+        );
         assert_eq!(m.text.trim(), "Bonjour");
         assert!(m.report.is_none());
     }
@@ -686,6 +750,8 @@ mod tests {
         assert_eq!(html_to_text("a</blockquote>b<blockquote>c"), "a\nb\n> c");
         assert_eq!(html_to_text("x <b"), "x");
         assert_eq!(html_to_text("&amp;&bogus;&#233;&#xE9;"), "&&bogus;éé");
+        assert_eq!(html_to_text("<STYLE>p{}</Style>a<title>t</title>"), "a");
+        assert_eq!(html_to_text("a<title>unclosed"), "aunclosed");
     }
 
     #[test]

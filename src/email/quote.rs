@@ -27,9 +27,9 @@ pub struct ReplyText {
     pub signature: Option<String>,
 }
 
-/// Lines after a closing formula that may still be a signature: more or longer means the
-/// "closing" was in fact a sentence of the body.
-const MAX_SIGNATURE_LINES: usize = 10;
+/// Lines after a closing formula that may still be a signature (with a legal notice): more,
+/// or long lines right after it, mean the "closing" was in fact a sentence of the body.
+const MAX_SIGNATURE_LINES: usize = 25;
 const MAX_SIGNATURE_LINE_CHARS: usize = 80;
 /// How far from the end a closing formula is looked for.
 const CLOSING_SEARCH_LINES: usize = 14;
@@ -62,16 +62,35 @@ static RULE_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[_\-=]{8,}$").expect("static regex"));
 static MOBILE_FOOTER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(envoye de mon|envoye depuis mon|envoye a partir de|sent from my|sent from outlook|get outlook for|obtenir outlook pour|telecharger outlook)\b",
+        r"^((envoye|sent|expedie) (de|depuis|from|a partir de|avec|with|via)\b|get outlook for|obtenir outlook|obtenez outlook|telecharger outlook|telechargez outlook)",
     )
     .expect("static regex")
 });
-static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
+/// Closings that only ever end a mail ("Cordialement"): a long signature or a legal notice
+/// may follow them.
+static CLOSING_STRONG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^((bien |tres |tres bien |sinceres |tres sinceres )?cordialement|bien a vous|bien a toi|a (tres )?bientot|(mes |nos )?(meilleures|sinceres|bien sinceres|cordiales) salutations|salutations( distinguees| cordiales)?|bonne (journee|fin de journee|soiree|semaine)|belle journee|(best|kind|warm|warmest|many) regards|regards|best wishes|best|sincerely|yours (sincerely|faithfully|truly)|cheers|thanks|thank you|merci( beaucoup| d'avance| par avance| encore)?|amities|amicalement|respectueusement)\s*(?P<punct>[,.!]*)\s*(?P<rest>.*)$",
+        r"^((bien |tres |tres bien |sinceres |tres sinceres )?cordialement|bien a vous|bien a toi|(mes |nos )?(meilleures|sinceres|bien sinceres|cordiales) salutations|salutations( distinguees| cordiales)?|(best|kind|warm|warmest|many) regards|regards|sincerely|yours (sincerely|faithfully|truly)|amities|amicalement|respectueusement)\s*(?P<punct>[,.!]*)\s*(?P<rest>.*)$",
     )
     .expect("static regex")
 });
+/// Closings that may also open a sentence or a list ("Merci", "Bonne journée"): only a
+/// short name-like block may follow them.
+static CLOSING_WEAK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^(a (tres )?bientot|bonne (journee|fin de journee|soiree|semaine)|belle journee|best wishes|best|cheers|thanks|thank you|merci( beaucoup| d'avance| par avance| encore)?)\s*(?P<punct>[,.!]*)\s*(?P<rest>.*)$",
+    )
+    .expect("static regex")
+});
+const MAX_WEAK_SIGNATURE_LINES: usize = 6;
+const MAX_WEAK_SIGNATURE_LINE_CHARS: usize = 60;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    Strong,
+    Weak,
+}
+
 /// Phone numbers as French branches write them, plus generic international ones.
 pub(crate) static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -108,14 +127,11 @@ fn strip_history<'a>(lines: &[&'a str]) -> Vec<&'a str> {
             continue;
         }
         if let Some(consumed) = attribution_at(&folded, i) {
-            let next = (i + consumed..lines.len()).find(|&j| !folded[j].is_empty());
-            match next {
-                Some(j) if is_quoted(&folded[j]) => {
-                    i += consumed;
-                    continue;
-                }
-                _ => break,
+            if quotes_follow(&folded, i + consumed) {
+                i += consumed;
+                continue;
             }
+            break;
         }
         if SEPARATOR.is_match(f) || outlook_block_at(&folded, i) {
             // An underline drawn just above the block belongs to the history too.
@@ -133,6 +149,16 @@ fn strip_history<'a>(lines: &[&'a str]) -> Vec<&'a str> {
     kept
 }
 
+/// Whether the first non-blank line from `from` (looking a few lines ahead) is quoted.
+fn quotes_follow(folded: &[String], from: usize) -> bool {
+    folded
+        .iter()
+        .skip(from)
+        .take(4)
+        .find(|l| !l.is_empty())
+        .is_some_and(|l| is_quoted(l))
+}
+
 fn is_quoted(folded_line: &str) -> bool {
     folded_line.starts_with('>')
 }
@@ -142,11 +168,9 @@ fn attribution_at(folded: &[String], i: usize) -> Option<usize> {
     if !ATTRIBUTION_START.is_match(&folded[i]) {
         // "Claire Dupont a écrit :" with no date: only an attribution when quotes follow.
         let line = &folded[i];
-        let quotes_follow = folded[i + 1..]
-            .iter()
-            .find(|l| !l.is_empty())
-            .is_some_and(|l| is_quoted(l));
-        return (line.len() <= 200 && ATTRIBUTION_END.is_match(line) && quotes_follow).then_some(1);
+        let attribution =
+            line.len() <= 200 && ATTRIBUTION_END.is_match(line) && quotes_follow(folded, i + 1);
+        return attribution.then_some(1);
     }
     let mut joined = String::new();
     for (k, line) in folded.iter().enumerate().skip(i).take(3) {
@@ -190,7 +214,8 @@ fn split_signature<'a>(lines: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
     }
     let start = lines.len().saturating_sub(CLOSING_SEARCH_LINES);
     for idx in (start..lines.len()).rev() {
-        if is_closing(lines[idx]) && signature_like(&lines[idx + 1..]) {
+        let kind = closing_kind(lines[idx]);
+        if kind.is_some_and(|k| signature_like(&lines[idx + 1..], k)) {
             return (lines[..=idx].to_vec(), lines[idx..].to_vec());
         }
     }
@@ -201,22 +226,51 @@ fn split_signature<'a>(lines: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
 }
 
 pub(crate) fn is_closing(line: &str) -> bool {
+    closing_kind(line).is_some()
+}
+
+fn closing_kind(line: &str) -> Option<Closing> {
     let f = fold(line.trim());
-    let Some(caps) = CLOSING.captures(&f) else {
-        return false;
+    let (caps, kind) = match CLOSING_STRONG.captures(&f) {
+        Some(c) => (c, Closing::Strong),
+        None => (CLOSING_WEAK.captures(&f)?, Closing::Weak),
     };
     let punct = caps.name("punct").map_or("", |m| m.as_str());
     let rest = caps.name("rest").map_or("", |m| m.as_str()).trim();
-    rest.is_empty()
-        || (punct.contains(',') && rest.split_whitespace().count() <= 4 && !rest.contains('.'))
+    let closing_only = rest.is_empty()
+        || (punct.contains(',') && rest.split_whitespace().count() <= 4 && !rest.contains('.'));
+    closing_only.then_some(kind)
 }
 
-fn signature_like(after: &[&str]) -> bool {
-    let non_empty: Vec<&&str> = after.iter().filter(|l| !l.trim().is_empty()).collect();
-    non_empty.len() <= MAX_SIGNATURE_LINES
-        && non_empty
-            .iter()
-            .all(|l| l.trim().chars().count() <= MAX_SIGNATURE_LINE_CHARS)
+fn signature_like(after: &[&str], kind: Closing) -> bool {
+    let non_empty: Vec<&str> = after
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    match kind {
+        Closing::Strong => {
+            // The block right under the closing (name, role, phone) is short; a notice may
+            // follow after a blank line.
+            non_empty.len() <= MAX_SIGNATURE_LINES
+                && after
+                    .iter()
+                    .map(|l| l.trim())
+                    .skip_while(|l| l.is_empty())
+                    .take_while(|l| !l.is_empty())
+                    .all(|l| l.chars().count() <= MAX_SIGNATURE_LINE_CHARS)
+        }
+        Closing::Weak => {
+            non_empty.len() <= MAX_WEAK_SIGNATURE_LINES
+                && non_empty
+                    .iter()
+                    .all(|l| l.chars().count() <= MAX_WEAK_SIGNATURE_LINE_CHARS)
+                && non_empty.first().is_none_or(|l| {
+                    !l.ends_with(':')
+                        && !l.starts_with(|c: char| c.is_ascii_digit() || "-*•".contains(c))
+                })
+        }
+    }
 }
 
 /// A last paragraph of short lines holding a phone number, with no closing formula above it
@@ -238,10 +292,11 @@ fn trailing_contact_block(lines: &[&str]) -> Option<usize> {
     (has_phone && !sentence).then_some(start)
 }
 
-fn take_mobile_footers<'a>(mut body: Vec<&'a str>) -> (Vec<&'a str>, Vec<&'a str>) {
+fn take_mobile_footers(mut body: Vec<&str>) -> (Vec<&str>, Vec<&str>) {
     let mut footers = Vec::new();
     while let Some(last) = body.iter().rposition(|l| !l.trim().is_empty()) {
-        if MOBILE_FOOTER.is_match(&fold(body[last].trim())) {
+        let line = fold(body[last].trim());
+        if line.chars().count() <= 80 && MOBILE_FOOTER.is_match(&line) {
             footers.insert(0, body[last]);
             body.truncate(last);
         } else {
@@ -363,6 +418,23 @@ mod tests {
     }
 
     #[test]
+    fn merci_followed_by_a_price_list_is_not_a_closing() {
+        let r = extract_reply(
+            "Bonjour,\nMerci.\nVoici nos tarifs :\n- entretien 119 €\n- dépannage 80 €",
+        );
+        assert_eq!(r.signature, None);
+        assert!(r.new_text.contains("dépannage 80 €"));
+    }
+
+    #[test]
+    fn a_legal_notice_after_cordialement_stays_in_the_signature() {
+        let notice = "Ce message et ses pièces jointes sont confidentiels et destinés exclusivement à leurs destinataires.";
+        let r = extract_reply(&format!("Oui.\n\nCordialement,\nJean Martin\n\n{notice}"));
+        assert_eq!(r.new_text, "Oui.\n\nCordialement,");
+        assert!(r.signature.is_some_and(|s| s.contains("confidentiels")));
+    }
+
+    #[test]
     fn merci_opening_a_sentence_is_not_a_closing() {
         let r = extract_reply("Merci pour votre demande, nous revenons vers vous.\nJean");
         assert_eq!(r.signature, None);
@@ -384,6 +456,14 @@ mod tests {
         let r = extract_reply("Oui c'est bon.\n\nEnvoyé de mon iPhone\n");
         assert_eq!(r.new_text, "Oui c'est bon.");
         assert_eq!(r.signature.as_deref(), Some("Envoyé de mon iPhone"));
+        for footer in [
+            "Obtenez Outlook pour Android",
+            "Envoyé depuis l'application Mail Orange",
+            "Sent from Yahoo Mail for iPhone",
+        ] {
+            let r = extract_reply(&format!("Oui.\n\n{footer}"));
+            assert_eq!(r.new_text, "Oui.", "{footer}");
+        }
     }
 
     #[test]
