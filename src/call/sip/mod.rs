@@ -1,1 +1,8 @@
 //! SIP signalling: transport → transaction → dialog, with digest auth.
+//!
+//! Invariant: peer input flows upward only through `message::parse`, so every layer above it
+//! sees well-formed `rsip` messages or nothing.
+
+pub mod auth;
+pub mod message;
+pub mod transaction;
