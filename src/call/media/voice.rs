@@ -1,0 +1,1 @@
+//! Voice-energy detection on 20 ms frames.

@@ -1,0 +1,1 @@
+//! WAV prompts in (any rate, channels, bit depth → 8 kHz mono) and recordings out.
