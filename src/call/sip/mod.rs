@@ -4,6 +4,7 @@
 //! sees well-formed `rsip` messages or nothing.
 
 pub mod auth;
+pub mod call;
 pub mod dialog;
 pub mod message;
 pub mod transaction;
