@@ -165,7 +165,10 @@ pub fn authorization(ch: &Challenge, a: &Answer<'_>) -> String {
         response(ch, a)
     );
     if ch.qop_auth {
-        v.push_str(&format!(", qop=auth, nc={:08x}, cnonce=\"{}\"", a.nc, a.cnonce));
+        v.push_str(&format!(
+            ", qop=auth, nc={:08x}, cnonce=\"{}\"",
+            a.nc, a.cnonce
+        ));
     }
     if let Some(o) = &ch.opaque {
         v.push_str(&format!(", opaque=\"{o}\""));
@@ -266,7 +269,10 @@ mod tests {
         };
         let ha1 = h(Algorithm::Md5, "u:r:p");
         let ha2 = h(Algorithm::Md5, "INVITE:sip:x@y");
-        assert_eq!(response(&ch, &a), h(Algorithm::Md5, &format!("{ha1}:n:{ha2}")));
+        assert_eq!(
+            response(&ch, &a),
+            h(Algorithm::Md5, &format!("{ha1}:n:{ha2}"))
+        );
         assert!(!authorization(&ch, &a).contains("qop"));
     }
 

@@ -64,7 +64,9 @@ pub fn target_of(target: &str, proxy: Option<&str>) -> Result<Target, String> {
     }
     let digits = target.strip_prefix('+').unwrap_or("");
     if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("target {target:?} is neither a sip: URI nor an E.164 number"));
+        return Err(format!(
+            "target {target:?} is neither a sip: URI nor an E.164 number"
+        ));
     }
     let Some((host, port)) = proxy_hop else {
         return Err("an E.164 target needs [sip] proxy".into());
@@ -83,7 +85,9 @@ pub fn target_of(target: &str, proxy: Option<&str>) -> Result<Target, String> {
 /// The host and port of a SIP URI or name-addr (default port 5060).
 pub fn host_port(uri: &str) -> Option<(String, u16)> {
     let uri = message::uri_of(uri.trim());
-    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"))?;
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
     let rest = rest.split([';', '?']).next()?;
     let hostport = rest.rsplit('@').next()?;
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
@@ -111,7 +115,9 @@ async fn resolve((host, port): &(String, u16)) -> Result<SocketAddr, String> {
         .await
         .map_err(|_| format!("resolving {host}: timed out"))?
         .map_err(|e| format!("resolving {host}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("resolving {host}: no address"))
+    addrs
+        .next()
+        .ok_or_else(|| format!("resolving {host}: no address"))
 }
 
 /// The address the kernel would use towards `dest`: what we write in Via, Contact and SDP
@@ -260,7 +266,10 @@ impl Call<'_> {
         match self.transport.send(self.dest, bytes).await {
             Ok(at) => Some(at),
             Err(e) => {
-                self.fail(CallOutcome::Unreachable, format!("sending to {}: {e}", self.dest));
+                self.fail(
+                    CallOutcome::Unreachable,
+                    format!("sending to {}: {e}", self.dest),
+                );
                 None
             }
         }
@@ -309,7 +318,11 @@ impl Call<'_> {
     }
 
     /// Takes in the challenges of a 401/407; false when we must give up.
-    fn accept_challenge(&mut self, response: &SipMessage, rounds: &mut usize) -> Result<(), String> {
+    fn accept_challenge(
+        &mut self,
+        response: &SipMessage,
+        rounds: &mut usize,
+    ) -> Result<(), String> {
         if self.settings.username.is_none() || self.settings.password.is_none() {
             return Err("auth required but no credentials configured".into());
         }
@@ -365,14 +378,20 @@ impl Call<'_> {
                 if !cancel_wanted {
                     deadline = Some(deadline.map_or(ring_deadline, |d| d.min(ring_deadline)));
                 }
-                for d in [cancel.as_ref().and_then(|c| c.1.next_deadline()), give_up_at]
-                    .into_iter()
-                    .flatten()
+                for d in [
+                    cancel.as_ref().and_then(|c| c.1.next_deadline()),
+                    give_up_at,
+                ]
+                .into_iter()
+                .flatten()
                 {
                     deadline = Some(deadline.map_or(d, |x| x.min(d)));
                 }
                 let Some(deadline) = deadline else {
-                    self.fail(CallOutcome::Failed, "INVITE transaction ended without a verdict".into());
+                    self.fail(
+                        CallOutcome::Failed,
+                        "INVITE transaction ended without a verdict".into(),
+                    );
                     return InviteEnd::Over;
                 };
                 let inbound = tokio::select! {
@@ -387,7 +406,10 @@ impl Call<'_> {
                         self.send(&invite.bytes).await;
                     }
                     if out.timed_out {
-                        self.fail(CallOutcome::Unreachable, "no response to INVITE (timer B)".into());
+                        self.fail(
+                            CallOutcome::Unreachable,
+                            "no response to INVITE (timer B)".into(),
+                        );
                         return InviteEnd::Over;
                     }
                     if let Some((c, ctx)) = cancel.as_mut() {
@@ -485,7 +507,11 @@ impl Call<'_> {
                         }
                     }
                     _ => {
-                        self.settle(code, &inbound.parsed.reason, outcome_of(code, cancel_wanted));
+                        self.settle(
+                            code,
+                            &inbound.parsed.reason,
+                            outcome_of(code, cancel_wanted),
+                        );
                         if code == 487 && !cancel_wanted {
                             self.error = Some("the callee side cancelled the call".into());
                         }
@@ -504,7 +530,10 @@ impl Call<'_> {
         let c = self.dialog.cancel(invite).ok()?;
         self.registration.add_transaction(&c.branch, "CANCEL");
         let at = self.send(&c.bytes).await?;
-        Some((c, NonInviteClient::started(TokioInstant::from_std(at), reliable)))
+        Some((
+            c,
+            NonInviteClient::started(TokioInstant::from_std(at), reliable),
+        ))
     }
 
     /// A request before the 2xx (the peer cannot be in our dialog yet): answered per dialog
@@ -554,7 +583,10 @@ impl Call<'_> {
             Err(e) => self.fail(CallOutcome::Failed, format!("cannot build ACK: {e}")),
         }
         let remote = match ok.parsed.msg.body() {
-            b if b.is_empty() => self.early_remote.clone().ok_or_else(|| "no SDP answer".to_string()),
+            b if b.is_empty() => self
+                .early_remote
+                .clone()
+                .ok_or_else(|| "no SDP answer".to_string()),
             b => media::sdp::parse_answer(&String::from_utf8_lossy(b)).map_err(|e| e.to_string()),
         };
         let script: Vec<Step> = match remote {
@@ -599,61 +631,62 @@ impl Call<'_> {
         // Disjoint borrows: the script holds the media session while the loop answers the
         // peer through the transport, so a re-INVITE or OPTIONS never interrupts a prompt.
         let (peer_hung_up, script_error) = {
-        let (media, transport, dialog, sdp) = (&self.media, self.transport, &self.dialog, &self.sdp);
-        let (rx, last_ack, dest) = (&mut self.rx, &self.last_ack, self.dest);
-        let script = async {
-            for step in steps {
-                let done = match step {
-                    Step::Play(path) => media.play(path).await.map_err(|e| e.to_string()),
-                    Step::Wait(d) => {
-                        tokio::time::sleep(*d).await;
-                        Ok(())
-                    }
-                    Step::Dtmf(digits) => media.dtmf(digits).await.map_err(|e| e.to_string()),
-                    Step::Record(d) => {
-                        media.record_for(*d).await;
-                        Ok(())
-                    }
-                    Step::Hangup => break,
-                };
-                done.map_err(|e| format!("media: {e}"))?;
-            }
-            Ok::<(), String>(())
-        };
-        tokio::pin!(script);
-        let mut peer_hung_up = None;
-        let mut script_error = None;
-        loop {
-            tokio::select! {
-                r = &mut script => {
-                    script_error = r.err();
-                    break;
+            let (media, transport, dialog, sdp) =
+                (&self.media, self.transport, &self.dialog, &self.sdp);
+            let (rx, last_ack, dest) = (&mut self.rx, &self.last_ack, self.dest);
+            let script = async {
+                for step in steps {
+                    let done = match step {
+                        Step::Play(path) => media.play(path).await.map_err(|e| e.to_string()),
+                        Step::Wait(d) => {
+                            tokio::time::sleep(*d).await;
+                            Ok(())
+                        }
+                        Step::Dtmf(digits) => media.dtmf(digits).await.map_err(|e| e.to_string()),
+                        Step::Record(d) => {
+                            media.record_for(*d).await;
+                            Ok(())
+                        }
+                        Step::Hangup => break,
+                    };
+                    done.map_err(|e| format!("media: {e}"))?;
                 }
-                m = rx.recv() => {
-                    let Some(m) = m else { break };
-                    match &m.parsed.msg {
-                        SipMessage::Request(req) => {
-                            let Some(answer) = dialog.answer(req, sdp) else { continue };
-                            if let Err(e) = transport.send(m.from, answer.as_bytes()).await {
-                                tracing::info!(error = %e, "sip: could not answer in-dialog request");
+                Ok::<(), String>(())
+            };
+            tokio::pin!(script);
+            let mut peer_hung_up = None;
+            let mut script_error = None;
+            loop {
+                tokio::select! {
+                    r = &mut script => {
+                        script_error = r.err();
+                        break;
+                    }
+                    m = rx.recv() => {
+                        let Some(m) = m else { break };
+                        match &m.parsed.msg {
+                            SipMessage::Request(req) => {
+                                let Some(answer) = dialog.answer(req, sdp) else { continue };
+                                if let Err(e) = transport.send(m.from, answer.as_bytes()).await {
+                                    tracing::info!(error = %e, "sip: could not answer in-dialog request");
+                                }
+                                if req.method == rsip::Method::Bye && answer.starts_with("SIP/2.0 200") {
+                                    peer_hung_up = Some(m.at);
+                                    break;
+                                }
                             }
-                            if req.method == rsip::Method::Bye && answer.starts_with("SIP/2.0 200") {
-                                peer_hung_up = Some(m.at);
-                                break;
+                            SipMessage::Response(_) => {
+                                // A retransmitted 2xx means our ACK was lost: ACK again.
+                                let invite = message::cseq(&m.parsed.msg).is_some_and(|(_, me)| me == "INVITE");
+                                if let (true, Some(ack)) = (invite, last_ack) {
+                                    let _ = transport.send(dest, ack).await;
+                                }
                             }
                         }
-                        SipMessage::Response(_) => {
-                            // A retransmitted 2xx means our ACK was lost: ACK again.
-                            let invite = message::cseq(&m.parsed.msg).is_some_and(|(_, me)| me == "INVITE");
-                            if let (true, Some(ack)) = (invite, last_ack) {
-                                let _ = transport.send(dest, ack).await;
-                            }
-                        }
                     }
                 }
             }
-        }
-        (peer_hung_up, script_error)
+            (peer_hung_up, script_error)
         };
         if let Some(e) = script_error {
             self.fail(CallOutcome::Failed, e);
@@ -680,9 +713,12 @@ impl Call<'_> {
             return;
         };
         self.times.ended = Some(at);
-        let mut tx = NonInviteClient::started(TokioInstant::from_std(at), self.transport.is_reliable());
+        let mut tx =
+            NonInviteClient::started(TokioInstant::from_std(at), self.transport.is_reliable());
         while !tx.is_done() {
-            let Some(deadline) = tx.next_deadline() else { break };
+            let Some(deadline) = tx.next_deadline() else {
+                break;
+            };
             let m = tokio::select! {
                 m = self.rx.recv() => m,
                 _ = tokio::time::sleep_until(deadline) => None,
@@ -837,7 +873,10 @@ mod tests {
             Some(("127.0.0.1".into(), 5081))
         );
         assert_eq!(host_port("sip:[::1]:5070"), Some(("::1".into(), 5070)));
-        assert_eq!(host_port("sip:proxy.test;lr"), Some(("proxy.test".into(), 5060)));
+        assert_eq!(
+            host_port("sip:proxy.test;lr"),
+            Some(("proxy.test".into(), 5060))
+        );
         assert_eq!(host_port("mailto:x@y"), None);
     }
 }

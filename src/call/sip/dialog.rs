@@ -87,7 +87,12 @@ pub struct Outgoing {
 
 impl Dialog {
     pub fn new(local: Local, target: &str) -> Self {
-        let host = local.hostport.split(':').next().unwrap_or("mystery").to_string();
+        let host = local
+            .hostport
+            .split(':')
+            .next()
+            .unwrap_or("mystery")
+            .to_string();
         Self {
             call_id: format!("{}@{host}", hex::encode(rand::random::<[u8; 12]>())),
             local_tag: new_tag(),
@@ -127,7 +132,12 @@ impl Dialog {
         self.local
             .proxy_route
             .iter()
-            .map(|r| format!("<{}>", r.trim().trim_start_matches('<').trim_end_matches('>')))
+            .map(|r| {
+                format!(
+                    "<{}>",
+                    r.trim().trim_start_matches('<').trim_end_matches('>')
+                )
+            })
             .collect()
     }
 
@@ -142,8 +152,7 @@ impl Dialog {
         extra: &[(&str, String)],
         body: Option<(&str, &str)>,
     ) -> Result<Outgoing, DialogError> {
-        let parsed_uri =
-            rsip::Uri::try_from(uri).map_err(|_| DialogError::Uri(uri.to_string()))?;
+        let parsed_uri = rsip::Uri::try_from(uri).map_err(|_| DialogError::Uri(uri.to_string()))?;
         let mut h: Vec<rsip::Header> = vec![
             header("Via", self.via(branch)),
             header("Max-Forwards", MAX_FORWARDS.to_string()),
@@ -385,7 +394,9 @@ mod tests {
             Some("<sip:robot@127.0.0.1:5060>")
         );
         assert_eq!(m.body().as_slice(), b"v=0\r\n");
-        let again = d.invite("v=0\r\n", &[("Authorization", "Digest x".into())]).expect("builds");
+        let again = d
+            .invite("v=0\r\n", &[("Authorization", "Digest x".into())])
+            .expect("builds");
         assert_ne!(again.branch, inv.branch, "each INVITE is a new transaction");
         assert_eq!(cseq(&reparse(&again)), Some((2, "INVITE".into())));
     }
@@ -452,7 +463,9 @@ mod tests {
             assert!(a.starts_with("SIP/2.0 200 OK\r\n"), "{m}: {a}");
             assert!(a.contains(&format!("CSeq: 7 {m}")));
         }
-        let reinvite = d.answer(&req("INVITE", &tag, "v=0\r\n"), "v=0 ours\r\n").expect("answered");
+        let reinvite = d
+            .answer(&req("INVITE", &tag, "v=0\r\n"), "v=0 ours\r\n")
+            .expect("answered");
         assert!(reinvite.starts_with("SIP/2.0 200 OK") && reinvite.ends_with("v=0 ours\r\n"));
         assert!(parse(reinvite.as_bytes()).is_ok());
         assert!(d.answer(&req("ACK", &tag, ""), "").is_none());

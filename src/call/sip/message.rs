@@ -89,7 +89,10 @@ pub fn parse(raw: &[u8]) -> Result<Parsed, ParseError> {
         headers.push((expand_compact(name).to_string(), value.trim().to_string()));
     }
     for required in ["Via", "Call-ID", "CSeq", "From", "To"] {
-        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(required)) {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(required))
+        {
             return Err(ParseError::Missing(required));
         }
     }
@@ -316,7 +319,9 @@ mod tests {
         let path = format!("{}/fixtures/sip/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         // Fixtures are stored with LF line ends for readability; the wire uses CRLF.
-        text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+        text.replace("\r\n", "\n")
+            .replace('\n', "\r\n")
+            .into_bytes()
     }
 
     #[test]

@@ -132,7 +132,13 @@ impl InviteClient {
                 self.state = Completed;
                 self.timer_a = None;
                 self.timer_b = None;
-                self.timer_d = Some(now + if self.reliable { Duration::ZERO } else { TIMER_D_UDP });
+                self.timer_d = Some(
+                    now + if self.reliable {
+                        Duration::ZERO
+                    } else {
+                        TIMER_D_UDP
+                    },
+                );
                 Output {
                     send_ack: true,
                     deliver: true,
@@ -300,7 +306,10 @@ mod tests {
     }
 
     /// Drives a transaction through time in 10 ms steps, recording retransmission offsets.
-    fn retransmit_offsets(mut tick: impl FnMut(Instant) -> Output, start: Instant) -> Vec<Duration> {
+    fn retransmit_offsets(
+        mut tick: impl FnMut(Instant) -> Output,
+        start: Instant,
+    ) -> Vec<Duration> {
         let mut out = Vec::new();
         for step in 1..=4000u64 {
             let now = start + ms(step * 10);

@@ -152,9 +152,10 @@ async fn send_on(inner: &Arc<Inner>, to: SocketAddr, bytes: &[u8]) -> std::io::R
     }
     let mut conns = inner.tcp.lock().await;
     if !conns.contains_key(&to) {
-        let stream = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(to))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect"))??;
+        let stream =
+            tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(to))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect"))??;
         let (read, write) = stream.into_split();
         tokio::spawn(tcp_reader(read, to, Arc::downgrade(inner)));
         conns.insert(to, write);
@@ -172,7 +173,9 @@ async fn send_on(inner: &Arc<Inner>, to: SocketAddr, bytes: &[u8]) -> std::io::R
 async fn udp_reader(inner: std::sync::Weak<Inner>) {
     let mut buf = vec![0u8; message::MAX_MESSAGE + 1];
     loop {
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         let Some(udp) = &strong.udp else { return };
         // Re-upgraded each datagram so that dropping the last SipTransport ends this task.
         let recv = tokio::time::timeout(std::time::Duration::from_secs(1), udp.recv_from(&mut buf));
@@ -194,7 +197,9 @@ async fn tcp_acceptor(listener: TcpListener, inner: std::sync::Weak<Inner>) {
     loop {
         let accepted =
             tokio::time::timeout(std::time::Duration::from_secs(1), listener.accept()).await;
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         let Ok(Ok((stream, peer))) = accepted else {
             continue;
         };
@@ -220,7 +225,9 @@ async fn tcp_reader(
         let at = Instant::now();
         buf.extend_from_slice(&chunk[..n]);
         while let Some(frame) = next_frame(&mut buf) {
-            let Some(strong) = inner.upgrade() else { return };
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
             dispatch(&strong, &frame, peer, at).await;
         }
         if buf.len() > MAX_TCP_BUFFER {
@@ -235,7 +242,10 @@ async fn tcp_reader(
 
 /// Cuts one complete message off the front of a stream buffer, if there is one.
 pub fn next_frame(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let lead = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let lead = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
     buf.drain(..lead);
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..end]);
@@ -291,9 +301,10 @@ fn route_of(routes: &Routes, msg: &SipMessage) -> Option<mpsc::Sender<Inbound>> 
                 .and_then(|b| routes.transactions.get(&(b, method.clone())).cloned());
             // A 2xx to INVITE outlives its transaction (RFC 3261 17.1.1.2): the dialog ACKs it.
             by_branch.or_else(|| {
-                (method == "INVITE" && message::status(msg).is_some_and(|c| (200..300).contains(&c)))
-                    .then(|| routes.dialogs.get(&call_id).cloned())
-                    .flatten()
+                (method == "INVITE"
+                    && message::status(msg).is_some_and(|c| (200..300).contains(&c)))
+                .then(|| routes.dialogs.get(&call_id).cloned())
+                .flatten()
             })
         }
         SipMessage::Request(_) => routes.dialogs.get(&call_id).cloned(),
@@ -377,26 +388,41 @@ mod tests {
             .await
             .expect("bind");
         let peer = UdpSocket::bind("127.0.0.1:0").await.expect("peer");
-        let path = format!("{}/fixtures/sip/stranger-invite.txt", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(path).expect("fixture").replace('\n', "\r\n");
-        peer.send_to(text.as_bytes(), t.local_addr()).await.expect("send");
-        let mut buf = vec![0u8; 4096];
-        let (n, _) = tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv_from(&mut buf))
+        let path = format!(
+            "{}/fixtures/sip/stranger-invite.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path)
+            .expect("fixture")
+            .replace('\n', "\r\n");
+        peer.send_to(text.as_bytes(), t.local_addr())
             .await
-            .expect("a reply within 2 s")
-            .expect("recv");
+            .expect("send");
+        let mut buf = vec![0u8; 4096];
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv_from(&mut buf))
+                .await
+                .expect("a reply within 2 s")
+                .expect("recv");
         let reply = String::from_utf8_lossy(&buf[..n]).to_string();
         assert!(reply.starts_with("SIP/2.0 403 "), "{reply}");
         assert!(reply.contains("branch=z9hG4bKstranger"));
         // Garbage and torture input keep the socket alive: it still answers afterwards.
-        for junk in [&b"\x00\xff garbage"[..], b"SIP/2.0 200 OK\r\n\r\n", &[b'x'; 70_000][..1400]] {
+        for junk in [
+            &b"\x00\xff garbage"[..],
+            b"SIP/2.0 200 OK\r\n\r\n",
+            &[b'x'; 70_000][..1400],
+        ] {
             peer.send_to(junk, t.local_addr()).await.expect("send junk");
         }
-        peer.send_to(text.as_bytes(), t.local_addr()).await.expect("send");
-        let (n, _) = tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv_from(&mut buf))
+        peer.send_to(text.as_bytes(), t.local_addr())
             .await
-            .expect("still alive")
-            .expect("recv");
+            .expect("send");
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv_from(&mut buf))
+                .await
+                .expect("still alive")
+                .expect("recv");
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 403 "));
     }
 }
