@@ -94,7 +94,10 @@ mod tests {
             .collect();
         assert_eq!(durations, vec![160, 320, 480, 640, 800, 800, 800, 800]);
         let ends: Vec<bool> = p.iter().map(|x| x.payload[1] & 0x80 != 0).collect();
-        assert_eq!(ends, vec![false, false, false, false, false, true, true, true]);
+        assert_eq!(
+            ends,
+            vec![false, false, false, false, false, true, true, true]
+        );
         assert!(p.iter().all(|x| x.payload[0] == 5));
     }
 }

@@ -145,7 +145,11 @@ mod tests {
             } else {
                 assert_eq!(back, code, "µ-law code {code:#04x}");
             }
-            assert_eq!(alaw_encode(alaw_decode(code)), code, "A-law code {code:#04x}");
+            assert_eq!(
+                alaw_encode(alaw_decode(code)),
+                code,
+                "A-law code {code:#04x}"
+            );
         }
     }
 

@@ -241,7 +241,20 @@ mod tests {
 
     #[test]
     fn csrcs_extension_and_padding_are_skipped() {
-        let mut p = vec![0x80 | 0x20 | 0x10 | 0x01, 0x00, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
+        let mut p = vec![
+            0x80 | 0x20 | 0x10 | 0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            160,
+            0,
+            0,
+            0,
+            9,
+        ];
         p.extend_from_slice(&[0xAA; 4]); // one CSRC
         p.extend_from_slice(&[0xBE, 0xDE, 0, 1, 0xEE, 0xEE, 0xEE, 0xEE]); // one-word extension
         p.extend_from_slice(&[7, 7, 7]); // payload
@@ -277,7 +290,11 @@ mod tests {
         for (i, a) in arrivals.iter().enumerate() {
             st.record(&header(i as u16, 160 * i as u32), *a);
         }
-        assert!((st.jitter() - 16.425_781_25).abs() < 1e-9, "{}", st.jitter());
+        assert!(
+            (st.jitter() - 16.425_781_25).abs() < 1e-9,
+            "{}",
+            st.jitter()
+        );
         assert!((st.jitter_ms(8000) - 2.053_222_656_25).abs() < 1e-9);
     }
 

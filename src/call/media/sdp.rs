@@ -163,10 +163,7 @@ pub fn parse_answer(body: &str) -> Result<RemoteMedia, SdpError> {
     if audio.port == 0 {
         return Err(SdpError::Rejected);
     }
-    let ip = audio
-        .conn
-        .or(session_conn)
-        .ok_or(SdpError::NoConnection)?;
+    let ip = audio.conn.or(session_conn).ok_or(SdpError::NoConnection)?;
     let codec = audio.first_codec().ok_or_else(|| {
         SdpError::NoCommonCodec(
             audio
@@ -245,10 +242,9 @@ impl AudioSection {
             let codec = Codec::from_payload_type(pt)?;
             // A static type remapped to something else by rtpmap is not our codec.
             match self.rtpmap(pt) {
-                Some((_, name, rate)) => {
-                    (name.eq_ignore_ascii_case(codec.encoding_name()) && *rate == 8000)
-                        .then_some(codec)
-                }
+                Some((_, name, rate)) => (name.eq_ignore_ascii_case(codec.encoding_name())
+                    && *rate == 8000)
+                    .then_some(codec),
                 None => Some(codec),
             }
         })

@@ -168,9 +168,26 @@ mod tests {
             .chunks_exact(FRAME_SAMPLES)
             .map(|f| d.is_voice(f))
             .collect();
-        assert!(tail.iter().all(|v| !v), "steady noise still counted as voice");
+        assert!(
+            tail.iter().all(|v| !v),
+            "steady noise still counted as voice"
+        );
         let loud = sine(300.0, 0.5, FRAME_SAMPLES);
         assert!(d.is_voice(&loud));
+    }
+
+    #[test]
+    fn the_french_prompt_through_g711_is_mostly_voice() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/prompts/horaires.wav");
+        let pcm = crate::call::media::wav::read_prompt(&path).unwrap();
+        assert!(pcm.len() > 8000, "prompt shorter than a second");
+        let mut coded = Vec::new();
+        g711::encode(crate::call::media::Codec::Pcmu, &pcm, &mut coded);
+        let mut decoded = Vec::new();
+        g711::decode(crate::call::media::Codec::Pcmu, &coded, &mut decoded);
+        let r = ratio(&decoded);
+        assert!(r > 0.6, "{r}");
     }
 
     #[test]
