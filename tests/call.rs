@@ -5,7 +5,9 @@
 //! Invariant: every assertion is about what went over the wire or what a peer observed, not
 //! about configured values (SIPp's pauses overshoot by several ms).
 
-use mystery::call::{CallAgent, CallOutcome, CallReport, CallRequest, CallSettings, Step, Transport};
+use mystery::call::{
+    CallAgent, CallOutcome, CallReport, CallRequest, CallSettings, Step, Transport,
+};
 use mystery::clock::Clock;
 use mystery::secret::Secret;
 use std::collections::HashMap;
@@ -27,6 +29,10 @@ const HANGUP: u16 = 5090;
 const SILENCE: u16 = 5091;
 const FORBIDDEN: u16 = 5092;
 const ANSWER_TCP: u16 = 5093;
+/// Same scenario as ANSWER, used by the accuracy test alone so its capture holds only its calls.
+const TIMING: u16 = 5094;
+const EARLY: u16 = 5095;
+const MIDCALL: u16 = 5096;
 /// SIPp's hangup scenario pauses this long (`-d`) between our ACK and its BYE.
 const HANGUP_AFTER_MS: i64 = 1500;
 
@@ -76,7 +82,9 @@ fn settings(transport: Transport) -> CallSettings {
 }
 
 async fn agent_with(s: CallSettings) -> CallAgent {
-    CallAgent::bind(s, Clock::system()).await.expect("agent binds")
+    CallAgent::bind(s, Clock::system())
+        .await
+        .expect("agent binds")
 }
 
 async fn agent() -> CallAgent {
@@ -182,9 +190,17 @@ async fn a_phone_ringing_past_ring_timeout_is_cancelled_and_counts_as_no_answer(
 
 #[tokio::test]
 async fn an_answered_call_is_measured_acked_and_hung_up_with_bye() {
-    let r = call(ANSWER, vec![Step::Wait(Duration::from_millis(500))], "answer").await;
+    let r = call(
+        ANSWER,
+        vec![Step::Wait(Duration::from_millis(500))],
+        "answer",
+    )
+    .await;
     assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
-    assert_eq!((r.final_code, r.final_reason.as_deref()), (Some(200), Some("OK")));
+    assert_eq!(
+        (r.final_code, r.final_reason.as_deref()),
+        (Some(200), Some("OK"))
+    );
     let (pdd, answer, ring, talk) = (
         r.pdd_ms.expect("pdd"),
         r.answer_ms.expect("answer"),
@@ -211,7 +227,9 @@ async fn a_tcp_call_is_answered_over_a_content_length_framed_stream() {
 #[tokio::test]
 async fn an_unresponsive_peer_gets_seven_invites_then_the_call_is_unreachable() {
     // A peer that reads and never answers: RFC 3261 timer A doubling from 500 ms, timer B 32 s.
-    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = silent.local_addr().expect("addr").port();
     let counter = tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
@@ -233,7 +251,10 @@ async fn an_unresponsive_peer_gets_seven_invites_then_the_call_is_unreachable() 
     let r = bounded(a.place(request(sipp(port), vec![], "silent"))).await;
     assert_eq!(r.outcome, CallOutcome::Unreachable, "{r:#?}");
     assert_eq!(r.final_code, None);
-    assert!(r.error.as_deref().is_some_and(|e| e.contains("timer B")), "{r:#?}");
+    assert!(
+        r.error.as_deref().is_some_and(|e| e.contains("timer B")),
+        "{r:#?}"
+    );
     let arrivals = counter.await.expect("counter");
     assert_eq!(arrivals.len(), 7, "{arrivals:?}");
     let last = arrivals[6] - arrivals[0];
@@ -300,8 +321,16 @@ async fn a_407_challenge_is_answered_with_a_proxy_authorization_sipp_received() 
         assert_eq!(p["response"], expected, "{method}: {header}");
         checked.insert(method.clone(), p["nc"].clone());
     }
-    assert_eq!(checked.get("INVITE").map(String::as_str), Some("00000001"), "{checked:?}");
-    assert_eq!(checked.get("BYE").map(String::as_str), Some("00000002"), "nonce reuse counts up");
+    assert_eq!(
+        checked.get("INVITE").map(String::as_str),
+        Some("00000001"),
+        "{checked:?}"
+    );
+    assert_eq!(
+        checked.get("BYE").map(String::as_str),
+        Some("00000002"),
+        "nonce reuse counts up"
+    );
 }
 
 fn digest_params(header: &str) -> HashMap<String, String> {
@@ -333,7 +362,12 @@ async fn a_target_that_is_neither_uri_nor_e164_fails_as_bad_config_without_diall
     let r = bounded(a.place(request("agence-lyon".into(), vec![], "bad"))).await;
     assert_eq!(r.outcome, CallOutcome::Failed);
     assert!(r.dialed_at.is_none());
-    assert!(r.error.as_deref().is_some_and(|e| e.starts_with("bad config")), "{r:#?}");
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("bad config")),
+        "{r:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,7 +389,12 @@ async fn a_spoken_prompt_is_recorded_with_a_high_voice_ratio_and_a_greeting_time
 
 #[tokio::test]
 async fn a_silent_answer_has_a_voice_ratio_near_zero() {
-    let r = call(SILENCE, vec![Step::Record(Duration::from_secs(3))], "silence").await;
+    let r = call(
+        SILENCE,
+        vec![Step::Record(Duration::from_secs(3))],
+        "silence",
+    )
+    .await;
     assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
     let ratio = r.voice_ratio.expect("voice ratio");
     assert!(ratio < 0.05, "voice_ratio {ratio}");
@@ -378,7 +417,10 @@ async fn play_dtmf_wait_record_and_hangup_steps_run_in_order() {
     // 6.69 s of prompt + two digits + 0.6 s; the Wait after Hangup never runs.
     assert!((7_300..9_500).contains(&talk), "talk {talk}");
     let sent = r.rtp_sent.expect("rtp sent");
-    assert!(sent >= 334 + 2, "prompt frames plus DTMF events, got {sent}");
+    assert!(
+        sent >= 334 + 2,
+        "prompt frames plus DTMF events, got {sent}"
+    );
 }
 
 #[tokio::test]
@@ -390,13 +432,51 @@ async fn when_the_branch_hangs_up_first_the_script_stops_and_talk_ms_matches_sip
     req.name = name;
     let started = std::time::Instant::now();
     let r = bounded(a.place(req)).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "the remote BYE ended the script");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the remote BYE ended the script"
+    );
     assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
     let talk = r.talk_ms.expect("talk");
     // Truth: SIPp's own log, 200 OK sent → BYE sent, for this call.
     let truth = sipp_hangup_span_ms().expect("SIPp logged the call");
-    assert!((talk - truth).abs() <= 100, "talk_ms {talk} vs SIPp {truth}");
-    assert!((HANGUP_AFTER_MS..HANGUP_AFTER_MS + 300).contains(&talk), "talk {talk}");
+    assert!(
+        (talk - truth).abs() <= 100,
+        "talk_ms {talk} vs SIPp {truth}"
+    );
+    assert!(
+        (HANGUP_AFTER_MS..HANGUP_AFTER_MS + 300).contains(&talk),
+        "talk {talk}"
+    );
+}
+
+#[tokio::test]
+async fn early_media_after_a_183_is_recorded_apart_from_the_answered_call() {
+    let r = call(EARLY, vec![Step::Record(Duration::from_secs(1))], "early").await;
+    assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
+    let pdd = r.pdd_ms.expect("183 counts as ringing");
+    assert!(pdd < 200, "pdd {pdd}");
+    let ring = r.ring_ms.expect("ring");
+    assert!((2_450..2_900).contains(&ring), "ring {ring}");
+    let early = r.early_media_recording.clone().expect("an early media recording");
+    let answered = r.recording.clone().expect("a recording");
+    assert_ne!(early, answered);
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    // ~2.5 s of 8 kHz 16-bit audio before the answer.
+    assert!(len(&early) > 30_000, "early media WAV is {} bytes", len(&early));
+}
+
+#[tokio::test]
+async fn options_update_and_reinvite_from_the_branch_are_answered_200_mid_call() {
+    let r = call(MIDCALL, vec![Step::Wait(Duration::from_millis(1500))], "midcall").await;
+    assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
+    // SIPp's scenario fails (and logs it) unless each request got a 200, the re-INVITE's with
+    // our SDP; the ACK it sent after that carries the m= line it matched.
+    let log = std::fs::read_to_string(lab_dir().join("midcall.msg.log")).expect("SIPp log");
+    assert!(log.contains("CSeq: 1 OPTIONS") && log.contains("CSeq: 2 UPDATE"));
+    assert!(log.contains("X-Answer-SDP: m=audio "), "re-INVITE answered with our SDP");
+    let errors = std::fs::read_to_string(lab_dir().join("midcall.err.log")).unwrap_or_default();
+    assert!(!errors.contains("Aborting call"), "{errors}");
 }
 
 /// Milliseconds between the last 200 OK SIPp sent and the BYE it sent after it.
@@ -447,7 +527,9 @@ fn parse_clock(hms: &str) -> Option<f64> {
 /// A raw UDP peer answering our INVITE with torture input before a real verdict.
 #[tokio::test]
 async fn torture_responses_are_dropped_or_tolerated_and_the_call_still_gets_its_verdict() {
-    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = peer.local_addr().expect("addr").port();
     let script = tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
@@ -456,8 +538,15 @@ async fn torture_responses_are_dropped_or_tolerated_and_the_call_still_gets_its_
         let get = |name: &str| {
             invite
                 .lines()
-                .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
-                .map(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()).unwrap_or_default())
+                .find(|l| {
+                    l.to_ascii_lowercase()
+                        .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+                })
+                .map(|l| {
+                    l.split_once(':')
+                        .map(|(_, v)| v.trim().to_string())
+                        .unwrap_or_default()
+                })
                 .unwrap_or_default()
         };
         let (via, from_h, to, cid) = (get("Via"), get("From"), get("To"), get("Call-ID"));
@@ -490,7 +579,10 @@ async fn torture_responses_are_dropped_or_tolerated_and_the_call_still_gets_its_
     let r = bounded(a.place(request(sipp(port), vec![], "torture"))).await;
     assert_eq!(r.outcome, CallOutcome::Busy, "{r:#?}");
     assert_eq!(r.final_code, Some(486));
-    assert!(r.pdd_ms.is_some(), "the folded compact 183 counted as ringing: {r:#?}");
+    assert!(
+        r.pdd_ms.is_some(),
+        "the folded compact 183 counted as ringing: {r:#?}"
+    );
     assert!(script.await.expect("peer"), "ACK on the INVITE branch");
 }
 
@@ -537,7 +629,11 @@ fn tshark_read(pcap: &Path, port: u16) -> Vec<Wire> {
             (f.len() >= 5).then(|| Wire {
                 at: f[0].parse().unwrap_or(0.0),
                 call_id: f[1].to_string(),
-                method: if f[2].is_empty() { f[4].to_string() } else { f[2].to_string() },
+                method: if f[2].is_empty() {
+                    f[4].to_string()
+                } else {
+                    f[2].to_string()
+                },
                 status: f[3].to_string(),
             })
         })
@@ -549,7 +645,7 @@ async fn pdd_and_answer_times_match_a_tshark_capture_within_five_ms_over_ten_cal
     lab();
     let pcap = std::env::temp_dir().join(format!("mystery-accuracy-{}.pcap", std::process::id()));
     let mut tshark = Command::new("tshark")
-        .args(["-i", "lo", "-f", &format!("udp port {ANSWER}"), "-w"])
+        .args(["-i", "lo", "-f", &format!("udp port {TIMING}"), "-w"])
         .arg(&pcap)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -578,14 +674,17 @@ async fn pdd_and_answer_times_match_a_tshark_capture_within_five_ms_over_ten_cal
     let a = agent().await;
     let mut reports = Vec::new();
     for _ in 0..12 {
-        let r = bounded(a.place(request(sipp(ANSWER), vec![Step::Hangup], "accuracy"))).await;
+        let r = bounded(a.place(request(sipp(TIMING), vec![Step::Hangup], "accuracy"))).await;
         assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
         reports.push(r);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = Command::new("kill").arg("-INT").arg(tshark.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(tshark.id().to_string())
+        .status();
     let _ = tshark.wait();
-    let wire = tshark_read(&pcap, ANSWER);
+    let wire = tshark_read(&pcap, TIMING);
     let _ = std::fs::remove_file(&pcap);
 
     // Per call: first INVITE, first 180, first 200 to INVITE, on the wire.
@@ -601,7 +700,10 @@ async fn pdd_and_answer_times_match_a_tshark_capture_within_five_ms_over_ten_cal
         else {
             panic!("no INVITE in the capture");
         };
-        assert!((invite.at - dialed).abs() < 0.05, "dialed_at vs wire INVITE");
+        assert!(
+            (invite.at - dialed).abs() < 0.05,
+            "dialed_at vs wire INVITE"
+        );
         let first = |code: &str| {
             wire.iter()
                 .find(|w| w.call_id == invite.call_id && w.status == code && w.method == "INVITE")
@@ -629,5 +731,8 @@ async fn pdd_and_answer_times_match_a_tshark_capture_within_five_ms_over_ten_cal
     let pdd_ok = describe("pdd_ms error (ours - wire)", &mut errors_pdd);
     let answer_ok = describe("answer_ms error (ours - wire)", &mut errors_answer);
     assert!(errors_pdd.len() >= 10);
-    assert!(pdd_ok && answer_ok, "errors beyond ±5 ms: {errors_pdd:?} {errors_answer:?}");
+    assert!(
+        pdd_ok && answer_ok,
+        "errors beyond ±5 ms: {errors_pdd:?} {errors_answer:?}"
+    );
 }

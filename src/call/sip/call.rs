@@ -553,7 +553,7 @@ impl Call<'_> {
         }
         match media::sdp::parse_answer(&String::from_utf8_lossy(body)) {
             Ok(remote) => {
-                self.media.start(remote.clone(), self.clock.clone());
+                self.media.start(remote, self.clock.clone());
                 self.early_remote = Some(remote);
             }
             Err(e) => tracing::info!(error = %e, "sip: unusable SDP in provisional response"),
@@ -583,10 +583,7 @@ impl Call<'_> {
             Err(e) => self.fail(CallOutcome::Failed, format!("cannot build ACK: {e}")),
         }
         let remote = match ok.parsed.msg.body() {
-            b if b.is_empty() => self
-                .early_remote
-                .clone()
-                .ok_or_else(|| "no SDP answer".to_string()),
+            b if b.is_empty() => self.early_remote.ok_or_else(|| "no SDP answer".to_string()),
             b => media::sdp::parse_answer(&String::from_utf8_lossy(b)).map_err(|e| e.to_string()),
         };
         let script: Vec<Step> = match remote {

@@ -106,14 +106,14 @@ impl Dialog {
         }
     }
 
-    fn to_header(&self) -> String {
+    fn their_to(&self) -> String {
         match &self.remote_tag {
             Some(t) => format!("<{}>;tag={t}", self.target),
             None => format!("<{}>", self.target),
         }
     }
 
-    fn from_header(&self) -> String {
+    fn our_from(&self) -> String {
         format!("<{}>;tag={}", self.local.from_uri, self.local_tag)
     }
 
@@ -158,8 +158,8 @@ impl Dialog {
             header("Max-Forwards", MAX_FORWARDS.to_string()),
         ];
         h.extend(routes.iter().map(|r| header("Route", r.clone())));
-        h.push(header("From", self.from_header()));
-        h.push(header("To", self.to_header()));
+        h.push(header("From", self.our_from()));
+        h.push(header("To", self.their_to()));
         h.push(header("Call-ID", self.call_id.clone()));
         h.push(header("CSeq", format!("{cseq} {method}")));
         if matches!(method, Method::Invite) {
@@ -227,7 +227,7 @@ impl Dialog {
         )?;
         if let Some(to) = message::value(message::headers_of(response), "To") {
             let text = String::from_utf8_lossy(&ack.bytes).replace(
-                &format!("To: {}\r\n", self.to_header()),
+                &format!("To: {}\r\n", self.their_to()),
                 &format!("To: {to}\r\n"),
             );
             ack.bytes = text.into_bytes();

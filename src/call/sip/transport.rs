@@ -151,14 +151,14 @@ async fn send_on(inner: &Arc<Inner>, to: SocketAddr, bytes: &[u8]) -> std::io::R
         return Ok(Instant::now());
     }
     let mut conns = inner.tcp.lock().await;
-    if !conns.contains_key(&to) {
-        let stream =
-            tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(to))
-                .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect"))??;
+    if let std::collections::hash_map::Entry::Vacant(slot) = conns.entry(to) {
+        let connect = TcpStream::connect(to);
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect"))??;
         let (read, write) = stream.into_split();
         tokio::spawn(tcp_reader(read, to, Arc::downgrade(inner)));
-        conns.insert(to, write);
+        slot.insert(write);
     }
     let Some(w) = conns.get_mut(&to) else {
         return Err(std::io::ErrorKind::NotConnected.into());
