@@ -181,6 +181,90 @@ pub fn cnonce() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
+/// Why a call gives up authenticating.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("auth required but no credentials configured")]
+    NoCredentials,
+    #[error("auth challenge unusable (not Digest MD5/SHA-256 with qop=auth)")]
+    Unusable,
+    #[error("auth refused")]
+    Refused,
+}
+
+/// Challenges are answered at most this many times per call, whatever the peer says.
+pub const MAX_ROUNDS: usize = 3;
+
+/// The credentials state of one call: which realms challenged us, with which nonce, and how
+/// many requests each nonce has signed (RFC 7616 3.4: nc counts up while a nonce is reused).
+#[derive(Debug, Default)]
+pub struct Session {
+    answered: Vec<(Challenge, String, u32)>,
+    rounds: usize,
+}
+
+impl Session {
+    /// Takes in a 401/407's challenges. A realm answered once and challenged again without
+    /// stale=true means our credentials were wrong: refused, no second guess.
+    pub fn accept(&mut self, challenges: Vec<Challenge>) -> Result<(), Refusal> {
+        // Strongest first (see `challenges`); one per (proxy, realm) in a response.
+        let mut fresh: Vec<Challenge> = Vec::new();
+        for ch in challenges {
+            if !fresh
+                .iter()
+                .any(|c| c.proxy == ch.proxy && c.realm == ch.realm)
+            {
+                fresh.push(ch);
+            }
+        }
+        if fresh.is_empty() {
+            return Err(Refusal::Unusable);
+        }
+        self.rounds += 1;
+        if self.rounds > MAX_ROUNDS {
+            return Err(Refusal::Refused);
+        }
+        for ch in fresh {
+            let known = self
+                .answered
+                .iter()
+                .position(|(c, _, _)| c.proxy == ch.proxy && c.realm == ch.realm);
+            match known {
+                Some(_) if !ch.stale => return Err(Refusal::Refused),
+                Some(i) => self.answered[i] = (ch, cnonce(), 0),
+                None => self.answered.push((ch, cnonce(), 0)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The Authorization / Proxy-Authorization headers for the next request, each nonce's
+    /// count incremented.
+    pub fn headers(
+        &mut self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+    ) -> Vec<(&'static str, String)> {
+        self.answered
+            .iter_mut()
+            .map(|(ch, cnonce, nc)| {
+                *nc += 1;
+                let answer = Answer {
+                    username,
+                    password,
+                    method,
+                    uri,
+                    cnonce,
+                    nc: *nc,
+                };
+                (ch.header_name(), authorization(ch, &answer))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +378,89 @@ mod tests {
             parse_challenge("Digest nonce=\"n\"", false),
             Err(AuthError::Missing("realm"))
         );
+    }
+
+    fn challenge(realm: &str, alg: Algorithm, stale: bool) -> Challenge {
+        Challenge {
+            proxy: false,
+            realm: realm.into(),
+            nonce: format!("n-{realm}-{stale}"),
+            opaque: None,
+            algorithm: alg,
+            qop_auth: true,
+            stale,
+        }
+    }
+
+    #[test]
+    fn a_realm_challenged_twice_without_stale_is_refused() {
+        let mut s = Session::default();
+        assert_eq!(
+            s.accept(vec![challenge("r", Algorithm::Md5, false)]),
+            Ok(())
+        );
+        assert_eq!(
+            s.accept(vec![challenge("r", Algorithm::Md5, false)]),
+            Err(Refusal::Refused)
+        );
+    }
+
+    #[test]
+    fn a_stale_nonce_is_retried_with_a_fresh_count() {
+        let mut s = Session::default();
+        s.accept(vec![challenge("r", Algorithm::Md5, false)])
+            .expect("first");
+        let h = s.headers("u", "p", "INVITE", "sip:x@y");
+        assert!(h[0].1.contains("nc=00000001"));
+        let h = s.headers("u", "p", "BYE", "sip:x@y");
+        assert!(h[0].1.contains("nc=00000002"), "nonce reuse counts up");
+        s.accept(vec![challenge("r", Algorithm::Md5, true)])
+            .expect("stale is retried");
+        let h = s.headers("u", "p", "INVITE", "sip:x@y");
+        assert!(h[0].1.contains("nc=00000001") && h[0].1.contains("nonce=\"n-r-true\""));
+    }
+
+    #[test]
+    fn the_strongest_of_several_challenges_for_one_realm_is_answered_once() {
+        let mut s = Session::default();
+        let mut both = vec![
+            challenge("r", Algorithm::Md5, false),
+            challenge("r", Algorithm::Sha256, false),
+        ];
+        both.sort_by_key(|c| (c.algorithm != Algorithm::Sha256) as u8);
+        assert_eq!(s.accept(both), Ok(()));
+        let h = s.headers("u", "p", "INVITE", "sip:x@y");
+        assert_eq!(h.len(), 1);
+        assert!(h[0].1.contains("algorithm=SHA-256"));
+    }
+
+    #[test]
+    fn a_proxy_and_a_registrar_realm_are_both_answered() {
+        let mut s = Session::default();
+        let mut p = challenge("proxy", Algorithm::Md5, false);
+        p.proxy = true;
+        s.accept(vec![p]).expect("407");
+        s.accept(vec![challenge("uas", Algorithm::Md5, false)])
+            .expect("then 401");
+        let names: Vec<&str> = s
+            .headers("u", "p", "INVITE", "sip:x@y")
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        assert_eq!(names, ["Proxy-Authorization", "Authorization"]);
+    }
+
+    #[test]
+    fn no_more_than_max_rounds_of_challenges_are_answered() {
+        let mut s = Session::default();
+        for i in 0..MAX_ROUNDS {
+            s.accept(vec![challenge(&format!("r{i}"), Algorithm::Md5, false)])
+                .expect("new realm");
+        }
+        assert_eq!(
+            s.accept(vec![challenge("another", Algorithm::Md5, false)]),
+            Err(Refusal::Refused)
+        );
+        assert_eq!(s.accept(vec![]), Err(Refusal::Unusable));
     }
 }

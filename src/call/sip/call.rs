@@ -7,7 +7,7 @@
 //! to UTC once by the process `Clock`; every wait is bounded, so a silent or hostile peer can
 //! only make this call end `unreachable`/`failed`, never hang or panic.
 
-use super::auth::{self, Challenge};
+use super::auth;
 use super::dialog::{Dialog, Local, Outgoing};
 use super::message::{self, Parsed};
 use super::transaction::{InviteClient, NonInviteClient, T1, TIMER_D_UDP};
@@ -25,8 +25,6 @@ use tokio::time::Instant as TokioInstant;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long we wait for a final response once our CANCEL went out (RFC 3261 9.1: 64*T1).
 const AFTER_CANCEL: Duration = Duration::from_millis(64 * 500);
-/// Credentials are tried at most this many times per call, whatever the peer says.
-const MAX_AUTH_ROUNDS: usize = 3;
 
 /// The final verdict on a SIP status that ended an INVITE (DESIGN.md "Outcomes").
 pub fn outcome_of(code: u16, we_cancelled: bool) -> CallOutcome {
@@ -172,7 +170,7 @@ struct Call<'a> {
     final_reason: Option<String>,
     error: Option<String>,
     /// Challenges answered so far, kept to sign the BYE with the same nonce (nc grows).
-    auth_cache: Vec<(Challenge, String, u32)>,
+    auth: auth::Session,
     /// Last ACK sent, resent when the peer retransmits the final response it acknowledges.
     last_ack: Option<Vec<u8>>,
 }
@@ -252,7 +250,7 @@ pub async fn place(
         final_code: None,
         final_reason: None,
         error: None,
-        auth_cache: Vec::new(),
+        auth: auth::Session::default(),
         last_ack: None,
     };
     if let InviteEnd::Answered(ok) = call.invite().await {
@@ -293,66 +291,22 @@ impl Call<'_> {
     }
 
     fn auth_headers(&mut self, method: &str, uri: &str) -> Vec<(&'static str, String)> {
-        let (Some(user), Some(password)) = (&self.settings.username, &self.settings.password)
-        else {
-            return Vec::new();
-        };
-        self.auth_cache
-            .iter_mut()
-            .map(|(ch, cnonce, nc)| {
-                *nc += 1;
-                let value = auth::authorization(
-                    ch,
-                    &auth::Answer {
-                        username: user,
-                        password: password.expose(),
-                        method,
-                        uri,
-                        cnonce,
-                        nc: *nc,
-                    },
-                );
-                (ch.header_name(), value)
-            })
-            .collect()
+        match (&self.settings.username, &self.settings.password) {
+            (Some(user), Some(password)) => self.auth.headers(user, password.expose(), method, uri),
+            _ => Vec::new(),
+        }
     }
 
-    /// Takes in the challenges of a 401/407; false when we must give up.
-    fn accept_challenge(
-        &mut self,
-        response: &SipMessage,
-        rounds: &mut usize,
-    ) -> Result<(), String> {
+    fn accept_challenge(&mut self, response: &SipMessage) -> Result<(), auth::Refusal> {
         if self.settings.username.is_none() || self.settings.password.is_none() {
-            return Err("auth required but no credentials configured".into());
+            return Err(auth::Refusal::NoCredentials);
         }
-        let challenges = auth::challenges(response);
-        if challenges.is_empty() {
-            return Err("auth challenge unusable (not Digest MD5/SHA-256 with qop=auth)".into());
-        }
-        *rounds += 1;
-        if *rounds > MAX_AUTH_ROUNDS {
-            return Err("auth refused".into());
-        }
-        for ch in challenges {
-            let known = self
-                .auth_cache
-                .iter()
-                .position(|(c, _, _)| c.proxy == ch.proxy && c.realm == ch.realm);
-            match known {
-                // Same realm challenged again with stale=false: our credentials were wrong.
-                Some(_) if !ch.stale => return Err("auth refused".into()),
-                Some(i) => self.auth_cache[i] = (ch, auth::cnonce(), 0),
-                None => self.auth_cache.push((ch, auth::cnonce(), 0)),
-            }
-        }
-        Ok(())
+        self.auth.accept(auth::challenges(response))
     }
 
     /// Sends INVITEs until a 2xx, a final failure, a timeout or our CANCEL settles the call.
     async fn invite(&mut self) -> InviteEnd {
         let reliable = self.transport.is_reliable();
-        let mut auth_rounds = 0usize;
         let mut auth: Vec<(&'static str, String)> = Vec::new();
         'attempt: loop {
             let invite = match self.dialog.invite(&self.sdp, &auth) {
@@ -492,20 +446,18 @@ impl Call<'_> {
                         }
                         return InviteEnd::Answered(Box::new(inbound));
                     }
-                    401 | 407 if !cancel_wanted => {
-                        match self.accept_challenge(msg, &mut auth_rounds) {
-                            Ok(()) => {
-                                let uri = self.dialog.target.clone();
-                                auth = self.auth_headers("INVITE", &uri);
-                                continue 'attempt;
-                            }
-                            Err(why) => {
-                                self.settle(code, &inbound.parsed.reason, CallOutcome::Failed);
-                                self.error = Some(why);
-                                return InviteEnd::Over;
-                            }
+                    401 | 407 if !cancel_wanted => match self.accept_challenge(msg) {
+                        Ok(()) => {
+                            let uri = self.dialog.target.clone();
+                            auth = self.auth_headers("INVITE", &uri);
+                            continue 'attempt;
                         }
-                    }
+                        Err(why) => {
+                            self.settle(code, &inbound.parsed.reason, CallOutcome::Failed);
+                            self.error = Some(why.to_string());
+                            return InviteEnd::Over;
+                        }
+                    },
                     _ => {
                         self.settle(
                             code,
