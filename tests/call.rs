@@ -458,25 +458,55 @@ async fn early_media_after_a_183_is_recorded_apart_from_the_answered_call() {
     assert!(pdd < 200, "pdd {pdd}");
     let ring = r.ring_ms.expect("ring");
     assert!((2_450..2_900).contains(&ring), "ring {ring}");
-    let early = r.early_media_recording.clone().expect("an early media recording");
+    let early = r
+        .early_media_recording
+        .clone()
+        .expect("an early media recording");
     let answered = r.recording.clone().expect("a recording");
     assert_ne!(early, answered);
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     // ~2.5 s of 8 kHz 16-bit audio before the answer.
-    assert!(len(&early) > 30_000, "early media WAV is {} bytes", len(&early));
+    assert!(
+        len(&early) > 30_000,
+        "early media WAV is {} bytes",
+        len(&early)
+    );
 }
 
 #[tokio::test]
 async fn options_update_and_reinvite_from_the_branch_are_answered_200_mid_call() {
-    let r = call(MIDCALL, vec![Step::Wait(Duration::from_millis(1500))], "midcall").await;
+    let r = call(
+        MIDCALL,
+        vec![Step::Wait(Duration::from_millis(1500))],
+        "midcall",
+    )
+    .await;
     assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
     // SIPp's scenario fails (and logs it) unless each request got a 200, the re-INVITE's with
     // our SDP; the ACK it sent after that carries the m= line it matched.
     let log = std::fs::read_to_string(lab_dir().join("midcall.msg.log")).expect("SIPp log");
     assert!(log.contains("CSeq: 1 OPTIONS") && log.contains("CSeq: 2 UPDATE"));
-    assert!(log.contains("X-Answer-SDP: m=audio "), "re-INVITE answered with our SDP");
+    assert!(
+        log.contains("X-Answer-SDP: m=audio "),
+        "re-INVITE answered with our SDP"
+    );
     let errors = std::fs::read_to_string(lab_dir().join("midcall.err.log")).unwrap_or_default();
     assert!(!errors.contains("Aborting call"), "{errors}");
+}
+
+#[tokio::test]
+async fn a_prompt_that_cannot_be_read_fails_the_call_on_our_side_and_still_hangs_up() {
+    let script = vec![Step::Play(repo().join("fixtures/prompts/missing.wav"))];
+    let r = call(ANSWER, script, "missing-prompt").await;
+    assert_eq!(r.outcome, CallOutcome::Failed, "{r:#?}");
+    assert!(
+        r.error.as_deref().is_some_and(|e| e.starts_with("media:")),
+        "{r:#?}"
+    );
+    assert!(
+        r.answer_ms.is_some() && r.talk_ms.is_some(),
+        "measured up to our BYE: {r:#?}"
+    );
 }
 
 /// Milliseconds between the last 200 OK SIPp sent and the BYE it sent after it.
@@ -558,8 +588,12 @@ async fn torture_responses_are_dropped_or_tolerated_and_the_call_still_gets_its_
             format!("SIP/2.0   183   Session Progress\r\nv: {via}\r\nf:{from_h}\r\nt:  {to};tag=t1\r\ni: {cid}\r\nCSeq :   1\r\n  INVITE\r\nX-Weird:\t\tvalue\r\nl: 0\r\n\r\n").into_bytes(),
             format!("SIP/2.0 486 Busy Here\r\nVia: {via}\r\nFrom: {from_h}\r\nTo: {to};tag=t1\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").into_bytes(),
         ];
-        for m in msgs {
-            peer.send_to(&m, from).await.expect("send");
+        for (i, m) in msgs.iter().enumerate() {
+            // The compact 183 is flooded: 300 copies must not wedge or slow the call.
+            let copies = if i == 4 { 300 } else { 1 };
+            for _ in 0..copies {
+                peer.send_to(m, from).await.expect("send");
+            }
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         // The ACK for the 486 must come back on the INVITE's branch.

@@ -7,5 +7,6 @@ pub mod auth;
 pub mod call;
 pub mod dialog;
 pub mod message;
+pub mod target;
 pub mod transaction;
 pub mod transport;
