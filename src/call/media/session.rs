@@ -118,7 +118,7 @@ struct Control {
 
 enum Job {
     Play {
-        pcm: Vec<i16>,
+        pcm: Arc<[i16]>,
         done: oneshot::Sender<()>,
     },
     Dtmf {
@@ -224,10 +224,8 @@ impl MediaSession {
         if self.remote.borrow().is_none() {
             return Err(MediaError::NotStarted);
         }
-        let owned = path.to_path_buf();
-        let pcm = tokio::task::spawn_blocking(move || wav::read_prompt(&owned))
+        let pcm = wav::load_prompt(path)
             .await
-            .map_err(|_| MediaError::Stopped)?
             .map_err(|source| MediaError::Prompt {
                 path: path.to_path_buf(),
                 source,
@@ -639,7 +637,7 @@ impl Pacing {
 
 enum Current {
     Play {
-        pcm: Vec<i16>,
+        pcm: Arc<[i16]>,
         pos: usize,
         done: oneshot::Sender<()>,
     },

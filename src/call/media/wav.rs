@@ -5,8 +5,10 @@
 //! low-pass), and a prompt too long to be a prompt is refused before it is decoded.
 
 use super::SAMPLE_RATE;
+use std::collections::HashMap;
 use std::f64::consts::PI;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
 /// A prompt longer than this is a mistake (a music file, a whole recording), not a question.
@@ -40,6 +42,54 @@ pub fn read_prompt(path: &Path) -> Result<Vec<i16>, WavError> {
     }
     let mono = read_mono(reader)?;
     Ok(to_i16(&resample(&mono, spec.sample_rate, SAMPLE_RATE)))
+}
+
+/// Decoded prompts shared by all calls of the process: a benchmark or a campaign plays the same
+/// file in hundreds of calls at once, and decoding it once avoids hundreds of blocking
+/// threads competing with the RTP senders. Keyed by path and validated by size and mtime, so
+/// an edited prompt is read again.
+#[derive(Clone)]
+struct CachedPrompt {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    pcm: Arc<[i16]>,
+}
+
+const MAX_CACHED_PROMPTS: usize = 64;
+
+fn prompt_cache() -> &'static tokio::sync::Mutex<HashMap<PathBuf, CachedPrompt>> {
+    static CACHE: OnceLock<tokio::sync::Mutex<HashMap<PathBuf, CachedPrompt>>> = OnceLock::new();
+    CACHE.get_or_init(|| tokio::sync::Mutex::new(HashMap::new()))
+}
+
+/// `read_prompt` through the process-wide cache; concurrent callers of a cold entry wait for
+/// one decode instead of each decoding.
+pub async fn load_prompt(path: &Path) -> Result<Arc<[i16]>, WavError> {
+    let meta = std::fs::metadata(path).map_err(hound::Error::IoError)?;
+    let (len, modified) = (meta.len(), meta.modified().ok());
+    let mut cache = prompt_cache().lock().await;
+    if let Some(hit) = cache.get(path) {
+        if hit.len == len && hit.modified == modified {
+            return Ok(hit.pcm.clone());
+        }
+    }
+    let owned = path.to_path_buf();
+    let pcm: Arc<[i16]> = tokio::task::spawn_blocking(move || read_prompt(&owned))
+        .await
+        .map_err(|e| WavError::Hound(hound::Error::IoError(std::io::Error::other(e))))??
+        .into();
+    if cache.len() >= MAX_CACHED_PROMPTS {
+        cache.clear();
+    }
+    cache.insert(
+        path.to_path_buf(),
+        CachedPrompt {
+            len,
+            modified,
+            pcm: pcm.clone(),
+        },
+    );
+    Ok(pcm)
 }
 
 /// Decodes every sample to [-1, 1] and averages the channels of each frame.
@@ -243,6 +293,18 @@ mod tests {
         assert_eq!(r.spec().bits_per_sample, 16);
         let s: Vec<i16> = r.into_samples().map(|s| s.unwrap()).collect();
         assert_eq!(s, vec![1, -2, 3]);
+    }
+
+    #[tokio::test]
+    async fn the_cached_prompt_is_read_again_when_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wav");
+        write_recording(&path, &[1, 2, 3]).unwrap();
+        assert_eq!(&*load_prompt(&path).await.unwrap(), &[1, 2, 3]);
+        assert_eq!(&*load_prompt(&path).await.unwrap(), &[1, 2, 3]);
+        write_recording(&path, &[4, 5, 6, 7]).unwrap();
+        assert_eq!(&*load_prompt(&path).await.unwrap(), &[4, 5, 6, 7]);
+        assert!(load_prompt(&dir.path().join("absent.wav")).await.is_err());
     }
 
     #[test]
