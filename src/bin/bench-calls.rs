@@ -96,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     let mut answer_ms = Vec::new();
     let mut talk_ms = Vec::new();
+    let mut greeting_ms = Vec::new();
+    let mut voice_ratio: Vec<f64> = Vec::new();
+    let mut jitter_ms: Vec<f64> = Vec::new();
+    let mut rtp_lost = 0i64;
     let (mut rtp_sent, mut rtp_received) = (0i64, 0i64);
     for task in tasks {
         let report = task.await.context("a call task panicked")?;
@@ -105,12 +109,22 @@ async fn main() -> anyhow::Result<()> {
         }
         answer_ms.extend(report.answer_ms);
         talk_ms.extend(report.talk_ms);
+        greeting_ms.extend(report.greeting_ms);
+        voice_ratio.extend(report.voice_ratio);
+        jitter_ms.extend(report.jitter_ms);
+        rtp_lost += report.rtp_lost.unwrap_or(0);
         rtp_sent += report.rtp_sent.unwrap_or(0);
         rtp_received += report.rtp_received.unwrap_or(0);
     }
     let wall = started.elapsed();
     answer_ms.sort_unstable();
     talk_ms.sort_unstable();
+    greeting_ms.sort_unstable();
+    let min_max = |v: &[f64]| {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (!v.is_empty()).then_some((min, max))
+    };
     let summary = serde_json::json!({
         "calls": args.calls,
         "completed": outcomes.get("answered").copied().unwrap_or(0),
@@ -126,6 +140,10 @@ async fn main() -> anyhow::Result<()> {
         },
         "rtp_sent": rtp_sent,
         "rtp_received": rtp_received,
+        "rtp_lost": rtp_lost,
+        "greeting_ms": {"min": greeting_ms.first(), "max": greeting_ms.last()},
+        "voice_ratio": min_max(&voice_ratio),
+        "jitter_ms": min_max(&jitter_ms),
     });
     println!("{summary}");
     Ok(())

@@ -275,10 +275,12 @@ impl MediaSession {
         }
     }
 
-    /// Stops both tasks and writes `<dir>/<name>.wav` (when the call was answered) and
+    /// Stops both tasks and writes `<dir>/<name>.wav` (when the call was answered; it runs from
+    /// the answer to this call, silence where nothing was received) and
     /// `<dir>/<name>.early.wav` (when early media was received), 8 kHz mono 16-bit.
     /// `name` is reduced to `[A-Za-z0-9._-]` so it cannot leave `dir`.
     pub async fn finish(self, dir: &Path, name: &str) -> MediaReport {
+        let ended = Instant::now();
         self.cancel.cancel();
         let (sender, receiver, clock) = {
             let mut control = lock(&self.control);
@@ -325,7 +327,15 @@ impl MediaSession {
 
         let safe = sanitize(name);
         let dir = dir.to_path_buf();
-        let call_samples = answered.map(|a| a.track.samples);
+        let call_samples = answered.map(|mut a| {
+            // Time after the peer's last packet is silence the caller heard: the file lasts
+            // from the answer to the end of the call.
+            let total =
+                ended.saturating_duration_since(a.at).as_secs_f64() * f64::from(SAMPLE_RATE);
+            let missing = (total as usize).saturating_sub(a.track.samples.len());
+            a.track.push_silence(missing, MAX_RECORDING_SAMPLES);
+            a.track.samples
+        });
         let written = tokio::task::spawn_blocking(move || {
             write_recordings(&dir, &safe, call_samples.as_deref(), early.as_deref())
         })
@@ -1032,15 +1042,28 @@ mod tests {
             .filter(|p| p.2.iter().any(|&c| c != g711::silence(Codec::Pcma)))
             .count();
         assert_eq!(loud, 25, "0.5 s of tone is 25 frames");
-        // Absolute schedule: packet k arrives k·20 ms after packet 0, without accumulating.
+        // Absolute schedule: packet k leaves at t0 + k·20 ms. Offsets from that schedule may
+        // jitter under load, but do not accumulate: a sender that slept 20 ms after each send
+        // would drift by the send time plus timer rounding on every packet (tens of ms here).
         let t0 = packets[0].0;
-        for (k, p) in packets.iter().enumerate() {
-            let offset = p.0.duration_since(t0).as_secs_f64() * 1000.0;
-            assert!(
-                (offset - 20.0 * k as f64).abs() < 15.0,
-                "packet {k} at {offset} ms"
-            );
-        }
+        let offsets: Vec<f64> = packets
+            .iter()
+            .enumerate()
+            .map(|(k, p)| p.0.duration_since(t0).as_secs_f64() * 1000.0 - 20.0 * k as f64)
+            .collect();
+        let median = |xs: &[f64]| {
+            let mut v = xs.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let drift = median(&offsets[30..]) - median(&offsets[1..11]);
+        assert!(
+            drift.abs() < 5.0,
+            "drift {drift} ms over 40 packets: {offsets:?}"
+        );
+        let spread = offsets.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            - offsets.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(spread < 40.0, "offsets {offsets:?}");
         assert!(played_in >= Duration::from_millis(480), "{played_in:?}");
         assert!(report.rtp_sent >= 40);
         assert!(report.send_interval_dev_mean_ms < 5.0, "{report:?}");
@@ -1164,8 +1187,14 @@ mod tests {
         assert_eq!(call, dir.path().join("visit-1.wav"));
         let r = hound::WavReader::open(&call).unwrap();
         assert_eq!(r.spec().sample_rate, 8000);
-        // 50 frames on the peer's timeline (the lost one filled), plus a lead-in under 20 ms.
+        // From the answer to finish: 50 frames on the peer's timeline (the lost one filled),
+        // a lead-in under 20 ms, then silence for the 60 ms wait before finishing.
         let len = r.duration();
-        assert!((8000..8000 + 160).contains(&len), "{len}");
+        assert!((8000 + 160..8000 + 1600).contains(&len), "{len}");
+        let samples: Vec<i16> = r.into_samples().map(|s| s.unwrap()).collect();
+        assert!(
+            samples[8160..].iter().all(|&s| s == 0),
+            "trailing padding is silence"
+        );
     }
 }
