@@ -210,7 +210,11 @@ async fn an_answered_call_is_measured_acked_and_hung_up_with_bye() {
     // SIPp rings after a nominal 100 ms and answers 400 ms later (each overshooting a little).
     assert!((95..250).contains(&pdd), "pdd {pdd}");
     assert!((495..750).contains(&answer), "answer {answer}");
-    assert_eq!(pdd + ring, answer, "ring_ms is first 18x → 200");
+    // Each span is rounded to the ms on its own, so the sum may differ by one.
+    assert!(
+        (pdd + ring - answer).abs() <= 1,
+        "ring_ms is first 18x → 200"
+    );
     assert!((500..700).contains(&talk), "talk {talk}");
     assert!(r.error.is_none(), "{r:#?}");
 }
