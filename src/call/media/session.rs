@@ -432,25 +432,43 @@ struct Chunk {
 }
 
 /// A recording laid out on the peer's timestamps: lost packets become silence, late and
-/// duplicate packets are dropped.
+/// duplicate packets are dropped. Where timestamps say nothing (a new SSRC, a jump beyond
+/// `MAX_GAP_SAMPLES`), the wall-clock silence between packets is padded instead, so the file
+/// keeps the call's time line.
 #[derive(Default)]
 struct Track {
     samples: Vec<i16>,
     /// (ssrc, timestamp expected next)
     next: Option<(u32, u32)>,
+    /// When the audio of the last chunk ended, by arrival time.
+    ended_at: Option<Instant>,
 }
+
+/// A wall-clock gap shorter than this is network jitter, not silence.
+const MIN_ARRIVAL_GAP: Duration = Duration::from_millis(60);
 
 impl Track {
     /// Appends a chunk; false when it was late or duplicate (already covered).
     fn append(&mut self, chunk: &Chunk, limit: usize) -> bool {
+        let mut placed = false;
         if let Some((ssrc, next)) = self.next {
             if ssrc == chunk.ssrc {
                 let gap = chunk.timestamp.wrapping_sub(next) as i32;
                 if gap < 0 && gap > -(MAX_GAP_SAMPLES as i32) {
                     return false;
                 }
-                if gap > 0 && gap as u32 <= MAX_GAP_SAMPLES {
+                if gap >= 0 && gap as u32 <= MAX_GAP_SAMPLES {
                     self.push_silence(gap as usize, limit);
+                    placed = true;
+                }
+            }
+        }
+        if !placed {
+            if let Some(ended) = self.ended_at {
+                let idle = chunk.arrival.saturating_duration_since(ended);
+                if idle >= MIN_ARRIVAL_GAP {
+                    let n = idle.min(MAX_LEAD_IN).as_secs_f64() * f64::from(SAMPLE_RATE);
+                    self.push_silence(n as usize, limit);
                 }
             }
         }
@@ -461,6 +479,8 @@ impl Track {
             chunk.ssrc,
             chunk.timestamp.wrapping_add(chunk.pcm.len() as u32),
         ));
+        let audio = Duration::from_secs_f64(chunk.pcm.len() as f64 / f64::from(SAMPLE_RATE));
+        self.ended_at = Some(chunk.arrival + audio);
         true
     }
 
@@ -850,6 +870,25 @@ mod tests {
         assert_eq!(track.samples.len(), 480);
         assert!(track.samples[160..320].iter().all(|&s| s == 0));
         assert!(track.samples[320..].iter().all(|&s| s == 6));
+    }
+
+    #[test]
+    fn a_new_source_or_a_huge_timestamp_jump_is_placed_by_arrival_time() {
+        let t = Instant::now();
+        let mut track = Track::default();
+        assert!(track.append(&chunk(t, 1000, 5, 160), usize::MAX));
+        // Another SSRC 500 ms later (20 ms of audio then 480 ms of nothing).
+        let mut other = chunk(t + Duration::from_millis(500), 9, 6, 160);
+        other.ssrc = 2;
+        assert!(track.append(&other, usize::MAX));
+        assert_eq!(track.samples.len(), 160 + 3840 + 160);
+        // Same SSRC, timestamp 10 s ahead, arriving 20 ms later: contiguous, not 10 s of pad.
+        let jump = Chunk {
+            ssrc: 2,
+            ..chunk(t + Duration::from_millis(520), 9 + 80_000, 7, 160)
+        };
+        assert!(track.append(&jump, usize::MAX));
+        assert_eq!(track.samples.len(), 160 + 3840 + 320);
     }
 
     #[test]
