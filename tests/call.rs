@@ -444,6 +444,10 @@ async fn when_the_branch_hangs_up_first_the_script_stops_and_talk_ms_matches_sip
     let talk = r.talk_ms.expect("talk");
     // Truth: SIPp's own log, 200 OK sent → BYE sent, for this call.
     let truth = sipp_hangup_span_ms().expect("SIPp logged the call");
+    println!(
+        "talk_ms {talk}, SIPp 200 OK → BYE {truth} ms, error {} ms",
+        talk - truth
+    );
     assert!(
         (talk - truth).abs() <= 100,
         "talk_ms {talk} vs SIPp {truth}"

@@ -11,7 +11,7 @@ use super::auth;
 use super::dialog::{Dialog, Local, Outgoing};
 use super::message::{self, Parsed};
 use super::target::{host_port, local_ip_towards, resolve, target_of};
-use super::transaction::{InviteClient, NonInviteClient, T1, TIMER_D_UDP};
+use super::transaction::{InviteClient, NonInviteClient, TIMER_D_UDP};
 use super::transport::{response_to, Inbound, Registration, SipTransport};
 use crate::call::media::{self, MediaSession, RemoteMedia};
 use crate::call::{CallOutcome, CallReport, CallRequest, CallSettings, Step, Transport};
@@ -684,7 +684,6 @@ async fn linger(
             }
         }
     }
-    let _ = T1;
 }
 
 #[cfg(test)]

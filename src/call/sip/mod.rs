@@ -1,4 +1,5 @@
-//! SIP signalling: transport → transaction → dialog, with digest auth.
+//! SIP signalling: transport → transaction → dialog, with digest auth; `call` runs one call
+//! through them and `target` says where it goes.
 //!
 //! Invariant: peer input flows upward only through `message::parse`, so every layer above it
 //! sees well-formed `rsip` messages or nothing.
