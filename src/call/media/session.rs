@@ -138,6 +138,8 @@ impl MediaSession {
     /// Binds an even RTP port within `ports` (inclusive) on `ip`, skipping ports in use.
     /// Must be called inside the tokio runtime.
     pub fn bind(ip: IpAddr, ports: (u16, u16)) -> Result<MediaSession, MediaError> {
+        // tokio's `from_std` panics outside a runtime; a caller's mistake is an error here.
+        tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let (lo, hi) = (ports.0.min(ports.1), ports.0.max(ports.1));
         let first_even = lo + (lo % 2);
         if first_even > hi || first_even == 0 {
@@ -1018,6 +1020,14 @@ mod tests {
         assert!(matches!(
             MediaSession::bind(LOCALHOST, (taken, taken + 1)),
             Err(MediaError::NoFreePort(_, _))
+        ));
+    }
+
+    #[test]
+    fn bind_outside_the_runtime_is_an_error_not_a_panic() {
+        assert!(matches!(
+            MediaSession::bind(LOCALHOST, RANGE),
+            Err(MediaError::Io(_))
         ));
     }
 
