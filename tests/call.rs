@@ -778,3 +778,77 @@ async fn pdd_and_answer_times_match_a_tshark_capture_within_five_ms_over_ten_cal
         "errors beyond ±5 ms: {errors_pdd:?} {errors_answer:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// One socket, many calls
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_calls_through_one_socket_each_get_their_own_verdict() {
+    lab();
+    let a = std::sync::Arc::new(agent().await);
+    let plan = [
+        (ANSWER, CallOutcome::Answered),
+        (BUSY, CallOutcome::Busy),
+        (DECLINE, CallOutcome::Rejected),
+        (NOBODY, CallOutcome::Unreachable),
+        (AUTH401, CallOutcome::Answered),
+        (PROMPT, CallOutcome::Answered),
+        (SILENCE, CallOutcome::Answered),
+        (DOWN, CallOutcome::Unreachable),
+        (ANSWER, CallOutcome::Answered),
+        (BUSY, CallOutcome::Busy),
+    ];
+    let calls: Vec<_> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, (port, _))| {
+            let a = a.clone();
+            let script = vec![Step::Wait(Duration::from_millis(300))];
+            let req = request(sipp(*port), script, &format!("many-{i}"));
+            tokio::spawn(async move { bounded(a.place(req)).await })
+        })
+        .collect();
+    for ((port, expected), call) in plan.iter().zip(calls) {
+        let r = call.await.expect("call task");
+        assert_eq!(r.outcome, *expected, "port {port}: {r:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_inviting_the_agent_mid_call_is_refused_and_the_call_goes_on() {
+    lab();
+    let a = std::sync::Arc::new(agent().await);
+    let ours = a.local_addr();
+    let call = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let req = request(
+                sipp(ANSWER),
+                vec![Step::Wait(Duration::from_secs(1))],
+                "stranger",
+            );
+            bounded(a.place(req)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let invite = std::fs::read_to_string(repo().join("fixtures/sip/stranger-invite.txt"))
+        .expect("fixture")
+        .replace('\n', "\r\n");
+    stranger
+        .send_to(invite.as_bytes(), ours)
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), stranger.recv_from(&mut buf))
+        .await
+        .expect("refused within 2 s")
+        .expect("recv");
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(reply.starts_with("SIP/2.0 403 "), "{reply}");
+    let r = call.await.expect("call task");
+    assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
+}
