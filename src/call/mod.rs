@@ -103,20 +103,31 @@ pub struct CallReport {
 
 /// The process's SIP endpoint: one socket, many concurrent calls.
 pub struct CallAgent {
-    _settings: CallSettings,
-    _clock: Clock,
+    settings: CallSettings,
+    clock: Clock,
+    transport: sip::transport::SipTransport,
 }
 
 impl CallAgent {
     pub async fn bind(settings: CallSettings, clock: Clock) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let transport = sip::transport::SipTransport::bind(settings.bind, settings.transport)
+            .await
+            .with_context(|| format!("binding the SIP socket on {}", settings.bind))?;
         Ok(Self {
-            _settings: settings,
-            _clock: clock,
+            settings,
+            clock,
+            transport,
         })
     }
 
+    /// The SIP socket's address (useful when `bind` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
     /// Places one call and returns its measurements; never panics on peer input.
-    pub async fn place(&self, _request: CallRequest) -> CallReport {
-        todo!("call helpers")
+    pub async fn place(&self, request: CallRequest) -> CallReport {
+        sip::call::place(&self.transport, &self.settings, &self.clock, &request).await
     }
 }

@@ -1,0 +1,445 @@
+//! The SIP socket of the process: UDP, or TCP with Content-Length framing, shared by every call.
+//!
+//! Invariant: every datagram or stream frame is stamped with a monotonic `Instant` the moment
+//! it is read, parsed defensively, then routed: responses to the transaction that owns their
+//! Via branch + CSeq method (2xx retransmissions to the dialog by Call-ID), requests to the
+//! dialog that owns their Call-ID. Anything else is refused (never answered 200) or dropped.
+
+use super::message::{self, Parsed};
+use crate::call::Transport as Kind;
+use rsip::SipMessage;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// A message routed to a call, with the instant it was read off the socket.
+#[derive(Debug)]
+pub struct Inbound {
+    pub parsed: Parsed,
+    pub from: SocketAddr,
+    pub at: Instant,
+}
+
+/// How many inbound messages a call may have queued before the transport drops more for it:
+/// a peer flooding retransmissions cannot grow our memory.
+const CALL_QUEUE: usize = 256;
+/// A stream that sends this much without a complete header is not speaking SIP.
+const MAX_TCP_BUFFER: usize = 2 * message::MAX_MESSAGE;
+
+#[derive(Default)]
+struct Routes {
+    transactions: HashMap<(String, String), mpsc::Sender<Inbound>>,
+    dialogs: HashMap<String, mpsc::Sender<Inbound>>,
+}
+
+struct Inner {
+    kind: Kind,
+    local: SocketAddr,
+    /// A blocking std socket: its reader is an OS thread, so arrival stamps do not wait for
+    /// the async runtime to get round to the socket (measured: +6 ms outliers under load).
+    udp: Option<std::net::UdpSocket>,
+    tcp: tokio::sync::Mutex<HashMap<SocketAddr, tokio::net::tcp::OwnedWriteHalf>>,
+    routes: Mutex<Routes>,
+}
+
+/// Cheap to clone; all clones share the socket and the routing table.
+#[derive(Clone)]
+pub struct SipTransport {
+    inner: Arc<Inner>,
+}
+
+/// Removes its routes when the call that registered them ends.
+pub struct Registration {
+    inner: Arc<Inner>,
+    call_id: String,
+    transactions: Vec<(String, String)>,
+    tx: mpsc::Sender<Inbound>,
+}
+
+impl Registration {
+    /// Routes responses carrying this Via branch and CSeq method to the call.
+    pub fn add_transaction(&mut self, branch: &str, method: &str) {
+        let key = (branch.to_string(), method.to_ascii_uppercase());
+        if let Ok(mut r) = self.inner.routes.lock() {
+            r.transactions.insert(key.clone(), self.tx.clone());
+        }
+        self.transactions.push(key);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.inner.routes.lock() {
+            r.dialogs.remove(&self.call_id);
+            for key in &self.transactions {
+                r.transactions.remove(key);
+            }
+        }
+    }
+}
+
+impl SipTransport {
+    pub async fn bind(addr: SocketAddr, kind: Kind) -> std::io::Result<Self> {
+        let (udp, listener, local) = match kind {
+            Kind::Udp => {
+                let s = std::net::UdpSocket::bind(addr)?;
+                // Bounded blocking reads let the reader thread notice the transport is gone.
+                s.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
+                let local = s.local_addr()?;
+                (Some(s), None, local)
+            }
+            Kind::Tcp => {
+                let l = TcpListener::bind(addr).await?;
+                let local = l.local_addr()?;
+                (None, Some(l), local)
+            }
+        };
+        let inner = Arc::new(Inner {
+            kind,
+            local,
+            udp,
+            tcp: tokio::sync::Mutex::new(HashMap::new()),
+            routes: Mutex::new(Routes::default()),
+        });
+        let weak = Arc::downgrade(&inner);
+        if let Some(udp) = &inner.udp {
+            let socket = udp.try_clone()?;
+            std::thread::Builder::new()
+                .name("sip-udp-reader".into())
+                .spawn(move || udp_reader(socket, weak))?;
+        } else if let Some(listener) = listener {
+            tokio::spawn(tcp_acceptor(listener, weak));
+        }
+        Ok(Self { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.inner.kind
+    }
+
+    pub fn is_reliable(&self) -> bool {
+        self.inner.kind == Kind::Tcp
+    }
+
+    /// Registers a call's dialog (by Call-ID); its transactions are added on the registration.
+    pub fn register(&self, call_id: &str) -> (Registration, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(CALL_QUEUE);
+        if let Ok(mut r) = self.inner.routes.lock() {
+            r.dialogs.insert(call_id.to_string(), tx.clone());
+        }
+        (
+            Registration {
+                inner: self.inner.clone(),
+                call_id: call_id.to_string(),
+                transactions: Vec::new(),
+                tx,
+            },
+            rx,
+        )
+    }
+
+    /// Sends one message and returns the instant right after it left our socket.
+    pub async fn send(&self, to: SocketAddr, bytes: &[u8]) -> std::io::Result<Instant> {
+        send_on(&self.inner, to, bytes).await
+    }
+}
+
+async fn send_on(inner: &Arc<Inner>, to: SocketAddr, bytes: &[u8]) -> std::io::Result<Instant> {
+    if let Some(udp) = &inner.udp {
+        // A UDP send does not wait for the peer; it returns as soon as the kernel has the
+        // datagram, which on loopback is the moment it is on the wire.
+        udp.send_to(bytes, to)?;
+        return Ok(Instant::now());
+    }
+    let mut conns = inner.tcp.lock().await;
+    if let std::collections::hash_map::Entry::Vacant(slot) = conns.entry(to) {
+        let connect = TcpStream::connect(to);
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect"))??;
+        let (read, write) = stream.into_split();
+        tokio::spawn(tcp_reader(read, to, Arc::downgrade(inner)));
+        slot.insert(write);
+    }
+    let Some(w) = conns.get_mut(&to) else {
+        return Err(std::io::ErrorKind::NotConnected.into());
+    };
+    if let Err(e) = w.write_all(bytes).await {
+        conns.remove(&to);
+        return Err(e);
+    }
+    Ok(Instant::now())
+}
+
+fn udp_reader(socket: std::net::UdpSocket, inner: std::sync::Weak<Inner>) {
+    let mut buf = vec![0u8; message::MAX_MESSAGE + 1];
+    loop {
+        let received = socket.recv_from(&mut buf);
+        let at = Instant::now();
+        // Re-upgraded each time so that dropping the last SipTransport ends this thread.
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let (n, from) = match received {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // ICMP port-unreachable surfaces here on Linux; it concerns one peer only.
+                tracing::debug!(error = %e, "sip udp recv");
+                continue;
+            }
+        };
+        if let Some(reply) = route(&strong, &buf[..n], from, at) {
+            let _ = socket.send_to(reply.as_bytes(), from);
+        }
+    }
+}
+
+async fn tcp_acceptor(listener: TcpListener, inner: std::sync::Weak<Inner>) {
+    loop {
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_secs(1), listener.accept()).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let Ok(Ok((stream, peer))) = accepted else {
+            continue;
+        };
+        let (read, write) = stream.into_split();
+        strong.tcp.lock().await.insert(peer, write);
+        tokio::spawn(tcp_reader(read, peer, inner.clone()));
+    }
+}
+
+/// Content-Length framing (RFC 3261 18.3) over one connection.
+async fn tcp_reader(
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    peer: SocketAddr,
+    inner: std::sync::Weak<Inner>,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match read.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let at = Instant::now();
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(frame) = next_frame(&mut buf) {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            dispatch(&strong, &frame, peer, at).await;
+        }
+        if buf.len() > MAX_TCP_BUFFER {
+            tracing::warn!(%peer, "sip tcp: oversized frame, closing");
+            break;
+        }
+    }
+    if let Some(strong) = inner.upgrade() {
+        strong.tcp.lock().await.remove(&peer);
+    }
+}
+
+/// Cuts one complete message off the front of a stream buffer, if there is one.
+pub fn next_frame(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let lead = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    buf.drain(..lead);
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let length = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| {
+            let n = n.trim();
+            n.eq_ignore_ascii_case("Content-Length") || n.eq_ignore_ascii_case("l")
+        })
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if length > message::MAX_MESSAGE {
+        // Cannot be honoured; drop the header so the stream does not stall on it.
+        buf.drain(..end);
+        return None;
+    }
+    if buf.len() < end + length {
+        return None;
+    }
+    Some(buf.drain(..end + length).collect())
+}
+
+async fn dispatch(inner: &Arc<Inner>, raw: &[u8], from: SocketAddr, at: Instant) {
+    if let Some(reply) = route(inner, raw, from, at) {
+        // Answers only on a connection that exists: a stranger never makes us open one.
+        if let Some(w) = inner.tcp.lock().await.get_mut(&from) {
+            let _ = w.write_all(reply.as_bytes()).await;
+        }
+    }
+}
+
+/// Parses and routes one message; returns the refusal to send back to a stranger, if any.
+fn route(inner: &Inner, raw: &[u8], from: SocketAddr, at: Instant) -> Option<String> {
+    let parsed = match message::parse(raw) {
+        Ok(p) => p,
+        Err(message::ParseError::Empty) => return None,
+        Err(e) => {
+            tracing::info!(%from, error = %e, "sip: dropped unreadable message");
+            return None;
+        }
+    };
+    let tx = match inner.routes.lock() {
+        Ok(routes) => route_of(&routes, &parsed.msg),
+        Err(_) => return None,
+    };
+    match tx {
+        Some(tx) => {
+            if tx.try_send(Inbound { parsed, from, at }).is_err() {
+                tracing::info!(%from, "sip: call queue full or gone, message dropped");
+            }
+            None
+        }
+        None => refusal(&parsed.msg, from),
+    }
+}
+
+fn route_of(routes: &Routes, msg: &SipMessage) -> Option<mpsc::Sender<Inbound>> {
+    let call_id = message::call_id(msg)?;
+    match msg {
+        SipMessage::Response(_) => {
+            let (_, method) = message::cseq(msg)?;
+            let by_branch = message::branch(msg)
+                .and_then(|b| routes.transactions.get(&(b, method.clone())).cloned());
+            // A 2xx to INVITE outlives its transaction (RFC 3261 17.1.1.2): the dialog ACKs it.
+            by_branch.or_else(|| {
+                (method == "INVITE"
+                    && message::status(msg).is_some_and(|c| (200..300).contains(&c)))
+                .then(|| routes.dialogs.get(&call_id).cloned())
+                .flatten()
+            })
+        }
+        SipMessage::Request(_) => routes.dialogs.get(&call_id).cloned(),
+    }
+}
+
+/// Requests outside any of our dialogs: ACK is dropped, anything else gets 481 when it claims a
+/// dialog (To tag) and 403 otherwise. Never a 2xx: we place calls, we do not take them.
+fn refusal(msg: &SipMessage, from: SocketAddr) -> Option<String> {
+    let SipMessage::Request(req) = msg else {
+        tracing::debug!(%from, "sip: stray response dropped");
+        return None;
+    };
+    if req.method == rsip::Method::Ack {
+        return None;
+    }
+    let (code, reason) = if message::to_tag(msg).is_some() {
+        (481, "Call/Transaction Does Not Exist")
+    } else {
+        (403, "Forbidden")
+    };
+    tracing::info!(%from, method = %req.method, code, "sip: refused request outside our dialogs");
+    Some(response_to(req, code, reason, None))
+}
+
+/// A response to `req` copying Via, From, To (adding `to_tag` when given), Call-ID and CSeq.
+pub fn response_to(req: &rsip::Request, code: u16, reason: &str, to_tag: Option<&str>) -> String {
+    let h = &req.headers;
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for via in message::values(h, "Via") {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if let Some(mut v) = message::value(h, name) {
+            if name == "To" && message::param(&v, "tag").is_none() {
+                if let Some(tag) = to_tag {
+                    v.push_str(&format!(";tag={tag}"));
+                }
+            }
+            out.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_frames_are_cut_by_content_length_and_keepalives_skipped() {
+        let one = b"SIP/2.0 200 OK\r\nCall-ID: a\r\nl: 3\r\n\r\nabc";
+        let mut buf = b"\r\n\r\n".to_vec();
+        buf.extend_from_slice(one);
+        buf.extend_from_slice(b"SIP/2.0 180 Ringing\r\nContent-Length: 10\r\n\r\nabc");
+        assert_eq!(next_frame(&mut buf).as_deref(), Some(&one[..]));
+        assert_eq!(next_frame(&mut buf), None, "second frame is incomplete");
+        buf.extend_from_slice(b"defghij");
+        let second = next_frame(&mut buf).expect("complete now");
+        assert!(second.ends_with(b"abcdefghij"));
+        assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stranger_invite_is_refused_with_403_and_never_answered_200() {
+        let t = SipTransport::bind("127.0.0.1:0".parse().expect("addr"), Kind::Udp)
+            .await
+            .expect("bind");
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("peer");
+        let path = format!(
+            "{}/fixtures/sip/stranger-invite.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path)
+            .expect("fixture")
+            .replace('\n', "\r\n");
+        peer.send_to(text.as_bytes(), t.local_addr())
+            .await
+            .expect("send");
+        let mut buf = vec![0u8; 4096];
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv_from(&mut buf))
+                .await
+                .expect("a reply within 2 s")
+                .expect("recv");
+        let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(reply.starts_with("SIP/2.0 403 "), "{reply}");
+        assert!(reply.contains("branch=z9hG4bKstranger"));
+        // Garbage and torture input keep the socket alive: it still answers afterwards.
+        for junk in [
+            &b"\x00\xff garbage"[..],
+            b"SIP/2.0 200 OK\r\n\r\n",
+            &[b'x'; 70_000][..1400],
+        ] {
+            peer.send_to(junk, t.local_addr()).await.expect("send junk");
+        }
+        peer.send_to(text.as_bytes(), t.local_addr())
+            .await
+            .expect("send");
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), peer.recv_from(&mut buf))
+                .await
+                .expect("still alive")
+                .expect("recv");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 403 "));
+    }
+}
