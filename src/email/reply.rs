@@ -172,6 +172,11 @@ fn effect(
                 recipient: r.final_recipient,
             }
         }
+        // A "delayed" delivery notice is automatic but says nothing of the branch: kept, linked,
+        // and not counted as an acknowledgement.
+        MailClass::AutoReply { why } if why.starts_with("delivery status notification") => {
+            Effect::None
+        }
         MailClass::AutoReply { .. } => Effect::Ack {
             visit_id: visit.id.clone(),
             at: arrived,

@@ -90,11 +90,15 @@ impl Store {
     async fn migrate(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock(727274001)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock(727274001)")
+                .execute(&mut *conn)
+                .await?;
         }
         let result = self.migrate_locked(&mut conn).await;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(727274001)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock(727274001)")
+                .execute(&mut *conn)
+                .await?;
         }
         result
     }
@@ -105,8 +109,12 @@ impl Store {
         if self.backend == Backend::Sqlite {
             // Takes the write lock now: a second process waits here (busy timeout) instead of
             // failing later on a table the first one just created.
-            sqlx::query("CREATE TABLE IF NOT EXISTS schema_lock (x BIGINT)").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM schema_lock").execute(&mut *tx).await?;
+            sqlx::query("CREATE TABLE IF NOT EXISTS schema_lock (x BIGINT)")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM schema_lock")
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .execute(&mut *tx)

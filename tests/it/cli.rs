@@ -10,7 +10,10 @@ fn mystery(config: &Path) -> Command {
     let lab = common::lab();
     let mut c = Command::new(env!("CARGO_BIN_EXE_mystery"));
     c.arg("--config").arg(config);
-    c.env("MYSTERY_TEST_IMAP_PASSWORD", lab.get("MYSTERY_LAB_ROBOT_PASSWORD"));
+    c.env(
+        "MYSTERY_TEST_IMAP_PASSWORD",
+        lab.get("MYSTERY_LAB_ROBOT_PASSWORD"),
+    );
     c.env("RUST_LOG", "info");
     c.stdin(Stdio::null());
     c
@@ -31,7 +34,11 @@ fn output(mut c: Command, limit: Duration) -> Output {
 }
 
 /// Writes a lab configuration for `businesses` into a temp dir; returns (dir, config path).
-async fn setup(backend: Backend, businesses: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, PathBuf) {
+async fn setup(
+    backend: Backend,
+    businesses: &[(&str, &str)],
+    extra: &str,
+) -> (tempfile::TempDir, PathBuf) {
     let lab = common::lab();
     let tmp = tempfile::tempdir().unwrap();
     let url = common::store_url(backend, tmp.path()).await;
@@ -46,7 +53,12 @@ struct Daemon(Child);
 impl Daemon {
     fn start(config: &Path, log: &Path) -> Self {
         let log = std::fs::File::create(log).unwrap();
-        let child = mystery(config).arg("run").stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let child = mystery(config)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         Self(child)
     }
     fn pid(&self) -> u32 {
@@ -60,7 +72,10 @@ impl Daemon {
             if let Some(s) = self.0.try_wait().unwrap() {
                 return s;
             }
-            assert!(start.elapsed() < Duration::from_secs(45), "daemon did not stop on SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(45),
+                "daemon did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -74,12 +89,17 @@ impl Drop for Daemon {
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {
-    Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
 }
 
 async fn wait_daemon_alive(url_dir: &Path, config: &Path) {
     let cfg = mystery::config::load(config).unwrap_or_else(|e| panic!("{e}"));
-    let store = mystery::store::Store::connect(&cfg.storage.url).await.unwrap();
+    let store = mystery::store::Store::connect(&cfg.storage.url)
+        .await
+        .unwrap();
     let start = Instant::now();
     while !store.daemon_alive(chrono_now_ms()).await.unwrap() {
         assert!(
@@ -109,7 +129,11 @@ async fn visit_alone_with_wait_prints_the_id_then_the_outcome() {
         Duration::from_secs(60),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(uuid::Uuid::parse_str(lines[0]).is_ok(), "{stdout}");
     assert_eq!(lines.get(1).copied(), Some("replied"), "{stdout}");
@@ -131,18 +155,40 @@ async fn visit_beside_a_running_daemon_is_run_by_the_daemon_which_stops_cleanly(
         Duration::from_secs(60),
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = stdout.lines().next().unwrap().to_owned();
     let log = || std::fs::read_to_string(tmp.path().join("daemon.log")).unwrap_or_default();
-    assert_eq!(stdout.lines().nth(1), Some("replied"), "daemon log:\n{}", log());
+    assert_eq!(
+        stdout.lines().nth(1),
+        Some("replied"),
+        "daemon log:\n{}",
+        log()
+    );
     let cfg = mystery::config::load(&config).unwrap();
-    let store = mystery::store::Store::connect(&cfg.storage.url).await.unwrap();
+    let store = mystery::store::Store::connect(&cfg.storage.url)
+        .await
+        .unwrap();
     let v = store.visit(&id).await.unwrap().unwrap();
     let claimer = v.claimed_by.unwrap();
-    assert!(claimer.contains(&format!(":{}:", daemon.pid())), "claimed by {claimer}, daemon pid {}", daemon.pid());
+    assert!(
+        claimer.contains(&format!(":{}:", daemon.pid())),
+        "claimed by {claimer}, daemon pid {}",
+        daemon.pid()
+    );
     let status = daemon.terminate();
-    assert!(status.success(), "daemon exit {status:?}: {}", std::fs::read_to_string(tmp.path().join("daemon.log")).unwrap_or_default());
-    assert!(!store.daemon_alive(chrono_now_ms()).await.unwrap(), "daemon lease released on stop");
+    assert!(
+        status.success(),
+        "daemon exit {status:?}: {}",
+        std::fs::read_to_string(tmp.path().join("daemon.log")).unwrap_or_default()
+    );
+    assert!(
+        !store.daemon_alive(chrono_now_ms()).await.unwrap(),
+        "daemon lease released on stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,20 +198,34 @@ async fn a_crash_between_sending_and_recording_never_sends_the_enquiry_twice() {
     let a = format!("reply-d1000.{u}@paris.branch.test");
     let (tmp, config) = setup(Backend::Sqlite, &[("paris", &a)], "").await;
     // A short claim lease so the restart may recover the crashed claim at once.
-    let text = std::fs::read_to_string(&config).unwrap().replacen("[storage]\n", "[storage]\nclaim_lease = \"1s\"\n", 1);
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[storage]\n",
+        "[storage]\nclaim_lease = \"1s\"\n",
+        1,
+    );
     std::fs::write(&config, text).unwrap();
     let out = output(
         {
             let mut c = mystery(&config);
-            c.args(["visit", "paris", "devis"]).env(mystery::visit::FAULT_ABORT_AFTER_SEND, "1");
+            c.args(["visit", "paris", "devis"])
+                .env(mystery::visit::FAULT_ABORT_AFTER_SEND, "1");
             c
         },
         Duration::from_secs(60),
     );
-    assert!(!out.status.success(), "the fault hook should have aborted the process");
-    let id = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().to_owned();
+    assert!(
+        !out.status.success(),
+        "the fault hook should have aborted the process"
+    );
+    let id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     let cfg = mystery::config::load(&config).unwrap();
-    let store = mystery::store::Store::connect(&cfg.storage.url).await.unwrap();
+    let store = mystery::store::Store::connect(&cfg.storage.url)
+        .await
+        .unwrap();
     assert_eq!(store.visit(&id).await.unwrap().unwrap().state, "sending");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let daemon = Daemon::start(&config, &tmp.path().join("daemon.log"));
@@ -175,15 +235,29 @@ async fn a_crash_between_sending_and_recording_never_sends_the_enquiry_twice() {
         if v.state == "done" {
             break v;
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "visit stuck in {}", v.state);
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "visit stuck in {}",
+            v.state
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(daemon.terminate().success());
     assert_eq!(v.outcome.as_deref(), Some("replied"));
-    assert!(v.send_uncertain, "the report must say the send time is unknown");
+    assert!(
+        v.send_uncertain,
+        "the report must say the send time is unknown"
+    );
     assert_eq!(v.sent_at, None);
-    let enquiries = lab.sim_events().into_iter().filter(|e| e["branch"].as_str() == Some(a.as_str()) && e["auto"].as_bool() == Some(false)).count();
-    assert_eq!(enquiries, 1, "the branch must receive the enquiry exactly once");
+    let enquiries = lab
+        .sim_events()
+        .into_iter()
+        .filter(|e| e["branch"].as_str() == Some(a.as_str()) && e["auto"].as_bool() == Some(false))
+        .count();
+    assert_eq!(
+        enquiries, 1,
+        "the branch must receive the enquiry exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,13 +282,36 @@ async fn the_json_report_names_every_measurement_of_the_contract() {
         },
         Duration::from_secs(30),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let visit = &json.as_array().unwrap()[0];
     for key in [
-        "id", "business", "scenario", "channel", "outcome", "sent_at", "first_reply_at", "time_to_reply_ms",
-        "time_to_ack_ms", "time_to_reply_business_ms", "dialed_at", "pdd_ms", "answer_ms", "ring_ms",
-        "final_code", "final_reason", "greeting_ms", "voice_ratio", "talk_ms", "recording", "score", "rules",
+        "id",
+        "business",
+        "scenario",
+        "channel",
+        "outcome",
+        "sent_at",
+        "first_reply_at",
+        "time_to_reply_ms",
+        "time_to_ack_ms",
+        "time_to_reply_business_ms",
+        "dialed_at",
+        "pdd_ms",
+        "answer_ms",
+        "ring_ms",
+        "final_code",
+        "final_reason",
+        "greeting_ms",
+        "voice_ratio",
+        "talk_ms",
+        "recording",
+        "score",
+        "rules",
     ] {
         assert!(visit.get(key).is_some(), "missing {key} in {visit}");
     }
@@ -246,9 +343,20 @@ async fn import_keeps_good_rows_reports_bad_ones_by_line_and_exits_distinctly() 
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("branches.csv:3:"), "{stdout}");
-    assert!(stdout.contains("2 business(es) imported, 1 row(s) rejected"), "{stdout}");
+    assert!(
+        stdout.contains("2 business(es) imported, 1 row(s) rejected"),
+        "{stdout}"
+    );
     let cfg = mystery::config::load(&config).unwrap();
-    let store = mystery::store::Store::connect(&cfg.storage.url).await.unwrap();
-    let ids: Vec<String> = store.imported_businesses().await.unwrap().into_iter().map(|b| b.id).collect();
+    let store = mystery::store::Store::connect(&cfg.storage.url)
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .imported_businesses()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
     assert_eq!(ids, ["arras", "lens"]);
 }

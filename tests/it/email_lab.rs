@@ -80,7 +80,13 @@ pub async fn plan_now(cx: &Arc<Context>, business: &str, scenario: &str) -> Stri
                 business_id: business.into(),
                 group_id: Some("nord".into()),
                 scenario_id: scenario.into(),
-                channel: "email".into(),
+                channel: cx
+                    .config
+                    .scenario(scenario)
+                    .expect("scenario")
+                    .channel
+                    .as_str()
+                    .into(),
                 persona_id: Some("claire".into()),
                 due_at: now,
                 window_end: None,

@@ -1,7 +1,9 @@
 //! The one integration-test binary: modules by subject, tests named as sentences.
 
-mod common;
+mod call;
+mod call_visit;
 mod cli;
+mod common;
 mod config_check;
 mod email_lab;
 mod store;

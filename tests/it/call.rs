@@ -45,7 +45,7 @@ fn lab_dir() -> PathBuf {
 }
 
 /// Starts the SIPp lab once per test binary (restarting any previous one).
-fn lab() {
+pub(crate) fn lab() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
         let out = Command::new(repo().join("scripts/sipp-lab"))
