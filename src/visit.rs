@@ -6,7 +6,7 @@ use crate::clock::to_ms;
 use crate::config::{Business, Channel, Persona, Scenario};
 use crate::email::compose::{self, VisitContext};
 use crate::email::send::{build_enquiry, Enquiry, SendError};
-use crate::store::{CallMeasurements, Visit};
+use crate::store::{CallMeasurements, Sending, Visit};
 use crate::Context;
 use anyhow::Result;
 use std::sync::Arc;
@@ -115,10 +115,12 @@ async fn run_email(
         .mark_sending(
             &visit.id,
             &cx.instance,
-            &message_id,
-            &rendered.subject,
-            to,
-            deadline_ms(to_ms(now)),
+            &Sending {
+                message_id: &message_id,
+                subject: &rendered.subject,
+                business_email: to,
+                reply_deadline_ms: deadline_ms(to_ms(now)),
+            },
             to_ms(now),
         )
         .await?;

@@ -180,6 +180,16 @@ fn visit_from_row(r: &AnyRow) -> Result<Visit> {
     })
 }
 
+/// What is recorded when an enquiry is about to leave.
+#[derive(Debug, Clone, Copy)]
+pub struct Sending<'a> {
+    /// Without `<>`.
+    pub message_id: &'a str,
+    pub subject: &'a str,
+    pub business_email: &'a str,
+    pub reply_deadline_ms: i64,
+}
+
 /// Measurements of a finished call, written in one statement.
 #[derive(Debug, Clone, Default)]
 pub struct CallMeasurements {
@@ -307,10 +317,7 @@ impl Store {
         &self,
         id: &str,
         owner: &str,
-        message_id: &str,
-        subject: &str,
-        business_email: &str,
-        reply_deadline_ms: i64,
+        m: &Sending<'_>,
         now_ms: i64,
     ) -> Result<bool> {
         let r = sqlx::query(
@@ -319,10 +326,10 @@ impl Store {
              WHERE id = $1 AND state = 'running' AND claimed_by = $7",
         )
         .bind(id)
-        .bind(message_id)
-        .bind(subject)
-        .bind(business_email)
-        .bind(reply_deadline_ms)
+        .bind(m.message_id)
+        .bind(m.subject)
+        .bind(m.business_email)
+        .bind(m.reply_deadline_ms)
         .bind(now_ms)
         .bind(owner)
         .execute(&self.pool)

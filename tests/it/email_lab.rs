@@ -145,7 +145,7 @@ async fn a_branch_that_replies_is_measured_scored_and_correlated_by_header() {
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("lille", &a)]).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "lille", "devis").await;
-    let v = wait_done(&cx, &[id.clone()], Duration::from_secs(30))
+    let v = wait_done(&cx, std::slice::from_ref(&id), Duration::from_secs(30))
         .await
         .remove(0);
     daemon.stop().await;
@@ -271,7 +271,7 @@ async fn a_reply_holding_only_the_quoted_question_scores_nothing_from_the_quote(
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("quoted", &a)]).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "quoted", "devis").await;
-    let v = wait_done(&cx, &[id.clone()], Duration::from_secs(30))
+    let v = wait_done(&cx, std::slice::from_ref(&id), Duration::from_secs(30))
         .await
         .remove(0);
     daemon.stop().await;

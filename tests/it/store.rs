@@ -1,7 +1,7 @@
 //! The store's guarantees, each checked on SQLite and on PostgreSQL with the same body.
 
 use crate::common::{self, Backend};
-use mystery::store::{Checkpoint, Effect, NewMessage, NewVisit, RuleRow, Store};
+use mystery::store::{Checkpoint, Effect, NewMessage, NewVisit, RuleRow, Sending, Store};
 
 /// Runs one async body against a fresh store on each backend (STYLE.md 14).
 macro_rules! store_test {
@@ -146,10 +146,12 @@ store_test!(
             .mark_sending(
                 &sending.id,
                 "dead",
-                "mid@robot.test",
-                "Devis",
-                "c@l.test",
-                100_000,
+                &Sending {
+                    message_id: "mid@robot.test",
+                    subject: "Devis",
+                    business_email: "c@l.test",
+                    reply_deadline_ms: 100_000,
+                },
                 0,
             )
             .await
@@ -193,10 +195,12 @@ store_test!(
             .mark_sending(
                 &v.id,
                 "me",
-                "mid@robot.test",
-                "Devis",
-                "c@l.test",
-                100_000,
+                &Sending {
+                    message_id: "mid@robot.test",
+                    subject: "Devis",
+                    business_email: "c@l.test",
+                    reply_deadline_ms: 100_000,
+                },
                 0,
             )
             .await
@@ -263,10 +267,12 @@ store_test!(
                 .mark_sending(
                     &v.id,
                     "me",
-                    &format!("{}@r", v.id),
-                    "D",
-                    "c@l.test",
-                    10_000,
+                    &Sending {
+                        message_id: &format!("{}@r", v.id),
+                        subject: "D",
+                        business_email: "c@l.test",
+                        reply_deadline_ms: 10_000,
+                    },
                     0,
                 )
                 .await
