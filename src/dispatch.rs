@@ -73,13 +73,24 @@ async fn plan_one(
             hours: b.hours.clone(),
         })
         .collect();
+    let planned = schedule::plan(&schedule.spec, &targets, after, until);
+    // After downtime a branch gets one catch-up visit, not one per missed slot: a burst of
+    // identical enquiries would reveal the robot. The latest missed slot is the one kept.
+    let latest_missed: std::collections::HashMap<&str, chrono::DateTime<chrono::Utc>> = planned
+        .iter()
+        .filter(|p| p.due_at < now && schedule::catch_up(p, now).is_some())
+        .fold(std::collections::HashMap::new(), |mut m, p| {
+            let e = m.entry(p.business_id.as_str()).or_insert(p.slot);
+            *e = (*e).max(p.slot);
+            m
+        });
     let mut n = 0;
-    for p in schedule::plan(&schedule.spec, &targets, after, until) {
+    for p in &planned {
         let due = if p.due_at < now {
-            match schedule::catch_up(&p, now) {
-                Some(at) => at,
-                None => {
-                    tracing::info!(schedule = %p.schedule_id, business = %p.business_id, slot = %p.slot, "missed slot outside its window: skipped");
+            match schedule::catch_up(p, now) {
+                Some(at) if latest_missed.get(p.business_id.as_str()) == Some(&p.slot) => at,
+                _ => {
+                    tracing::info!(schedule = %p.schedule_id, business = %p.business_id, slot = %p.slot, "missed slot not caught up (outside its window, or a later one is)");
                     continue;
                 }
             }

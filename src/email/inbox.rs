@@ -178,9 +178,8 @@ async fn watch_session(
         .uid_validity
         .ok_or_else(|| anyhow!("{mailbox}: server gives no UIDVALIDITY"))?
         as i64;
-    let mut seen = Instant::now();
     loop {
-        let taken = take_new(cx, &mut session, &cfg.username, mailbox, uidvalidity, seen).await?;
+        let taken = take_new(cx, &mut session, &cfg.username, mailbox, uidvalidity).await?;
         if taken > 0 {
             tracing::debug!(mailbox, taken, "messages taken in");
         }
@@ -209,9 +208,6 @@ async fn watch_session(
                 r = fut => Some(r?),
                 _ = cancel.cancelled() => { drop(stop); None }
             };
-            // The instant the server told us: the arrival time's upper bound (Dovecot pushes
-            // EXISTS ~0.5 s after delivery; INTERNALDATE bounds it from below).
-            seen = Instant::now();
             if let Some(IdleResponse::NewData(_)) = &response {
                 tracing::trace!(mailbox, "IDLE: new data");
             }
@@ -221,7 +217,6 @@ async fn watch_session(
                 _ = tokio::time::sleep(wait) => {}
                 _ = cancel.cancelled() => {}
             }
-            seen = Instant::now();
         }
     }
 }
@@ -233,9 +228,9 @@ pub async fn take_new(
     account: &str,
     mailbox: &str,
     uidvalidity: i64,
-    seen: Instant,
 ) -> Result<usize> {
-    let last = match cx.store.checkpoint(account, mailbox).await? {
+    let checkpoint = cx.store.checkpoint(account, mailbox).await?;
+    let last = match checkpoint {
         Some(cp) if cp.uidvalidity == uidvalidity => cp.last_uid,
         // A new UIDVALIDITY means old UIDs mean nothing: rescan; the store's unique key on
         // (mailbox, uidvalidity, uid) and Message-ID checks keep effects single.
@@ -247,7 +242,25 @@ pub async fn take_new(
         .into_iter()
         .filter(|u| i64::from(*u) > last)
         .collect();
+    // The instant we knew these messages were there: an upper bound of their arrival, taken
+    // after the search so a message that arrived while an earlier batch was being processed
+    // never gets an arrival time from before it existed.
+    let found = Instant::now();
     uids.sort_unstable();
+    // A mailbox watched for the first time by this store may hold years of mail that no visit
+    // of this store can have caused: only messages delivered after the store's first visit
+    // (minus a margin for clock skew) are taken in, the rest are stepped over.
+    let not_before = if checkpoint.is_none() {
+        Some(
+            cx.store
+                .first_visit_created_at()
+                .await?
+                .unwrap_or(i64::MAX)
+                .saturating_sub(5 * 60_000),
+        )
+    } else {
+        None
+    };
     let mut taken = 0;
     for chunk in uids.chunks(50) {
         let set = chunk
@@ -275,6 +288,21 @@ pub async fn take_new(
         let mut metas = metas;
         metas.sort_by_key(|m| m.0);
         for (uid, size, internal_date) in metas {
+            if let Some(limit) = not_before {
+                if internal_date.is_some_and(|d| d.timestamp_millis() < limit) {
+                    cx.store
+                        .set_checkpoint(
+                            account,
+                            mailbox,
+                            crate::store::Checkpoint {
+                                uidvalidity,
+                                last_uid: i64::from(uid),
+                            },
+                        )
+                        .await?;
+                    continue;
+                }
+            }
             let too_large = size.is_some_and(|s| s > MAX_MESSAGE_BYTES);
             let query = if too_large {
                 "BODY.PEEK[HEADER]"
@@ -297,7 +325,7 @@ pub async fn take_new(
                 mailbox: mailbox.to_owned(),
                 uidvalidity,
                 uid: i64::from(uid),
-                seen_at: cx.clock.at(seen),
+                seen_at: cx.clock.at(found),
                 internal_date,
                 raw,
                 too_large: too_large.then_some(size.unwrap_or(0) as usize),

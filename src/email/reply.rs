@@ -15,8 +15,9 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How far back a reply may still be matched by reference code or subject.
-const CANDIDATE_HORIZON: Duration = Duration::from_secs(90 * 86400);
+/// How long after its deadline a finished visit may still be matched by reference code or
+/// subject (a header match finds a visit at any age).
+const CANDIDATE_HORIZON: Duration = Duration::from_secs(14 * 86400);
 
 #[derive(Debug, Clone)]
 pub struct Arrival {

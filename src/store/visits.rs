@@ -490,13 +490,20 @@ impl Store {
     pub async fn reply_candidates(&self, since_ms: i64) -> Result<Vec<Visit>> {
         let rows = sqlx::query(
             "SELECT * FROM visits WHERE channel = 'email' AND message_id IS NOT NULL
-               AND state IN ('sending', 'awaiting_reply', 'done')
-               AND COALESCE(sent_at, updated_at) >= $1",
+               AND (state IN ('sending', 'awaiting_reply')
+                    OR (state = 'done' AND COALESCE(reply_deadline, updated_at) >= $1))",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(visit_from_row).collect()
+    }
+
+    /// When the store's first visit was created (None for an empty store).
+    pub async fn first_visit_created_at(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(created_at) FROM visits")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Visits whose Message-ID is one of these (the strongest correlation, at any age).

@@ -419,7 +419,11 @@ async fn hostile_messages_are_stored_as_unparseable_and_the_watcher_goes_on() {
         format!("Subject: loop {u}\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n{}", "--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n".repeat(2000)).into_bytes(),
         format!("From: =?x-unknown?B?////?= <a@b>\r\nSubject: =?utf-8?Q?=ZZ?= {u}\r\nContent-Type: text/plain; charset=x-martian\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!").into_bytes(),
     ];
-    for g in &garbage {
+    let mut huge =
+        format!("From: a@b.test\r\nSubject: huge {u}\r\nContent-Type: text/plain\r\n\r\n")
+            .into_bytes();
+    huge.resize(huge.len() + 26 * 1024 * 1024, b'x');
+    for g in garbage.iter().chain(std::iter::once(&huge)) {
         session.append("INBOX", None, None, g).await.unwrap();
     }
     let _ = session.logout().await;
@@ -431,13 +435,20 @@ async fn hostile_messages_are_stored_as_unparseable_and_the_watcher_goes_on() {
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"));
     let unmatched = cx.store.unmatched_messages(0).await.unwrap();
+    let ours: Vec<_> = unmatched
+        .iter()
+        .filter(|m| {
+            m.subject.as_deref().is_some_and(|s| s.contains(&u)) || m.class == "unparseable"
+        })
+        .collect();
     assert!(
-        unmatched
-            .iter()
-            .any(|m| m.class == "unparseable"
-                || m.subject.as_deref().is_some_and(|s| s.contains(&u))),
+        ours.iter().any(|m| m
+            .parse_error
+            .as_deref()
+            .is_some_and(|e| e.contains("too large"))),
         "{unmatched:?}"
     );
+    assert!(ours.len() >= 3, "every hostile message is kept: {ours:?}");
     let _ = lab;
 }
 

@@ -6,4 +6,5 @@ mod cli;
 mod common;
 mod config_check;
 mod email_lab;
+mod planning;
 mod store;
