@@ -131,6 +131,12 @@ async fn candidates(cx: &Arc<Context>, mail: &InboundMail) -> Result<Vec<Visit>>
         ids.push(orig);
     }
     let mut visits = cx.store.visits_by_message_ids(&ids).await?;
+    if visits.is_empty() && answers_a_message_we_do_not_know(cx, &ids) {
+        // It answers one of our enquiries that this store never sent (another installation,
+        // a deleted visit): weaker evidence (same subject, same domain) would pin it on a
+        // visit it does not answer. Better unmatched than a wrong verdict.
+        return Ok(Vec::new());
+    }
     let since = to_ms(cx.clock.now()) - CANDIDATE_HORIZON.as_millis() as i64;
     for v in cx.store.reply_candidates(since).await? {
         if !visits.iter().any(|x| x.id == v.id) {
@@ -138,6 +144,18 @@ async fn candidates(cx: &Arc<Context>, mail: &InboundMail) -> Result<Vec<Visit>>
         }
     }
     Ok(visits)
+}
+
+/// Do the thread headers name a Message-ID on one of our personas' domains?
+fn answers_a_message_we_do_not_know(cx: &Arc<Context>, ids: &[String]) -> bool {
+    let domains: Vec<String> = cx
+        .config
+        .personas
+        .iter()
+        .filter_map(|p| p.email.rsplit_once('@').map(|(_, d)| format!("@{d}")))
+        .collect();
+    ids.iter()
+        .any(|id| domains.iter().any(|d| id.to_ascii_lowercase().ends_with(d.as_str())))
 }
 
 fn as_candidate(v: &Visit) -> Option<Candidate> {

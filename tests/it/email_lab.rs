@@ -288,7 +288,7 @@ async fn a_reply_holding_only_the_quoted_question_scores_nothing_from_the_quote(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reply_without_thread_headers_is_matched_by_its_subject_and_sender() {
     let u = common::unique();
-    let a = addr("noref-d300", &u, "nantes.branch.test");
+    let a = addr("noref-d300", &u, "noref.branch.test");
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("noref", &a)]).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "noref", "devis").await;
