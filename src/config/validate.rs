@@ -43,13 +43,22 @@ impl Ctx<'_> {
             message: message.into(),
         });
     }
+    /// Relative paths are relative to the configuration file; the result is absolute and
+    /// free of `..`, so it reads the same in a URL (`sqlite://…`) and in messages.
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
+        let joined = if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) };
+        let mut out = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
         }
+        out
     }
     fn duration(&mut self, v: &S<String>, what: &str) -> Option<Duration> {
         match humantime::parse_duration(v.get_ref().trim()) {
@@ -125,6 +134,7 @@ pub(super) fn from_str(
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
     let mut cx = Ctx {
         path,
         text,
