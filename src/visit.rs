@@ -1,12 +1,12 @@
 //! Runs one claimed visit: the single place where a visit goes through the steps of
 //! DESIGN.md, each step committed to the store before the next one starts.
 
-use crate::call::{CallReport, CallRequest};
+use crate::call::CallRequest;
 use crate::clock::to_ms;
 use crate::config::{Business, Channel, Persona, Scenario};
 use crate::email::compose::{self, VisitContext};
 use crate::email::send::{build_enquiry, Enquiry, SendError};
-use crate::store::{CallMeasurements, Sending, Visit};
+use crate::store::{Sending, Visit};
 use crate::Context;
 use anyhow::Result;
 use std::sync::Arc;
@@ -209,32 +209,5 @@ async fn run_call(
         })
         .await;
     tracing::info!(visit = %visit.id, business = %business.id, outcome = report.outcome.as_str(), "call ended");
-    cx.store
-        .finish_call(&visit.id, &measurements(&report), cx.now_ms())
-        .await
-}
-
-fn measurements(r: &CallReport) -> CallMeasurements {
-    CallMeasurements {
-        outcome: r.outcome.as_str().into(),
-        error: r.error.clone(),
-        dialed_at: r.dialed_at.map(to_ms),
-        pdd_ms: r.pdd_ms,
-        answer_ms: r.answer_ms,
-        ring_ms: r.ring_ms,
-        final_code: r.final_code.map(i64::from),
-        final_reason: r.final_reason.clone(),
-        greeting_ms: r.greeting_ms,
-        voice_ratio: r.voice_ratio,
-        talk_ms: r.talk_ms,
-        rtp_sent: r.rtp_sent,
-        rtp_received: r.rtp_received,
-        rtp_lost: r.rtp_lost,
-        jitter_ms: r.jitter_ms,
-        recording: r.recording.as_ref().map(|p| p.display().to_string()),
-        early_media_recording: r
-            .early_media_recording
-            .as_ref()
-            .map(|p| p.display().to_string()),
-    }
+    cx.store.finish_call(&visit.id, &report, cx.now_ms()).await
 }

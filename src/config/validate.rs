@@ -47,7 +47,11 @@ impl Ctx<'_> {
     /// free of `..`, so it reads the same in a URL (`sqlite://…`) and in messages.
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        let joined = if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) };
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
         let mut out = PathBuf::new();
         for c in joined.components() {
             match c {

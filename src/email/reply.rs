@@ -154,8 +154,11 @@ fn answers_a_message_we_do_not_know(cx: &Arc<Context>, ids: &[String]) -> bool {
         .iter()
         .filter_map(|p| p.email.rsplit_once('@').map(|(_, d)| format!("@{d}")))
         .collect();
-    ids.iter()
-        .any(|id| domains.iter().any(|d| id.to_ascii_lowercase().ends_with(d.as_str())))
+    ids.iter().any(|id| {
+        domains
+            .iter()
+            .any(|d| id.to_ascii_lowercase().ends_with(d.as_str()))
+    })
 }
 
 fn as_candidate(v: &Visit) -> Option<Candidate> {

@@ -176,18 +176,7 @@ impl Store {
         .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredMessage {
-                    mailbox: r.try_get("mailbox")?,
-                    arrived_at: r.try_get("arrived_at")?,
-                    from_addr: r.try_get("from_addr")?,
-                    subject: r.try_get("subject")?,
-                    class: r.try_get("class")?,
-                    parse_error: r.try_get("parse_error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(stored_message).collect()
     }
 
     pub async fn messages_of_visit(&self, visit_id: &str) -> Result<Vec<StoredMessage>> {
@@ -198,19 +187,19 @@ impl Store {
         .bind(visit_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredMessage {
-                    mailbox: r.try_get("mailbox")?,
-                    arrived_at: r.try_get("arrived_at")?,
-                    from_addr: r.try_get("from_addr")?,
-                    subject: r.try_get("subject")?,
-                    class: r.try_get("class")?,
-                    parse_error: r.try_get("parse_error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(stored_message).collect()
     }
+}
+
+fn stored_message(r: &sqlx::any::AnyRow) -> Result<StoredMessage> {
+    Ok(StoredMessage {
+        mailbox: r.try_get("mailbox")?,
+        arrived_at: r.try_get("arrived_at")?,
+        from_addr: r.try_get("from_addr")?,
+        subject: r.try_get("subject")?,
+        class: r.try_get("class")?,
+        parse_error: r.try_get("parse_error")?,
+    })
 }
 
 async fn apply(

@@ -9,7 +9,7 @@ mod migrations;
 mod visits;
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
-pub use visits::{CallMeasurements, NewVisit, ReportFilter, RuleRow, Sending, Visit, VisitState};
+pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, Visit, VisitState};
 
 use anyhow::{Context, Result};
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -2,6 +2,7 @@
 //! states one committed step at a time, and read back for reports.
 
 use super::{opt_i64, Backend, Store};
+use crate::call::{CallOutcome, CallReport};
 use anyhow::Result;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -188,28 +189,6 @@ pub struct Sending<'a> {
     pub subject: &'a str,
     pub business_email: &'a str,
     pub reply_deadline_ms: i64,
-}
-
-/// Measurements of a finished call, written in one statement.
-#[derive(Debug, Clone, Default)]
-pub struct CallMeasurements {
-    pub outcome: String,
-    pub error: Option<String>,
-    pub dialed_at: Option<i64>,
-    pub pdd_ms: Option<i64>,
-    pub answer_ms: Option<i64>,
-    pub ring_ms: Option<i64>,
-    pub final_code: Option<i64>,
-    pub final_reason: Option<String>,
-    pub greeting_ms: Option<i64>,
-    pub voice_ratio: Option<f64>,
-    pub talk_ms: Option<i64>,
-    pub rtp_sent: Option<i64>,
-    pub rtp_received: Option<i64>,
-    pub rtp_lost: Option<i64>,
-    pub jitter_ms: Option<f64>,
-    pub recording: Option<String>,
-    pub early_media_recording: Option<String>,
 }
 
 impl Store {
@@ -425,12 +404,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn finish_call(&self, id: &str, m: &CallMeasurements, now_ms: i64) -> Result<()> {
-        let state = if m.outcome == "failed" {
+    pub async fn finish_call(&self, id: &str, m: &CallReport, now_ms: i64) -> Result<()> {
+        let state = if m.outcome == CallOutcome::Failed {
             "failed"
         } else {
             "done"
         };
+        let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
         sqlx::query(
             "UPDATE visits SET state = $2, outcome = $3, error = $4, dialed_at = $5, pdd_ms = $6,
                answer_ms = $7, ring_ms = $8, final_code = $9, final_reason = $10,
@@ -441,13 +421,13 @@ impl Store {
         )
         .bind(id)
         .bind(state)
-        .bind(&m.outcome)
+        .bind(m.outcome.as_str())
         .bind(m.error.clone())
-        .bind(m.dialed_at)
+        .bind(m.dialed_at.map(crate::clock::to_ms))
         .bind(m.pdd_ms)
         .bind(m.answer_ms)
         .bind(m.ring_ms)
-        .bind(m.final_code)
+        .bind(m.final_code.map(i64::from))
         .bind(m.final_reason.clone())
         .bind(m.greeting_ms)
         .bind(m.voice_ratio)
@@ -456,8 +436,8 @@ impl Store {
         .bind(m.rtp_received)
         .bind(m.rtp_lost)
         .bind(m.jitter_ms)
-        .bind(m.recording.clone())
-        .bind(m.early_media_recording.clone())
+        .bind(path(&m.recording))
+        .bind(path(&m.early_media_recording))
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
