@@ -236,6 +236,9 @@ pub async fn take_new(
         // (mailbox, uidvalidity, uid) and Message-ID checks keep effects single.
         _ => 0,
     };
+    // NOOP makes the server sync its view of the folder first (Dovecot otherwise reports new
+    // mail to a search only after its own delayed notification).
+    session.noop().await?;
     let mut uids: Vec<u32> = session
         .uid_search(format!("UID {}:*", last + 1))
         .await?
