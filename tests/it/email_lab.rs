@@ -169,6 +169,9 @@ async fn a_branch_that_replies_is_measured_scored_and_correlated_by_header() {
     assert_eq!(hit("signe"), Some(true), "{rules:?}");
     assert_eq!(v.score, Some(100.0));
     assert!(v.reply_date.is_some());
+    // Counted inside Mon–Fri 09:00–18:00 Paris: never more than the whole span.
+    let business = v.time_to_reply_business_ms.expect("business time measured");
+    assert!((0..=v.time_to_reply_ms.unwrap()).contains(&business));
 }
 
 #[tokio::test(flavor = "multi_thread")]
