@@ -39,6 +39,20 @@ impl Store {
         } else {
             anyhow::bail!("unsupported storage URL (sqlite:// or postgres://)");
         };
+        if backend == Backend::Sqlite {
+            // A first run creates the file, and the folder it lives in.
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or_default();
+            if let Some(dir) = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty() && !path.starts_with(':'))
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
