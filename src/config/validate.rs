@@ -118,6 +118,16 @@ impl Ctx<'_> {
             }
         }
     }
+    /// A `ca_file`, resolved like every path and read now, so that `check` finds a missing
+    /// or malformed file rather than the first TLS connection.
+    fn ca_file(&mut self, v: Option<&S<String>>, what: &str) -> Option<PathBuf> {
+        let v = v?;
+        let path = self.resolve(v.get_ref());
+        if let Err(e) = read_ca_file(&path) {
+            self.err(v.span(), format!("{what}: {e}"));
+        }
+        Some(path)
+    }
     fn no_line_break(&mut self, v: &S<String>, what: &str) {
         if v.get_ref().contains(['\r', '\n']) {
             self.err(
@@ -390,6 +400,7 @@ fn smtp(cx: &mut Ctx<'_>, s: RawSmtp) -> SmtpConfig {
         username: s.username.map(|u| u.into_inner()),
         password: cx.secret(s.password_env.as_ref(), "smtp.password_env"),
         timeout,
+        ca_file: cx.ca_file(s.ca_file.as_ref(), "smtp.ca_file"),
     }
 }
 
@@ -418,6 +429,7 @@ fn imap(cx: &mut Ctx<'_>, i: RawImap) -> ImapConfig {
         mailboxes,
         poll_interval,
         idle: i.idle.map(|b| *b.get_ref()).unwrap_or(true),
+        ca_file: cx.ca_file(i.ca_file.as_ref(), "imap.ca_file"),
     }
 }
 
