@@ -1187,7 +1187,9 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
         std::fs::create_dir(tmp.path().join("certs")).unwrap();
         std::fs::write(tmp.path().join("certs/ca.pem"), CA_PEM).unwrap();
         let cfg = load(tmp.path(), "certs/ca.pem", "./certs/../certs/ca.pem").unwrap();
-        let want = std::fs::canonicalize(tmp.path()).unwrap().join("certs/ca.pem");
+        let want = std::fs::canonicalize(tmp.path())
+            .unwrap()
+            .join("certs/ca.pem");
         assert_eq!(cfg.smtp.unwrap().ca_file.as_deref(), Some(want.as_path()));
         assert_eq!(cfg.imap.unwrap().ca_file.as_deref(), Some(want.as_path()));
         assert_eq!(read_ca_file(&want).unwrap().len(), 1);
@@ -1225,7 +1227,8 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
     fn a_pem_block_that_is_not_an_x509_certificate_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         // "not a certificate" in base64, between certificate markers.
-        let fake = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let fake =
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
         std::fs::write(tmp.path().join("fake.pem"), format!("{CA_PEM}{fake}")).unwrap();
         std::fs::write(tmp.path().join("ca.pem"), CA_PEM).unwrap();
         let errors = load(tmp.path(), "fake.pem", "ca.pem").unwrap_err().0;

@@ -105,7 +105,9 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session> {
     .map_err(|_| anyhow!("IMAP {}:{}: connection timed out", cfg.host, cfg.port))?
     .with_context(|| format!("IMAP {}:{}", cfg.host, cfg.port))?;
     let extra_roots = match &cfg.ca_file {
-        Some(path) if cfg.security != Security::None => crate::config::read_ca_file(path).map_err(|e| anyhow!("imap.ca_file: {e}"))?,
+        Some(path) if cfg.security != Security::None => {
+            crate::config::read_ca_file(path).map_err(|e| anyhow!("imap.ca_file: {e}"))?
+        }
         _ => Vec::new(),
     };
     let stream = match cfg.security {

@@ -24,11 +24,18 @@ pub enum SendError {
     Uncertain(String),
     #[error("cannot build the message: {0}")]
     Build(String),
+    /// We refused the server: its certificate does not verify. Nothing was sent, and retrying
+    /// would not help until the configuration (`ca_file`, host) or the server changes.
+    #[error("TLS: the server's certificate is not trusted: {0}")]
+    Untrusted(String),
 }
 
 impl SendError {
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SendError::Permanent(_) | SendError::Build(_))
+        matches!(
+            self,
+            SendError::Permanent(_) | SendError::Build(_) | SendError::Untrusted(_)
+        )
     }
     pub fn is_transient(&self) -> bool {
         matches!(self, SendError::Transient(_))
@@ -116,10 +123,7 @@ fn classify_error(e: &lettre::transport::smtp::Error) -> SendError {
     if let Some(cert) = certificate_error(e) {
         // An untrusted certificate does not fix itself in a minute: retrying would only send
         // later to a server we cannot authenticate. The configuration (ca_file, host) must.
-        SendError::Permanent(format!(
-            "TLS: the server's certificate is not trusted: {cert} (a private CA belongs in \
-             smtp.ca_file)"
-        ))
+        SendError::Untrusted(format!("{cert} (a private CA belongs in smtp.ca_file)"))
     } else if e.is_permanent() {
         SendError::Permanent(text)
     } else if e.is_transient() {
@@ -170,6 +174,37 @@ pub fn build_enquiry(e: &Enquiry<'_>) -> Result<Message, SendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error whose source is `inner`, as lettre wraps the TLS handshake's io::Error.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "connection error: {}", self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_certificate_error_is_found_inside_the_io_error_that_carries_it() {
+        let untrusted = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let found = certificate_error(&untrusted).expect("found");
+        assert!(found.to_string().contains("UnknownIssuer"), "{found}");
+        let other_tls = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::DecryptError,
+        ));
+        assert!(certificate_error(&other_tls).is_none());
+        let refused = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(certificate_error(&refused).is_none());
+    }
 
     #[test]
     fn an_enquiry_carries_no_header_that_names_a_tool() {
