@@ -88,9 +88,10 @@ async fn tls_wrap(
         .with_no_client_auth();
     // An IP literal becomes an IP server name, checked against the certificate's IP SANs.
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+    let tls = tokio::time::timeout(Duration::from_secs(15), handshake)
         .await
+        .map_err(|_| anyhow!("IMAP {host}: TLS handshake timed out"))?
         .with_context(|| format!("IMAP {host}: TLS handshake"))?;
     Ok(ImapStream::Tls(Box::new(tls)))
 }

@@ -1,6 +1,7 @@
 //! Sends mail over SMTP (lettre): enquiries from a persona, digests from the robot.
 //!
-//! `send` returns the instant the server answered 250 to DATA: that is `sent_at`.
+//! `send` returns the instant the server answered 250 to DATA: that is `sent_at`. TLS is always
+//! verified (webpki roots plus `ca_file`); credentials never reach an error or a log.
 
 use crate::config::{Security, SmtpConfig};
 use lettre::message::{header, Mailbox, Message};
