@@ -3,7 +3,9 @@
 
 Sends real mail through the lab Postfix and checks, over IMAP, what lands in the robot mailbox:
 a simulator reply (reply-d500), a real Postfix DSN (bounce*), a RCPT refusal for a domain
-outside the lab, +Junk filing; prints measured latencies.
+outside the lab, +Junk filing, the TLS ports (submission STARTTLS+AUTH, SMTPS, IMAPS, IMAP
+STARTTLS; verified against the lab CA only, wrong password and missing TLS/auth refused);
+prints measured latencies.
 Invariant: exits 0 only if every check passed within its bounded wait.
 """
 
@@ -120,6 +122,73 @@ def sim_record(env, enquiry_id, timeout_s=5.0):
 def body_text(m):
     part = m.get_body(preferencelist=("plain", "html"))
     return part.get_content().replace("\r\n", "\n") if part is not None else ""
+
+
+def check_tls(env, token, inbox):
+    """The encrypted, authenticated ports, verified against the lab CA and nothing else."""
+    import ssl
+    ca = env["MYSTERY_LAB_CA_FILE"]
+    ctx = ssl.create_default_context(cafile=ca)
+    user, password = env["MYSTERY_LAB_ROBOT_USER"], env["MYSTERY_LAB_ROBOT_PASSWORD"]
+    sub, smtps = int(env["MYSTERY_LAB_SUBMISSION_PORT"]), int(env["MYSTERY_LAB_SMTPS_PORT"])
+
+    subjects = []
+    for how in ("submission", "smtps"):
+        m = enquiry(PERSONA[1], f"tls {how} selftest {token}", token)
+        try:
+            if how == "submission":
+                s = smtplib.SMTP("127.0.0.1", sub, timeout=10)
+                s.starttls(context=ctx)
+            else:
+                s = smtplib.SMTP_SSL("127.0.0.1", smtps, timeout=10, context=ctx)
+            with s:
+                s.login(user, password)
+                s.sendmail(PERSONA[1], [PERSONA[1]], m.as_bytes())
+            subjects.append(str(m["Subject"]))
+            check(True, f"{how}: TLS verified against the lab CA, AUTH as {user}, message accepted")
+        except (OSError, smtplib.SMTPException) as e:
+            check(False, f"{how}: TLS + AUTH + send ({e!r})")
+    for subj in subjects:
+        check(inbox.wait_for(lambda x, s=subj: str(x["Subject"]) == s)[1] is not None,
+              f"'{subj}' delivered to robot INBOX")
+
+    try:
+        with smtplib.SMTP("127.0.0.1", sub, timeout=10) as s:
+            s.starttls(context=ctx)
+            s.login(user, password + "-wrong")
+        check(False, "submission: a wrong password is refused (it was accepted!)")
+    except smtplib.SMTPAuthenticationError as e:
+        check(e.smtp_code == 535, f"submission: a wrong password is refused ({e.smtp_code})")
+    with smtplib.SMTP("127.0.0.1", sub, timeout=10) as s:
+        s.ehlo()
+        code, _ = s.mail(PERSONA[1])
+        check(code == 530 and not s.has_extn("auth"),
+              f"submission: no AUTH offered and MAIL refused before STARTTLS ({code})")
+    with smtplib.SMTP("127.0.0.1", sub, timeout=10) as s:
+        s.starttls(context=ctx)
+        s.mail(PERSONA[1])
+        code, _ = s.rcpt(PERSONA[1])
+        check(500 <= code < 600, f"submission: RCPT refused without AUTH ({code})")
+    try:
+        with smtplib.SMTP_SSL("127.0.0.1", smtps, timeout=10, context=ssl.create_default_context()):
+            pass
+        check(False, "SMTPS: the system roots do not trust the lab (they did!)")
+    except ssl.SSLCertVerificationError:
+        check(True, "SMTPS: the system roots do not trust the lab certificate")
+
+    for how, port, starttls in (("IMAPS", int(env["MYSTERY_LAB_IMAPS_PORT"]), False),
+                                ("IMAP STARTTLS", int(env["MYSTERY_LAB_IMAP_PORT"]), True)):
+        try:
+            if starttls:
+                c = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+                c.starttls(ssl_context=ctx)
+            else:
+                c = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=10)
+            typ, _ = c.login(user, password)
+            check(typ == "OK", f"{how}: TLS verified against the lab CA, LOGIN as {user}")
+            c.logout()
+        except (OSError, imaplib.IMAP4.error) as e:
+            check(False, f"{how}: TLS + LOGIN ({e!r})")
 
 
 def check_kinds(env, token, inbox, junk):
@@ -260,6 +329,7 @@ def main():
         check(str(dsn.get("Auto-Submitted", "")) == "auto-replied", "DSN carries Auto-Submitted: auto-replied")
 
     check_kinds(env, token, inbox, junk)
+    check_tls(env, token, inbox)
 
     print("\nlatencies (ms):")
     if direct:

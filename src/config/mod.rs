@@ -18,6 +18,7 @@ use chrono_tz::Tz;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// The time zone used where a file names none.
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Europe::Paris;
@@ -63,6 +64,8 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub timeout: Duration,
+    /// PEM certificates trusted in addition to the webpki roots (a company CA, the lab's).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +79,8 @@ pub struct ImapConfig {
     pub mailboxes: Vec<String>,
     pub poll_interval: Duration,
     pub idle: bool,
+    /// PEM certificates trusted in addition to the webpki roots (a company CA, the lab's).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -230,6 +235,35 @@ pub fn from_str(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
     validate::from_str(path, text, env)
+}
+
+/// The certificates of a `ca_file`: at least one, each a well-formed X.509 certificate that
+/// can serve as a trust anchor. `check` and every TLS connection read the file through this,
+/// so a file `check` accepted is the file the connection trusts.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        let mut store = tokio_rustls::rustls::RootCertStore::empty();
+        store.add(cert.clone()).map_err(|e| {
+            format!(
+                "{}: certificate {} of {} is not a usable X.509 certificate: {e}",
+                path.display(),
+                i + 1,
+                certs.len()
+            )
+        })?;
+    }
+    Ok(certs)
 }
 
 /// Validates one row of a businesses CSV on its own (`mystery import`).

@@ -44,6 +44,7 @@ pub struct RawSmtp {
     pub username: Option<S<String>>,
     pub password_env: Option<S<String>>,
     pub timeout: Option<S<String>>,
+    pub ca_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +58,7 @@ pub struct RawImap {
     pub mailboxes: Option<S<Vec<String>>>,
     pub poll_interval: Option<S<String>>,
     pub idle: Option<S<bool>>,
+    pub ca_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -118,6 +118,16 @@ impl Ctx<'_> {
             }
         }
     }
+    /// A `ca_file`, resolved like every path and read now, so that `check` finds a missing
+    /// or malformed file rather than the first TLS connection.
+    fn ca_file(&mut self, v: Option<&S<String>>, what: &str) -> Option<PathBuf> {
+        let v = v?;
+        let path = self.resolve(v.get_ref());
+        if let Err(e) = read_ca_file(&path) {
+            self.err(v.span(), format!("{what}: {e}"));
+        }
+        Some(path)
+    }
     fn no_line_break(&mut self, v: &S<String>, what: &str) {
         if v.get_ref().contains(['\r', '\n']) {
             self.err(
@@ -390,6 +400,7 @@ fn smtp(cx: &mut Ctx<'_>, s: RawSmtp) -> SmtpConfig {
         username: s.username.map(|u| u.into_inner()),
         password: cx.secret(s.password_env.as_ref(), "smtp.password_env"),
         timeout,
+        ca_file: cx.ca_file(s.ca_file.as_ref(), "smtp.ca_file"),
     }
 }
 
@@ -418,6 +429,7 @@ fn imap(cx: &mut Ctx<'_>, i: RawImap) -> ImapConfig {
         mailboxes,
         poll_interval,
         idle: i.idle.map(|b| *b.get_ref()).unwrap_or(true),
+        ca_file: cx.ca_file(i.ca_file.as_ref(), "imap.ca_file"),
     }
 }
 
@@ -1139,5 +1151,94 @@ fn check_renders(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed CA certificate (P-256, valid until 2126); its key was thrown away.
+    const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBlTCCATugAwIBAgIUatQ4/mLYn/ODsyDb6+C9WVtLlXowCgYIKoZIzj0EAwIw
+HzEdMBsGA1UEAwwUbXlzdGVyeSB1bml0LXRlc3QgQ0EwIBcNMjYxMTI1MTAxNTQ0
+WhgPMjEyNjExMDExMDE1NDRaMB8xHTAbBgNVBAMMFG15c3RlcnkgdW5pdC10ZXN0
+IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYpZQGx0CGq6zDaAYXxorLrm8
+leujPilZ0d2TUXvHDw++s1az9i90jG/xM3dUgdreCbmXBpqb6VQYMEY75Fkr/aNT
+MFEwHQYDVR0OBBYEFITvw4OzVUdlE2JH5SS4Q/CpBfZoMB8GA1UdIwQYMBaAFITv
+w4OzVUdlE2JH5SS4Q/CpBfZoMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID
+SAAwRQIgdBEjGAScBEyVwvaNGQCJpBL/l8lIdcs+lBZTldxUBPsCIQD72ZnwePxo
+RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
+-----END CERTIFICATE-----
+";
+
+    fn load(dir: &Path, smtp_ca: &str, imap_ca: &str) -> Result<Config, ConfigErrors> {
+        let text = format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nsecurity = \"starttls\"\nca_file = \"{smtp_ca}\"\n\n\
+             [imap]\nhost = \"127.0.0.1\"\nsecurity = \"tls\"\nusername = \"robot\"\n\
+             ca_file = \"{imap_ca}\"\n"
+        );
+        from_str(&dir.join("mystery.toml"), &text, &|_| None)
+    }
+
+    #[test]
+    fn a_ca_file_is_resolved_against_the_configuration_folder_and_read_at_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("certs")).unwrap();
+        std::fs::write(tmp.path().join("certs/ca.pem"), CA_PEM).unwrap();
+        let cfg = load(tmp.path(), "certs/ca.pem", "./certs/../certs/ca.pem").unwrap();
+        let want = std::fs::canonicalize(tmp.path())
+            .unwrap()
+            .join("certs/ca.pem");
+        assert_eq!(cfg.smtp.unwrap().ca_file.as_deref(), Some(want.as_path()));
+        assert_eq!(cfg.imap.unwrap().ca_file.as_deref(), Some(want.as_path()));
+        assert_eq!(read_ca_file(&want).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_an_error_on_the_line_that_names_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("ca.pem"), CA_PEM).unwrap();
+        let errors = load(tmp.path(), "ca.pem", "nowhere/ca.pem").unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 10, "{errors:?}");
+        assert!(
+            errors[0].message.starts_with("imap.ca_file: cannot read ")
+                && errors[0].message.contains("nowhere/ca.pem"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_without_a_pem_certificate_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key_only = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBd8SsNZyXVa9cHr+zGg/ytjgp8XcAPXlbL/VF40kU7d\n-----END PRIVATE KEY-----\n";
+        std::fs::write(tmp.path().join("key.pem"), key_only).unwrap();
+        std::fs::write(tmp.path().join("text.pem"), "trust me\n").unwrap();
+        let errors = load(tmp.path(), "key.pem", "text.pem").unwrap_err().0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!((errors[0].line, errors[1].line), (4, 10), "{errors:?}");
+        for e in &errors {
+            assert!(e.message.contains("holds no PEM certificate"), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_pem_block_that_is_not_an_x509_certificate_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        // "not a certificate" in base64, between certificate markers.
+        let fake =
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        std::fs::write(tmp.path().join("fake.pem"), format!("{CA_PEM}{fake}")).unwrap();
+        std::fs::write(tmp.path().join("ca.pem"), CA_PEM).unwrap();
+        let errors = load(tmp.path(), "fake.pem", "ca.pem").unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 4);
+        assert!(
+            errors[0]
+                .message
+                .contains("certificate 2 of 2 is not a usable X.509 certificate"),
+            "{errors:?}"
+        );
     }
 }

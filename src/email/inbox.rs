@@ -14,6 +14,7 @@ use std::task::{Context as TaskCx, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 /// Messages above this are not downloaded: their headers are kept as `unparseable`.
@@ -68,19 +69,30 @@ impl AsyncWrite for ImapStream {
 
 pub type Session = async_imap::Session<ImapStream>;
 
-async fn tls_wrap(host: &str, tcp: TcpStream) -> Result<ImapStream> {
-    use tokio_rustls::rustls;
+/// TLS with full verification (chain to a trusted root, name or IP in the certificate):
+/// the webpki roots plus the certificates of `ca_file`, never less.
+async fn tls_wrap(
+    host: &str,
+    tcp: TcpStream,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<ImapStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots.add(cert.clone())?;
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // An IP literal becomes an IP server name, checked against the certificate's IP SANs.
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await?;
+    let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+    let tls = tokio::time::timeout(Duration::from_secs(15), handshake)
+        .await
+        .map_err(|_| anyhow!("IMAP {host}: TLS handshake timed out"))?
+        .with_context(|| format!("IMAP {host}: TLS handshake"))?;
     Ok(ImapStream::Tls(Box::new(tls)))
 }
 
@@ -93,8 +105,14 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session> {
     .await
     .map_err(|_| anyhow!("IMAP {}:{}: connection timed out", cfg.host, cfg.port))?
     .with_context(|| format!("IMAP {}:{}", cfg.host, cfg.port))?;
+    let extra_roots = match &cfg.ca_file {
+        Some(path) if cfg.security != Security::None => {
+            crate::config::read_ca_file(path).map_err(|e| anyhow!("imap.ca_file: {e}"))?
+        }
+        _ => Vec::new(),
+    };
     let stream = match cfg.security {
-        Security::Tls => tls_wrap(&cfg.host, tcp).await?,
+        Security::Tls => tls_wrap(&cfg.host, tcp, &extra_roots).await?,
         Security::None | Security::StartTls => ImapStream::Plain(tcp),
     };
     let mut client = async_imap::Client::new(stream);
@@ -107,7 +125,7 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session> {
         let ImapStream::Plain(tcp) = client.into_inner() else {
             bail!("STARTTLS on a TLS stream")
         };
-        client = async_imap::Client::new(tls_wrap(&cfg.host, tcp).await?);
+        client = async_imap::Client::new(tls_wrap(&cfg.host, tcp, &extra_roots).await?);
     }
     let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or("");
     let session = client

@@ -8,3 +8,4 @@ mod config_check;
 mod email_lab;
 mod planning;
 mod store;
+mod tls;
