@@ -381,8 +381,26 @@ fn storage(cx: &mut Ctx<'_>, s: RawStorage) -> StorageConfig {
     }
 }
 
+/// A password may cross the wire in clear only to this machine.
+fn refuse_clear_password(
+    cx: &mut Ctx<'_>,
+    security: Security,
+    host: &S<String>,
+    password_env: Option<&S<String>>,
+    what: &str,
+) {
+    let h = host.get_ref().trim_matches(['[', ']']);
+    let loopback = h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if security == Security::None && password_env.is_some() && !loopback {
+        cx.err(host.span(), format!("{what}: security = \"none\" would send the password in clear to {h}: use starttls or tls"));
+    }
+}
+
 fn smtp(cx: &mut Ctx<'_>, s: RawSmtp) -> SmtpConfig {
     let security = cx.security(s.security.as_ref(), "smtp");
+    refuse_clear_password(cx, security, &s.host, s.password_env.as_ref(), "smtp");
     let default_port = match security {
         Security::None => 25,
         Security::StartTls => 587,
@@ -406,6 +424,7 @@ fn smtp(cx: &mut Ctx<'_>, s: RawSmtp) -> SmtpConfig {
 
 fn imap(cx: &mut Ctx<'_>, i: RawImap) -> ImapConfig {
     let security = cx.security(i.security.as_ref(), "imap");
+    refuse_clear_password(cx, security, &i.host, i.password_env.as_ref(), "imap");
     let default_port = if security == Security::Tls { 993 } else { 143 };
     let mailboxes = match &i.mailboxes {
         Some(m) if m.get_ref().is_empty() => {

@@ -116,9 +116,9 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session> {
         Security::None | Security::StartTls => ImapStream::Plain(tcp),
     };
     let mut client = async_imap::Client::new(stream);
-    client
-        .read_response()
+    tokio::time::timeout(Duration::from_secs(15), client.read_response())
         .await
+        .map_err(|_| anyhow!("IMAP {}:{}: no greeting within 15 s", cfg.host, cfg.port))?
         .ok_or_else(|| anyhow!("IMAP server closed the connection before greeting"))??;
     if cfg.security == Security::StartTls {
         client.run_command_and_check_ok("STARTTLS", None).await?;

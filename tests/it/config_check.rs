@@ -168,3 +168,16 @@ fn a_missing_password_variable_is_a_warning_and_the_secret_never_printed() {
         "{out}"
     );
 }
+
+#[test]
+fn a_password_that_would_cross_the_network_in_clear_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let remote = VALID.replace(
+        "host = \"127.0.0.1\"\nport = 2525",
+        "host = \"smtp.example.test\"\nport = 2525\nusername = \"robot\"\npassword_env = \"MYSTERY_TEST_UNSET_SECRET\"",
+    );
+    let (code, out) = check(tmp.path(), &remote);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("in clear"), "{out}");
+}
