@@ -7,6 +7,11 @@
 mod messages;
 mod migrations;
 mod visits;
+mod aggregate;
+pub use aggregate::{
+    percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule, Period,
+    Quantiles, SeedVisit,
+};
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
 pub use visits::{CallMeasurements, NewVisit, ReportFilter, RuleRow, Visit, VisitState};
