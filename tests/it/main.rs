@@ -2,5 +2,6 @@
 
 mod common;
 mod config_check;
+mod digest;
 mod email_lab;
 mod store;
