@@ -222,7 +222,12 @@ pub fn headline(d: &Digest) -> String {
     let lang = d.language;
     let now = response_rate(&d.network);
     let before = response_rate(&d.previous);
-    let branches = d.rows.len();
+    let branches = match (lang, d.rows.len()) {
+        (Language::Fr, 1) => "1 agence visitée".to_owned(),
+        (Language::Fr, n) => format!("{n} agences visitées"),
+        (Language::En, 1) => "1 branch visited".to_owned(),
+        (Language::En, n) => format!("{n} branches visited"),
+    };
     match (now, before) {
         (Some(n), Some(b)) => {
             let verb = if n > b + 0.005 {
@@ -234,13 +239,13 @@ pub fn headline(d: &Digest) -> String {
             };
             match lang {
                 Language::Fr => format!(
-                    "Le réseau a répondu {verb} que la période précédente : {} des demandes et appels ont eu une réponse, contre {} ({} agences visitées).",
+                    "Le réseau a répondu {verb} que la période précédente : {} des demandes et appels ont eu une réponse, contre {} ({}).",
                     l::percent(lang, n),
                     l::percent(lang, b),
                     branches
                 ),
                 Language::En => format!(
-                    "The network answered {verb} than the period before: {} of enquiries and calls got an answer, against {} ({} branches visited).",
+                    "The network answered {verb} than the period before: {} of enquiries and calls got an answer, against {} ({}).",
                     l::percent(lang, n),
                     l::percent(lang, b),
                     branches
@@ -249,12 +254,12 @@ pub fn headline(d: &Digest) -> String {
         }
         (Some(n), None) => match lang {
             Language::Fr => format!(
-                "{} des demandes et appels ont eu une réponse ({} agences visitées ; pas de période précédente à comparer).",
+                "{} des demandes et appels ont eu une réponse ({} ; pas de période précédente à comparer).",
                 l::percent(lang, n),
                 branches
             ),
             Language::En => format!(
-                "{} of enquiries and calls got an answer ({} branches visited; no earlier period to compare).",
+                "{} of enquiries and calls got an answer ({}; no earlier period to compare).",
                 l::percent(lang, n),
                 branches
             ),
@@ -327,6 +332,29 @@ fn cells(lang: Language, r: &BranchRow) -> Cells {
     }
 }
 
+/// Wraps prose at `TEXT_WIDTH` columns; continuation lines are indented by `indent` spaces.
+fn wrap(s: &str, indent: usize) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    for word in s.split(' ') {
+        let n = word.chars().count();
+        if col > indent && col + 1 + n > TEXT_WIDTH {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            col = indent;
+        } else if col > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += n;
+    }
+    out.push('\n');
+    out
+}
+
+const TEXT_WIDTH: usize = 78;
+
 fn pad(s: &str, w: usize) -> String {
     let n = s.chars().count();
     if n >= w {
@@ -369,6 +397,15 @@ fn change_line(lang: Language, c: &Change) -> String {
     }
     let sep = tr(lang, " ; ", "; ");
     format!("{}{} {}", c.name, tr(lang, " :", ":"), parts.join(sep))
+}
+
+/// Says what the table's median is, under the table.
+fn median_note(lang: Language) -> &'static str {
+    tr(
+        lang,
+        "Délai médian : de la demande à la première réponse humaine, compté dans les heures d'ouverture de l'agence (en temps calendaire si elle n'a pas d'horaires) ; décroché : délai médian avant qu'on décroche.",
+        "Median time: from the enquiry to the first human reply, counted in the branch's opening hours (calendar time when it has none); answer: median time before the call was picked up.",
+    )
 }
 
 fn target_line(d: &Digest) -> Option<String> {
@@ -472,14 +509,13 @@ pub fn text(d: &Digest) -> String {
     s.push_str(&subject(d));
     s.push_str("\n\n");
     if is_empty(d) {
-        s.push_str(&empty_sentence(d));
-        s.push('\n');
+        s.push_str(&wrap(&empty_sentence(d), 0));
         return s;
     }
-    s.push_str(&headline(d));
-    s.push_str("\n\n");
+    s.push_str(&wrap(&headline(d), 0));
+    s.push('\n');
     for line in summary_lines(d) {
-        s.push_str(&format!("- {line}\n"));
+        s.push_str(&wrap(&format!("- {line}"), 2));
     }
     s.push_str(&format!(
         "\n{}\n\n",
@@ -515,8 +551,10 @@ pub fn text(d: &Digest) -> String {
             lpad(&c.score, 5),
         ));
     }
+    s.push('\n');
+    s.push_str(&wrap(median_note(lang), 0));
     if let Some(t) = target_line(d) {
-        s.push_str(&format!("\n{t}\n"));
+        s.push_str(&wrap(&t, 0));
     }
     let never = never_answered(d);
     if !never.is_empty() {
@@ -525,7 +563,7 @@ pub fn text(d: &Digest) -> String {
             tr(lang, "Aucune réponse de toute la période", "Never answered this period")
         ));
         for r in never {
-            s.push_str(&format!("- {}\n", never_line(lang, r)));
+            s.push_str(&wrap(&format!("- {}", never_line(lang, r)), 2));
         }
     }
     for (title, list) in [
@@ -535,7 +573,7 @@ pub fn text(d: &Digest) -> String {
         if !list.is_empty() {
             s.push_str(&format!("\n{title}\n"));
             for c in list {
-                s.push_str(&format!("- {}\n", change_line(lang, c)));
+                s.push_str(&wrap(&format!("- {}", change_line(lang, c)), 2));
             }
         }
     }
@@ -550,10 +588,14 @@ pub fn text(d: &Digest) -> String {
         }
     }
     if !d.not_visited.is_empty() {
-        s.push_str(&format!(
-            "\n{} {}\n",
-            tr(lang, "Agences sans visite cette période :", "Branches not visited this period:"),
-            d.not_visited.join(", ")
+        s.push('\n');
+        s.push_str(&wrap(
+            &format!(
+                "{} {}",
+                tr(lang, "Agences sans visite cette période :", "Branches not visited this period:"),
+                d.not_visited.join(", ")
+            ),
+            0,
         ));
     }
     if d.network.email.reachable > 0 {
@@ -686,9 +728,11 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
         h.push_str("</tr>\n");
     }
     h.push_str("</table></td></tr>\n");
-    if let Some(t) = target_line(d) {
+    let mut notes = vec![median_note(lang).to_owned()];
+    notes.extend(target_line(d));
+    for t in notes {
         h.push_str(&format!(
-            "<tr><td style=\"padding:4px 24px;font-size:12px;color:#6b7280;\">{}</td></tr>\n",
+            "<tr><td style=\"padding:2px 24px;font-size:12px;color:#6b7280;\">{}</td></tr>\n",
             esc(&t)
         ));
     }
