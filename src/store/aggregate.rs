@@ -519,7 +519,10 @@ impl Store {
                     b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15, b + 16, b + 17
                 ));
             }
-            let mut query = sqlx::query(&sql);
+            // Not a cached statement: sqlx's Any driver declares a NULL f64 as float4 on
+            // PostgreSQL, so a statement first run with a NULL score would refuse a later
+            // real one ("incorrect binary data format").
+            let mut query = sqlx::query(&sql).persistent(false);
             for v in chunk {
                 let first_reply = match (v.sent_at, v.time_to_reply_ms) {
                     (Some(s), Some(t)) => Some(s + t),
@@ -549,19 +552,35 @@ impl Store {
                     .bind(v.time_to_ack_ms);
             }
             query.execute(&mut *tx).await?;
-            for v in chunk {
-                for (i, (rule, hit)) in v.rules.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence)
-                         VALUES ($1, $2, $3, $4, 1, NULL)",
-                    )
-                    .bind(v.id.clone())
-                    .bind(rule.clone())
-                    .bind(i as i64)
-                    .bind(*hit as i64)
-                    .execute(&mut *tx)
-                    .await?;
+            let rules: Vec<(&str, usize, &str, bool)> = chunk
+                .iter()
+                .flat_map(|v| {
+                    v.rules
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (rule, hit))| (v.id.as_str(), i, rule.as_str(), *hit))
+                })
+                .collect();
+            for rows in rules.chunks(BATCH) {
+                let mut sql = String::from(
+                    "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence) VALUES ",
+                );
+                for i in 0..rows.len() {
+                    let b = i * 4;
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("(${}, ${}, ${}, ${}, 1, NULL)", b + 1, b + 2, b + 3, b + 4));
                 }
+                let mut query = sqlx::query(&sql);
+                for (visit, position, rule, hit) in rows {
+                    query = query
+                        .bind(visit.to_string())
+                        .bind(rule.to_string())
+                        .bind(*position as i64)
+                        .bind(*hit as i64);
+                }
+                query.execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
