@@ -100,7 +100,10 @@ async fn bench(name: &str, url: &str, n: i64) -> anyhow::Result<()> {
     if store.backend() == mystery::store::Backend::Postgres {
         sqlx::query("ANALYZE").execute(store.pool()).await?;
     }
-    println!("{name}: seeded {n} visits in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "{name}: seeded {n} visits in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let week = Period {
         start_ms: end - WEEK,

@@ -75,13 +75,25 @@ pub fn bars_png(labels: &[String], counts: &[i64], alarming: &[usize]) -> Result
     };
     let mut y = 0;
     while y <= top {
-        canvas.text(&y.to_string(), 24.0, LEFT as f32 - 14.0, to_y(y) + 8.0, Anchor::Right);
+        canvas.text(
+            &y.to_string(),
+            24.0,
+            LEFT as f32 - 14.0,
+            to_y(y) + 8.0,
+            Anchor::Right,
+        );
         y += step;
     }
     let slot = plot_w / n as f32;
     for (i, (label, &c)) in labels.iter().zip(counts).enumerate() {
         let cx = LEFT as f32 + slot * (i as f32 + 0.5);
-        canvas.text(label, 24.0, cx, (h as i32 - BOTTOM) as f32 + 40.0, Anchor::Center);
+        canvas.text(
+            label,
+            24.0,
+            cx,
+            (h as i32 - BOTTOM) as f32 + 40.0,
+            Anchor::Center,
+        );
         canvas.text(&c.to_string(), 26.0, cx, to_y(c) - 10.0, Anchor::Center);
     }
     encode_png(&buf, WIDTH, HEIGHT)
@@ -197,7 +209,10 @@ mod tests {
         let slot = (WIDTH as i32 - LEFT - RIGHT) as usize / 3;
         let bottom = (HEIGHT as i32 - BOTTOM) as usize - 10;
         assert_eq!(px(LEFT as usize + slot + slot / 2, bottom), [79, 70, 229]);
-        assert_eq!(px(LEFT as usize + 2 * slot + slot / 2, bottom), [179, 38, 30]);
+        assert_eq!(
+            px(LEFT as usize + 2 * slot + slot / 2, bottom),
+            [179, 38, 30]
+        );
         // Labels were drawn: dark pixels below the plot.
         let dark = (HEIGHT as usize - BOTTOM as usize..HEIGHT as usize)
             .flat_map(|y| (0..WIDTH as usize).map(move |x| (x, y)))

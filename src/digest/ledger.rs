@@ -41,7 +41,11 @@ pub struct NewClaim<'a> {
     pub now_ms: i64,
 }
 
-pub async fn find(store: &Store, group_id: &str, period_start: i64) -> Result<Option<DigestRecord>> {
+pub async fn find(
+    store: &Store,
+    group_id: &str,
+    period_start: i64,
+) -> Result<Option<DigestRecord>> {
     let row = sqlx::query(
         "SELECT group_id, period_start, period_end, state, message_id, claimed_by, created_at,
            sent_at, error, attempts, retry_at
@@ -73,7 +77,8 @@ pub async fn find(store: &Store, group_id: &str, period_start: i64) -> Result<Op
 /// or a `retry` row whose time has come, is claimed; anything else belongs to someone else
 /// or is finished. One statement, so two daemons racing for it cannot both win.
 pub async fn claim(store: &Store, c: &NewClaim<'_>) -> Result<bool> {
-    let sql = "INSERT INTO digests (group_id, period_start, period_end, state, message_id, claimed_by,
+    let sql =
+        "INSERT INTO digests (group_id, period_start, period_end, state, message_id, claimed_by,
            created_at, attempts, subject, recipients)
          VALUES ($1, $2, $3, 'sending', $4, $5, $6, 1, $7, $8)
          ON CONFLICT (group_id, period_start) DO UPDATE SET state = 'sending',

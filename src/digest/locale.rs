@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(d(187_200_000.0), "2 j 4 h");
         assert_eq!(plain(duration(Language::En, 187_200_000.0)), "2 d 4 h");
         assert_eq!(plain(duration_delta(Language::Fr, -1_500_000.0)), "−25 min");
-        assert_eq!(plain(duration_delta(Language::En, 3_900_000.0)), "+1 h 05 min");
+        assert_eq!(
+            plain(duration_delta(Language::En, 3_900_000.0)),
+            "+1 h 05 min"
+        );
     }
 
     #[test]

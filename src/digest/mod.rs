@@ -45,11 +45,17 @@ pub struct Rendered {
 /// What happened to one period's digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    Sent { message_id: String, sent_at: i64 },
+    Sent {
+        message_id: String,
+        sent_at: i64,
+    },
     /// Another daemon or an earlier run has it (sent, sending, failed or waiting to retry).
     AlreadyClaimed(ledger::DigestRecord),
     /// Nothing was accepted; the claim is released for a retry at this time.
-    RetryLater { at: i64, error: String },
+    RetryLater {
+        at: i64,
+        error: String,
+    },
     /// The server may have accepted it: never sent again.
     Uncertain(String),
     Failed(String),
@@ -219,7 +225,9 @@ pub fn build_message(
 ) -> Result<Message> {
     let from: Mailbox = Mailbox::new(
         Some("mystery".into()),
-        sender(cx).parse().map_err(|e| anyhow!("digest From: {e}"))?,
+        sender(cx)
+            .parse()
+            .map_err(|e| anyhow!("digest From: {e}"))?,
     );
     let mut b = Message::builder()
         .from(from)
@@ -255,8 +263,8 @@ pub async fn deliver(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result
         .ok_or_else(|| anyhow!("group {:?} has no digest settings (digest.to)", group.id))?;
     let period = period_ending(slot, digest.period);
     if let Some(existing) = ledger::find(&cx.store, &group.id, period.start_ms).await? {
-        let retry_due = existing.state == "retry"
-            && existing.retry_at.is_some_and(|t| t <= cx.now_ms());
+        let retry_due =
+            existing.state == "retry" && existing.retry_at.is_some_and(|t| t <= cx.now_ms());
         if !retry_due {
             return Ok(Delivery::AlreadyClaimed(existing));
         }
@@ -288,8 +296,15 @@ pub async fn deliver(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result
         Ok(m) => m,
         Err(e) => {
             let error = format!("{e:#}");
-            ledger::mark_ended(&cx.store, &group.id, period.start_ms, &message_id, "failed", &error)
-                .await?;
+            ledger::mark_ended(
+                &cx.store,
+                &group.id,
+                period.start_ms,
+                &message_id,
+                "failed",
+                &error,
+            )
+            .await?;
             return Ok(Delivery::Failed(error));
         }
     };
@@ -306,20 +321,41 @@ pub async fn deliver(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result
         Err(e @ SendError::Transient(_)) => {
             let at = cx.now_ms() + RETRY_AFTER.as_millis() as i64;
             let error = e.to_string();
-            ledger::mark_retry(&cx.store, &group.id, period.start_ms, &message_id, &error, at)
-                .await?;
+            ledger::mark_retry(
+                &cx.store,
+                &group.id,
+                period.start_ms,
+                &message_id,
+                &error,
+                at,
+            )
+            .await?;
             Ok(Delivery::RetryLater { at, error })
         }
         Err(e @ SendError::Uncertain(_)) => {
             let error = e.to_string();
-            ledger::mark_ended(&cx.store, &group.id, period.start_ms, &message_id, "uncertain", &error)
-                .await?;
+            ledger::mark_ended(
+                &cx.store,
+                &group.id,
+                period.start_ms,
+                &message_id,
+                "uncertain",
+                &error,
+            )
+            .await?;
             Ok(Delivery::Uncertain(error))
         }
         Err(e) => {
             let error = e.to_string();
-            ledger::mark_ended(&cx.store, &group.id, period.start_ms, &message_id, "failed", &error)
-                .await?;
+            ledger::mark_ended(
+                &cx.store,
+                &group.id,
+                period.start_ms,
+                &message_id,
+                "failed",
+                &error,
+            )
+            .await?;
             Ok(Delivery::Failed(error))
         }
     }
@@ -338,7 +374,8 @@ fn next_look(key: &str) -> Option<i64> {
 
 fn set_next_look(key: &str, at: i64) {
     if let Ok(mut m) = NEXT_LOOK.lock() {
-        m.get_or_insert_with(HashMap::new).insert(key.to_owned(), at);
+        m.get_or_insert_with(HashMap::new)
+            .insert(key.to_owned(), at);
     }
 }
 
@@ -450,7 +487,11 @@ pub async fn run_command(
                 message_id,
                 sent_at,
             } => {
-                writeln!(out, "sent <{message_id}> at {}", crate::report::format::instant(sent_at))?;
+                writeln!(
+                    out,
+                    "sent <{message_id}> at {}",
+                    crate::report::format::instant(sent_at)
+                )?;
                 0
             }
             Delivery::AlreadyClaimed(r) => {

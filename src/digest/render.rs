@@ -22,7 +22,12 @@ fn at(ms: i64) -> chrono::DateTime<Utc> {
 }
 
 pub fn subject(d: &Digest) -> String {
-    let p = l::period(d.language, d.timezone, at(d.period.start_ms), at(d.period.end_ms));
+    let p = l::period(
+        d.language,
+        d.timezone,
+        at(d.period.start_ms),
+        at(d.period.end_ms),
+    );
     match d.language {
         Language::Fr => format!("{} — synthèse {p}", d.group_name),
         Language::En => format!("{} — digest {p}", d.group_name),
@@ -42,11 +47,14 @@ fn median_time(f: &Figures) -> Option<f64> {
 }
 
 fn dur(lang: Language, ms: Option<f64>) -> String {
-    ms.map(|m| l::duration(lang, m)).unwrap_or_else(|| "–".into())
+    ms.map(|m| l::duration(lang, m))
+        .unwrap_or_else(|| "–".into())
 }
 
 fn pct(lang: Language, share: Option<f64>) -> String {
-    share.map(|s| l::percent(lang, s)).unwrap_or_else(|| "–".into())
+    share
+        .map(|s| l::percent(lang, s))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// "(−5 pts)" style change of a share; empty when either side is missing.
@@ -74,7 +82,10 @@ pub fn summary_lines(d: &Digest) -> Vec<String> {
         let change = rate_change(lang, e.reply_rate(), p.email.reply_rate());
         let before = match p.email.reply_rate() {
             Some(b) => match lang {
-                Language::Fr => format!(" ({change} ; {} la période précédente)", l::percent(lang, b)),
+                Language::Fr => format!(
+                    " ({change} ; {} la période précédente)",
+                    l::percent(lang, b)
+                ),
                 Language::En => format!(" ({change}; {} the period before)", l::percent(lang, b)),
             },
             None => String::new(),
@@ -182,7 +193,11 @@ pub fn summary_lines(d: &Digest) -> Vec<String> {
         });
         if c.answer.n > 0 {
             let ch = time_change(lang, c.answer.median, p.call.answer.median);
-            let ch = if ch.is_empty() { ch } else { format!(" ({ch})") };
+            let ch = if ch.is_empty() {
+                ch
+            } else {
+                format!(" ({ch})")
+            };
             out.push(match lang {
                 Language::Fr => format!(
                     "Délai de décroché : médiane {}{ch}, 90e centile {} ; tonalité (PDD) médiane {} ; premier mot médian {}.",
@@ -274,7 +289,12 @@ pub fn headline(d: &Digest) -> String {
 }
 
 pub fn empty_sentence(d: &Digest) -> String {
-    let p = l::period(d.language, d.timezone, at(d.period.start_ms), at(d.period.end_ms));
+    let p = l::period(
+        d.language,
+        d.timezone,
+        at(d.period.start_ms),
+        at(d.period.end_ms),
+    );
     match d.language {
         Language::Fr => format!(
             "Aucune visite n'a eu lieu pour {} {p} : il n'y a rien à comparer cette fois.",
@@ -560,15 +580,25 @@ pub fn text(d: &Digest) -> String {
     if !never.is_empty() {
         s.push_str(&format!(
             "\n{}\n",
-            tr(lang, "Aucune réponse de toute la période", "Never answered this period")
+            tr(
+                lang,
+                "Aucune réponse de toute la période",
+                "Never answered this period"
+            )
         ));
         for r in never {
             s.push_str(&wrap(&format!("- {}", never_line(lang, r)), 2));
         }
     }
     for (title, list) in [
-        (tr(lang, "Plus fortes baisses", "Biggest regressions"), &d.regressions),
-        (tr(lang, "Plus fortes progressions", "Biggest improvements"), &d.improvements),
+        (
+            tr(lang, "Plus fortes baisses", "Biggest regressions"),
+            &d.regressions,
+        ),
+        (
+            tr(lang, "Plus fortes progressions", "Biggest improvements"),
+            &d.improvements,
+        ),
     ] {
         if !list.is_empty() {
             s.push_str(&format!("\n{title}\n"));
@@ -581,7 +611,11 @@ pub fn text(d: &Digest) -> String {
     if !rules.is_empty() {
         s.push_str(&format!(
             "\n{}\n",
-            tr(lang, "Attentes les plus souvent manquées", "Expectations most often missed")
+            tr(
+                lang,
+                "Attentes les plus souvent manquées",
+                "Expectations most often missed"
+            )
         ));
         for r in rules {
             s.push_str(&format!("- {r}\n"));
@@ -592,7 +626,11 @@ pub fn text(d: &Digest) -> String {
         s.push_str(&wrap(
             &format!(
                 "{} {}",
-                tr(lang, "Agences sans visite cette période :", "Branches not visited this period:"),
+                tr(
+                    lang,
+                    "Agences sans visite cette période :",
+                    "Branches not visited this period:"
+                ),
                 d.not_visited.join(", ")
             ),
             0,
@@ -601,10 +639,18 @@ pub fn text(d: &Digest) -> String {
     if d.network.email.reachable > 0 {
         s.push_str(&format!(
             "\n{}\n",
-            tr(lang, "Délai de réponse (nombre de demandes)", "Time to reply (number of enquiries)")
+            tr(
+                lang,
+                "Délai de réponse (nombre de demandes)",
+                "Time to reply (number of enquiries)"
+            )
         ));
         for (label, n) in histogram_labels(lang).iter().zip(&d.histogram) {
-            s.push_str(&format!("  {} {}\n", pad(label, 16), lpad(&l::integer(lang, *n), 6)));
+            s.push_str(&format!(
+                "  {} {}\n",
+                pad(label, 16),
+                lpad(&l::integer(lang, *n), 6)
+            ));
         }
     }
     s
@@ -678,7 +724,10 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
         h.push_str(&format!("<li>{}</li>", esc(&line)));
     }
     h.push_str("</ul></td></tr>\n");
-    section(&mut h, tr(lang, "Classement des agences", "Branches ranked"));
+    section(
+        &mut h,
+        tr(lang, "Classement des agences", "Branches ranked"),
+    );
     let th = |t: &str, align: &str| {
         format!(
             "<th style=\"text-align:{align};padding:6px 6px;font-size:12px;color:#6b7280;border-bottom:1px solid #e5e7eb;\">{}</th>",
@@ -706,7 +755,11 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
         let flag = if c.flag {
             format!(
                 " <span title=\"{}\" style=\"color:{BAD};\">⚠</span>",
-                esc(tr(lang, "objectif de service manqué", "service target missed"))
+                esc(tr(
+                    lang,
+                    "objectif de service manqué",
+                    "service target missed"
+                ))
             )
         } else {
             String::new()
@@ -740,9 +793,15 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
     if !never.is_empty() {
         section(
             &mut h,
-            tr(lang, "Aucune réponse de toute la période", "Never answered this period"),
+            tr(
+                lang,
+                "Aucune réponse de toute la période",
+                "Never answered this period",
+            ),
         );
-        h.push_str("<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">");
+        h.push_str(
+            "<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">",
+        );
         for r in never {
             h.push_str(&format!(
                 "<li style=\"color:{BAD};\">{}</li>",
@@ -752,12 +811,20 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
         h.push_str("</ul></td></tr>\n");
     }
     for (title, list) in [
-        (tr(lang, "Plus fortes baisses", "Biggest regressions"), &d.regressions),
-        (tr(lang, "Plus fortes progressions", "Biggest improvements"), &d.improvements),
+        (
+            tr(lang, "Plus fortes baisses", "Biggest regressions"),
+            &d.regressions,
+        ),
+        (
+            tr(lang, "Plus fortes progressions", "Biggest improvements"),
+            &d.improvements,
+        ),
     ] {
         if !list.is_empty() {
             section(&mut h, title);
-            h.push_str("<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">");
+            h.push_str(
+                "<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">",
+            );
             for c in list {
                 h.push_str(&format!("<li>{}</li>", esc(&change_line(lang, c))));
             }
@@ -768,9 +835,15 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
     if !rules.is_empty() {
         section(
             &mut h,
-            tr(lang, "Attentes les plus souvent manquées", "Expectations most often missed"),
+            tr(
+                lang,
+                "Attentes les plus souvent manquées",
+                "Expectations most often missed",
+            ),
         );
-        h.push_str("<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">");
+        h.push_str(
+            "<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">",
+        );
         for r in rules {
             h.push_str(&format!("<li>{}</li>", esc(&r)));
         }
@@ -779,7 +852,11 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
     if let Some(src) = chart_src {
         section(
             &mut h,
-            tr(lang, "Délai de réponse aux e-mails", "Time to reply to emails"),
+            tr(
+                lang,
+                "Délai de réponse aux e-mails",
+                "Time to reply to emails",
+            ),
         );
         let alt: Vec<String> = histogram_labels(lang)
             .iter()
@@ -795,7 +872,11 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
     if !d.not_visited.is_empty() {
         h.push_str(&format!(
             "<tr><td style=\"padding:8px 24px;color:#4b5563;\">{} {}</td></tr>\n",
-            esc(tr(lang, "Agences sans visite cette période :", "Branches not visited this period:")),
+            esc(tr(
+                lang,
+                "Agences sans visite cette période :",
+                "Branches not visited this period:"
+            )),
             esc(&d.not_visited.join(", "))
         ));
     }

@@ -285,7 +285,12 @@ mod tests {
             },
             ..Default::default()
         };
-        SummaryRow::new("lille-centre", Some("Agence Lille Centre et Environs".into()), Some("nord".into()), &f)
+        SummaryRow::new(
+            "lille-centre",
+            Some("Agence Lille Centre et Environs".into()),
+            Some("nord".into()),
+            &f,
+        )
     }
 
     #[test]
@@ -294,7 +299,11 @@ mod tests {
         write_table(&mut out, &[row()], 3).unwrap();
         let text = String::from_utf8(out).unwrap();
         for line in text.lines() {
-            assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+            assert!(
+                line.chars().count() <= 80,
+                "{} columns: {line}",
+                line.chars().count()
+            );
         }
         let line = text.lines().nth(1).unwrap();
         assert!(line.starts_with("Agence Lille Cent…"), "{line}");

@@ -294,7 +294,11 @@ impl Store {
              FROM visits WHERE channel = 'email' AND {FILTER}
              GROUP BY business_id"
         );
-        let rows = self.bind_filter(&sql, q).bind(target).fetch_all(&self.pool).await?;
+        let rows = self
+            .bind_filter(&sql, q)
+            .bind(target)
+            .fetch_all(&self.pool)
+            .await?;
         for r in rows {
             let e = EmailFigures {
                 visits: r.try_get("visits")?,
@@ -430,11 +434,7 @@ impl Store {
             n.0 += rule.missed;
             n.1 += rule.evaluated;
             if rule.missed > 0 {
-                agg.businesses
-                    .entry(b)
-                    .or_default()
-                    .missed_rules
-                    .push(rule);
+                agg.businesses.entry(b).or_default().missed_rules.push(rule);
             }
         }
         agg.network.missed_rules = network
@@ -457,7 +457,8 @@ impl Store {
     /// `edges` ascending (ms); the result has `edges.len() + 2` counts: one per bucket
     /// `[0, e0)`, `[e0, e1)`, …, `[e_last, ∞)`, then the reachable visits that never replied.
     pub async fn reply_histogram(&self, q: &AggregateQuery, edges: &[i64]) -> Result<Vec<i64>> {
-        let mut case = String::from("CASE WHEN outcome <> 'replied' OR time_to_reply_ms IS NULL THEN -1");
+        let mut case =
+            String::from("CASE WHEN outcome <> 'replied' OR time_to_reply_ms IS NULL THEN -1");
         for (i, _) in edges.iter().enumerate() {
             case.push_str(&format!(" WHEN time_to_reply_ms < ${} THEN {i}", i + 5));
         }
@@ -570,7 +571,13 @@ impl Store {
                     if i > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("(${}, ${}, ${}, ${}, 1, NULL)", b + 1, b + 2, b + 3, b + 4));
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, 1, NULL)",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4
+                    ));
                 }
                 let mut query = sqlx::query(&sql);
                 for (visit, position, rule, hit) in rows {

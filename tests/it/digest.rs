@@ -142,7 +142,10 @@ both_backends!(figures_per_branch_match_hand_computed_values, |store| {
 
     let nantes = &a.businesses["nantes"].email;
     assert_eq!((nantes.visits, nantes.pending), (3, 1));
-    assert_eq!((nantes.reachable, nantes.bounced, nantes.send_failed), (1, 1, 1));
+    assert_eq!(
+        (nantes.reachable, nantes.bounced, nantes.send_failed),
+        (1, 1, 1)
+    );
 
     let tel = &a.businesses["tel"].call;
     assert_eq!((tel.calls, tel.reachable, tel.answered), (5, 4, 2));
@@ -175,74 +178,103 @@ both_backends!(figures_per_branch_match_hand_computed_values, |store| {
     );
 });
 
-both_backends!(sql_percentiles_equal_the_reference_on_many_values, |store| {
-    // 37 values for one branch and 10 for another, shuffled in time: SQL ranks them.
-    let mut seeds = Vec::new();
-    let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for i in 0..37i64 {
-        let v = (i * 7_919) % 1_000 * 1_000 + 17;
-        seeds.push(email("a", T - DAY - i * 60_000, "replied", Some(v)));
-        expected.entry("a").or_default().push(v);
+both_backends!(
+    sql_percentiles_equal_the_reference_on_many_values,
+    |store| {
+        // 37 values for one branch and 10 for another, shuffled in time: SQL ranks them.
+        let mut seeds = Vec::new();
+        let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for i in 0..37i64 {
+            let v = (i * 7_919) % 1_000 * 1_000 + 17;
+            seeds.push(email("a", T - DAY - i * 60_000, "replied", Some(v)));
+            expected.entry("a").or_default().push(v);
+        }
+        for i in 0..10i64 {
+            let v = if i == 9 { 10_000_000 } else { (i + 1) * 10 * H };
+            seeds.push(email("b", T - 2 * DAY - i * 60_000, "replied", Some(v)));
+            expected.entry("b").or_default().push(v);
+        }
+        store.seed_finished_visits(&seeds).await.unwrap();
+        let a = store.aggregate(&query(week())).await.unwrap();
+        let mut all = Vec::new();
+        for (b, mut values) in expected {
+            values.sort_unstable();
+            let q = a.businesses[b].email.time_to_reply;
+            assert_eq!(q.n, values.len() as i64);
+            let close = |x: Option<f64>, y: Option<f64>| (x.unwrap() - y.unwrap()).abs() < 1e-6;
+            assert!(
+                close(q.median, percentile(&values, 0.5)),
+                "{b} median {q:?}"
+            );
+            assert!(close(q.p90, percentile(&values, 0.9)), "{b} p90 {q:?}");
+            all.extend(values);
+        }
+        all.sort_unstable();
+        let n = a.network.email.time_to_reply;
+        assert!((n.median.unwrap() - percentile(&all, 0.5).unwrap()).abs() < 1e-6);
+        assert!((n.p90.unwrap() - percentile(&all, 0.9).unwrap()).abs() < 1e-6);
     }
-    for i in 0..10i64 {
-        let v = if i == 9 { 10_000_000 } else { (i + 1) * 10 * H };
-        seeds.push(email("b", T - 2 * DAY - i * 60_000, "replied", Some(v)));
-        expected.entry("b").or_default().push(v);
-    }
-    store.seed_finished_visits(&seeds).await.unwrap();
-    let a = store.aggregate(&query(week())).await.unwrap();
-    let mut all = Vec::new();
-    for (b, mut values) in expected {
-        values.sort_unstable();
-        let q = a.businesses[b].email.time_to_reply;
-        assert_eq!(q.n, values.len() as i64);
-        let close = |x: Option<f64>, y: Option<f64>| (x.unwrap() - y.unwrap()).abs() < 1e-6;
-        assert!(close(q.median, percentile(&values, 0.5)), "{b} median {q:?}");
-        assert!(close(q.p90, percentile(&values, 0.9)), "{b} p90 {q:?}");
-        all.extend(values);
-    }
-    all.sort_unstable();
-    let n = a.network.email.time_to_reply;
-    assert!((n.median.unwrap() - percentile(&all, 0.5).unwrap()).abs() < 1e-6);
-    assert!((n.p90.unwrap() - percentile(&all, 0.9).unwrap()).abs() < 1e-6);
-});
+);
 
-both_backends!(a_period_is_claimed_once_and_a_sending_claim_is_never_taken_again, |store| {
-    let claim = |owner: &'static str, mid: &'static str, now: i64| ledger::NewClaim {
-        group_id: "nord",
-        period_start: 1_000,
-        period_end: 2_000,
-        message_id: mid,
-        subject: "s",
-        recipients: "q@x.test",
-        owner,
-        now_ms: now,
-    };
-    // Two daemons race for the same period: exactly one wins.
-    let (ca, cb) = (claim("a", "m1", 10), claim("b", "m2", 10));
-    let (a, b) = tokio::join!(ledger::claim(&store, &ca), ledger::claim(&store, &cb));
-    assert!(a.unwrap() ^ b.unwrap());
-    let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
-    assert_eq!(row.state, "sending");
-    // The winner crashed before its 250: the row stays `sending`, and nobody claims it again.
-    assert!(!ledger::claim(&store, &claim("c", "m3", 10_000_000)).await.unwrap());
-    // A failure that is certain nothing left makes it claimable, but only once its time came.
-    ledger::mark_retry(&store, "nord", 1_000, &row.message_id, "421 busy", 500)
-        .await
-        .unwrap();
-    assert!(!ledger::claim(&store, &claim("c", "m3", 499)).await.unwrap());
-    assert!(ledger::claim(&store, &claim("c", "m3", 500)).await.unwrap());
-    ledger::mark_sent(&store, "nord", 1_000, "m3", 600).await.unwrap();
-    let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
-    assert_eq!(
-        (row.state.as_str(), row.message_id.as_str(), row.sent_at, row.attempts),
-        ("sent", "m3", Some(600), 2)
-    );
-    assert!(!ledger::claim(&store, &claim("d", "m4", 1_000_000)).await.unwrap());
-    // Marks only apply to the claim they name.
-    ledger::mark_retry(&store, "nord", 1_000, "m1", "late", 0).await.unwrap();
-    assert_eq!(ledger::find(&store, "nord", 1_000).await.unwrap().unwrap().state, "sent");
-});
+both_backends!(
+    a_period_is_claimed_once_and_a_sending_claim_is_never_taken_again,
+    |store| {
+        let claim = |owner: &'static str, mid: &'static str, now: i64| ledger::NewClaim {
+            group_id: "nord",
+            period_start: 1_000,
+            period_end: 2_000,
+            message_id: mid,
+            subject: "s",
+            recipients: "q@x.test",
+            owner,
+            now_ms: now,
+        };
+        // Two daemons race for the same period: exactly one wins.
+        let (ca, cb) = (claim("a", "m1", 10), claim("b", "m2", 10));
+        let (a, b) = tokio::join!(ledger::claim(&store, &ca), ledger::claim(&store, &cb));
+        assert!(a.unwrap() ^ b.unwrap());
+        let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!(row.state, "sending");
+        // The winner crashed before its 250: the row stays `sending`, and nobody claims it again.
+        assert!(!ledger::claim(&store, &claim("c", "m3", 10_000_000))
+            .await
+            .unwrap());
+        // A failure that is certain nothing left makes it claimable, but only once its time came.
+        ledger::mark_retry(&store, "nord", 1_000, &row.message_id, "421 busy", 500)
+            .await
+            .unwrap();
+        assert!(!ledger::claim(&store, &claim("c", "m3", 499)).await.unwrap());
+        assert!(ledger::claim(&store, &claim("c", "m3", 500)).await.unwrap());
+        ledger::mark_sent(&store, "nord", 1_000, "m3", 600)
+            .await
+            .unwrap();
+        let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                row.state.as_str(),
+                row.message_id.as_str(),
+                row.sent_at,
+                row.attempts
+            ),
+            ("sent", "m3", Some(600), 2)
+        );
+        assert!(!ledger::claim(&store, &claim("d", "m4", 1_000_000))
+            .await
+            .unwrap());
+        // Marks only apply to the claim they name.
+        ledger::mark_retry(&store, "nord", 1_000, "m1", "late", 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            ledger::find(&store, "nord", 1_000)
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            "sent"
+        );
+    }
+);
 
 #[test]
 fn business_time_counts_only_opening_hours() {
@@ -255,14 +287,20 @@ fn business_time_counts_only_opening_hours() {
             .with_timezone(&chrono::Utc)
     };
     // Friday 20 Nov 17:50 → Monday 23 Nov 09:10: 10 min + 10 min.
-    assert_eq!(hours.business_ms_between(tz, at(20, 17, 50), at(23, 9, 10)), 20 * 60_000);
+    assert_eq!(
+        hours.business_ms_between(tz, at(20, 17, 50), at(23, 9, 10)),
+        20 * 60_000
+    );
     // Monday 08:00 → Tuesday 10:30: 9 h + 1 h 30.
     assert_eq!(
         hours.business_ms_between(tz, at(23, 8, 0), at(24, 10, 30)),
         (10 * 60 + 30) * 60_000
     );
     // Saturday to Sunday: nothing.
-    assert_eq!(hours.business_ms_between(tz, at(21, 10, 0), at(22, 17, 0)), 0);
+    assert_eq!(
+        hours.business_ms_between(tz, at(21, 10, 0), at(22, 17, 0)),
+        0
+    );
 }
 
 // ---- The daemon's digest through the lab ----
@@ -293,7 +331,10 @@ fn network(group: &str, now: i64) -> Vec<Seeded> {
                 v.group_id = Some(group.into());
                 v.score = ttr.map(|t| (100 - t / (20 * 60_000)) as f64);
                 v.rules = vec![("prix".into(), ttr.is_some() && bi % 3 != 0)];
-                out.push(Seeded { branch: b, visit: v });
+                out.push(Seeded {
+                    branch: b,
+                    visit: v,
+                });
             }
             let due = now - week * 7 * DAY - 30 * H - b as i64 * 60_000;
             let (outcome, answer) = match b {
@@ -303,7 +344,10 @@ fn network(group: &str, now: i64) -> Vec<Seeded> {
             };
             let mut c = call(&format!("b{b:02}"), due, outcome, answer);
             c.group_id = Some(group.into());
-            out.push(Seeded { branch: b, visit: c });
+            out.push(Seeded {
+                branch: b,
+                visit: c,
+            });
         }
     }
     out
@@ -381,7 +425,10 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
         if let Some(r) = rows.iter().rev().find(|r| r.state == "sent") {
             break r.clone();
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "no digest sent: {rows:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "no digest sent: {rows:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // It went out on a cron slot (a multiple of 10 s), after the daemons started.
@@ -401,14 +448,23 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
     for r in &history {
         assert_eq!(r.state, "sent", "{r:?}");
         let got = fetch_by_message_id(&cx, &format!("digest.{group}.{}.", r.period_start)).await;
-        assert_eq!(got.len(), 1, "period {}: {} messages", r.period_start, got.len());
+        assert_eq!(
+            got.len(),
+            1,
+            "period {}: {} messages",
+            r.period_start,
+            got.len()
+        );
     }
 
     // The first digest, as received, against the seeded figures.
     let raw = fetch_by_message_id(&cx, &first.message_id).await.remove(0);
     let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
     let header_text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
-    assert!(header_text.contains("content-type: multipart/alternative"), "{header_text:.400}");
+    assert!(
+        header_text.contains("content-type: multipart/alternative"),
+        "{header_text:.400}"
+    );
     assert!(header_text.contains("auto-submitted: auto-generated"));
     let text = plain(&msg.body_text(0).unwrap());
     let html = msg.body_html(0).unwrap();
@@ -419,7 +475,10 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
         .find(|p| p.content_id() == Some(digest::CHART_CID))
         .expect("the chart is an inline part with its Content-ID");
     assert_eq!(&png.contents()[..8], b"\x89PNG\r\n\x1a\n");
-    assert_eq!(msg.subject().map(plain).unwrap_or_default(), plain(&text.lines().next().unwrap().to_string()));
+    assert_eq!(
+        msg.subject().map(plain).unwrap_or_default(),
+        plain(&text.lines().next().unwrap().to_string())
+    );
 
     let period = Period {
         start_ms: first.period_start,
@@ -438,8 +497,14 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
             .map(|s| &s.visit)
             .collect();
         let reachable = mine.len() as i64;
-        let replied = mine.iter().filter(|v| v.outcome.as_deref() == Some("replied")).count() as i64;
-        let mut business: Vec<i64> = mine.iter().filter_map(|v| v.time_to_reply_business_ms).collect();
+        let replied = mine
+            .iter()
+            .filter(|v| v.outcome.as_deref() == Some("replied"))
+            .count() as i64;
+        let mut business: Vec<i64> = mine
+            .iter()
+            .filter_map(|v| v.time_to_reply_business_ms)
+            .collect();
         business.sort_unstable();
         let row = text
             .lines()
@@ -452,20 +517,29 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
         assert!(row.contains(&rate), "branch {b}: want {rate:?} in {row:?}");
         if let Some(m) = percentile(&business, 0.5) {
             let want = plain(&locale::duration(fr, m));
-            assert!(row.contains(&want), "branch {b}: want median {want:?} in {row:?}");
+            assert!(
+                row.contains(&want),
+                "branch {b}: want median {want:?} in {row:?}"
+            );
         }
         let calls: Vec<&SeedVisit> = in_period
             .iter()
             .filter(|s| s.branch == b && s.visit.channel == "call")
             .map(|s| &s.visit)
             .collect();
-        let answered = calls.iter().filter(|v| v.outcome.as_deref() == Some("answered")).count();
+        let answered = calls
+            .iter()
+            .filter(|v| v.outcome.as_deref() == Some("answered"))
+            .count();
         let want = plain(&format!(
             "{answered}/{} {}",
             calls.len(),
             locale::percent(fr, answered as f64 / calls.len() as f64)
         ));
-        assert!(row.contains(&want), "branch {b}: want calls {want:?} in {row:?}");
+        assert!(
+            row.contains(&want),
+            "branch {b}: want calls {want:?} in {row:?}"
+        );
     }
     // Ties share a rank; the branch that never answered is listed as such.
     let rank_of = |name: &str| {
@@ -487,7 +561,10 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
         .filter(|s| s.visit.channel == "email")
         .map(|s| &s.visit)
         .collect();
-    let replied = emails.iter().filter(|v| v.outcome.as_deref() == Some("replied")).count();
+    let replied = emails
+        .iter()
+        .filter(|v| v.outcome.as_deref() == Some("replied"))
+        .count();
     let want = plain(&format!(
         "{} des demandes ont reçu une réponse ({replied} sur {})",
         locale::percent(fr, replied as f64 / emails.len() as f64),
@@ -553,15 +630,26 @@ phone = "sip:nice@127.0.0.1:5080"
         .unwrap();
     assert_eq!(code, 0);
     let html = std::fs::read_to_string(&preview).unwrap();
-    assert!(html.contains("No visit took place for Réseau Est"), "{html}");
+    assert!(
+        html.contains("No visit took place for Réseau Est"),
+        "{html}"
+    );
     assert!(!html.contains("<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"border-collapse"));
     assert!(!html.contains("<img"));
 
     let mut out = Vec::new();
-    digest::run_command(&cx, "sud", false, None, &mut out).await.unwrap();
+    digest::run_command(&cx, "sud", false, None, &mut out)
+        .await
+        .unwrap();
     let text = plain(&String::from_utf8(out).unwrap());
-    assert!(squash(&text).contains("Appels : 67 % décrochés (2 sur 3)"), "{text}");
-    assert!(squash(&text).contains("Délai de décroché : médiane 8 s"), "{text}");
+    assert!(
+        squash(&text).contains("Appels : 67 % décrochés (2 sur 3)"),
+        "{text}"
+    );
+    assert!(
+        squash(&text).contains("Délai de décroché : médiane 8 s"),
+        "{text}"
+    );
     assert!(!text.contains("E-mails :"), "{text}");
     assert!(
         squash(&text).contains("du lundi 16 novembre 2026 au lundi 23 novembre 2026"),
@@ -597,7 +685,13 @@ timezone = "Europe/London"
     let store = Store::connect(&url).await.unwrap();
     let cx = common::context(config, store.clone());
     let slot = digest::latest_slot(
-        &cx.config.group(&group).unwrap().digest.as_ref().unwrap().cron,
+        &cx.config
+            .group(&group)
+            .unwrap()
+            .digest
+            .as_ref()
+            .unwrap()
+            .cron,
         chrono_tz::Europe::London,
         cx.clock.now(),
     )
@@ -617,15 +711,28 @@ timezone = "Europe/London"
     store.seed_finished_visits(&seeds).await.unwrap();
 
     let mut out = Vec::new();
-    assert_eq!(digest::run_command(&cx, &group, true, None, &mut out).await.unwrap(), 0);
+    assert_eq!(
+        digest::run_command(&cx, &group, true, None, &mut out)
+            .await
+            .unwrap(),
+        0
+    );
     let said = String::from_utf8(out).unwrap();
     assert!(said.starts_with("sent <digest."), "{said}");
     let mut out = Vec::new();
-    assert_eq!(digest::run_command(&cx, &group, true, None, &mut out).await.unwrap(), 0);
+    assert_eq!(
+        digest::run_command(&cx, &group, true, None, &mut out)
+            .await
+            .unwrap(),
+        0
+    );
     let said = String::from_utf8(out).unwrap();
     assert!(said.contains("already sent"), "{said}");
 
-    let row = ledger::find(&store, &group, slot - 7 * DAY).await.unwrap().unwrap();
+    let row = ledger::find(&store, &group, slot - 7 * DAY)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.state, "sent");
     let start = Instant::now();
     let raw = loop {
@@ -648,11 +755,20 @@ timezone = "Europe/London"
         text.contains("Emails: 67% of enquiries were answered (2 of 3)"),
         "{text}"
     );
-    assert!(text.contains("Time to reply, calendar time: median 1 h 14 min"), "{text}");
+    assert!(
+        text.contains("Time to reply, calendar time: median 1 h 14 min"),
+        "{text}"
+    );
     assert!(text.contains("Automatic acknowledgements: 33%"), "{text}");
     assert!(text.contains("(1 branch visited;"), "{text}");
-    assert!(msg.subject().unwrap().starts_with("West & Co — digest from Monday"));
+    assert!(msg
+        .subject()
+        .unwrap()
+        .starts_with("West & Co — digest from Monday"));
     let html = msg.body_html(0).unwrap();
-    assert!(html.contains("Bristol &lt;Harbour&gt;"), "names are escaped in HTML");
+    assert!(
+        html.contains("Bristol &lt;Harbour&gt;"),
+        "names are escaped in HTML"
+    );
     assert!(html.contains("<html lang=\"en\">"));
 }

@@ -3,6 +3,6 @@
 mod common;
 mod config_check;
 mod digest;
-mod report;
 mod email_lab;
+mod report;
 mod store;

@@ -108,14 +108,23 @@ async fn the_default_table_is_a_per_business_summary_that_fits_80_columns() {
     // 3 of 4 replied; business times 2 h, 3 h 12 min, 4 h → median 3 h 12 min.
     assert!(lille.contains("3/4 75%"), "{lille}");
     assert!(lille.contains("3 h 12 min"), "{lille}");
-    let roubaix = text.lines().find(|l| l.starts_with("Agence Roubaix")).unwrap();
+    let roubaix = text
+        .lines()
+        .find(|l| l.starts_with("Agence Roubaix"))
+        .unwrap();
     assert!(roubaix.contains("1/2 50%"), "{roubaix}");
 
     let mut a = args(Format::Table);
     a.since = Some("3d".into());
     let text = String::from_utf8(run(&config, a).await).unwrap();
-    let roubaix = text.lines().find(|l| l.starts_with("Agence Roubaix")).unwrap();
-    assert!(roubaix.contains("0/1 0%"), "--since drops the old reply: {roubaix}");
+    let roubaix = text
+        .lines()
+        .find(|l| l.starts_with("Agence Roubaix"))
+        .unwrap();
+    assert!(
+        roubaix.contains("0/1 0%"),
+        "--since drops the old reply: {roubaix}"
+    );
 }
 
 #[tokio::test]
@@ -174,7 +183,8 @@ async fn json_summary_has_one_object_per_business_and_json_visits_keep_the_contr
     let roubaix = rows.iter().find(|r| r["business"] == "roubaix").unwrap();
     assert_eq!(roubaix["bounced"], 1);
 
-    let v: serde_json::Value = serde_json::from_slice(&run(&config, args(Format::Json)).await).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(&config, args(Format::Json)).await).unwrap();
     let visits = v.as_array().unwrap();
     assert_eq!(visits.len(), 6);
     for key in [
