@@ -99,12 +99,12 @@ impl SummaryRow {
     }
 }
 
+/// A business's display name and group, by id.
+pub type Describe<'a> = &'a dyn Fn(&str) -> (Option<String>, Option<String>);
+
 /// One row per business of the aggregate, sorted by business id; `describe` gives a
 /// business's display name and group.
-pub fn rows(
-    agg: &Aggregate,
-    describe: &dyn Fn(&str) -> (Option<String>, Option<String>),
-) -> Vec<SummaryRow> {
+pub fn rows(agg: &Aggregate, describe: Describe<'_>) -> Vec<SummaryRow> {
     agg.businesses
         .iter()
         .map(|(id, f)| {

@@ -320,7 +320,7 @@ fn network(group: &str, now: i64) -> Vec<Seeded> {
             let bi = if b == 2 { 1 } else { b as i64 };
             for k in 0..2i64 {
                 let due = now - week * 7 * DAY - 12 * H - k * DAY - b as i64 * 5 * 60_000;
-                let ttr = ((bi * 7_919 + week * 104_729 + k * 129_97) % 40 + 1) * 40 * 60_000;
+                let ttr = ((bi * 7_919 + week * 104_729 + k * 12_997) % 40 + 1) * 40 * 60_000;
                 let (outcome, ttr) = match b {
                     20 => ("no_reply", None),
                     19 => ("bounced", None),
@@ -477,7 +477,7 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
     assert_eq!(&png.contents()[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(
         msg.subject().map(plain).unwrap_or_default(),
-        plain(&text.lines().next().unwrap().to_string())
+        plain(text.lines().next().unwrap())
     );
 
     let period = Period {
