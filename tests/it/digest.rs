@@ -329,6 +329,8 @@ fn network(group: &str, now: i64) -> Vec<Seeded> {
                 };
                 let mut v = email(&format!("b{b:02}"), due, outcome, ttr);
                 v.group_id = Some(group.into());
+                // Branches open about 9 hours a day.
+                v.time_to_reply_business_ms = ttr.map(|t| t * 9 / 24);
                 v.score = ttr.map(|t| (100 - t / (20 * 60_000)) as f64);
                 v.rules = vec![("prix".into(), ttr.is_some() && bi % 3 != 0)];
                 out.push(Seeded {
