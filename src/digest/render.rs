@@ -891,3 +891,102 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
     h.push_str("</table></td></tr></table></body></html>\n");
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Group, ServiceTargets};
+    use crate::digest::model::{build, Inputs};
+    use crate::store::{Aggregate, EmailFigures, Period, Quantiles};
+
+    fn digest(lang: Language, with_visits: bool) -> Digest {
+        let group = Group {
+            id: "nord".into(),
+            name: "Nord & <Co>".into(),
+            digest: None,
+            targets: ServiceTargets {
+                reply_within: Some((std::time::Duration::from_secs(8 * 3600), true)),
+                answer_within: None,
+            },
+        };
+        let mut current = Aggregate::default();
+        if with_visits {
+            let f = Figures {
+                email: EmailFigures {
+                    visits: 2,
+                    reachable: 2,
+                    replied: 1,
+                    no_reply: 1,
+                    time_to_reply_business: Quantiles {
+                        n: 1,
+                        median: Some(11_520_000.0),
+                        p90: Some(11_520_000.0),
+                    },
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            current.network = f.clone();
+            current.businesses.insert("lille".into(), f);
+        }
+        build(Inputs {
+            group: &group,
+            branches: vec![("lille".into(), "Lille <Centre>".into())],
+            language: lang,
+            timezone: chrono_tz::Europe::Paris,
+            period: Period {
+                start_ms: 1_794_812_400_000,
+                end_ms: 1_795_417_200_000,
+            },
+            current,
+            previous: Aggregate::default(),
+            histogram: vec![0, 0, 1, 0, 0, 1],
+        })
+    }
+
+    #[test]
+    fn the_html_escapes_names_and_loads_nothing_remote() {
+        for lang in [Language::Fr, Language::En] {
+            let h = html(&digest(lang, true), Some("cid:chart"));
+            assert!(h.contains("Lille &lt;Centre&gt;"));
+            assert!(h.contains("Nord &amp; &lt;Co&gt;"));
+            assert!(!h.contains("Lille <Centre>"));
+            assert!(!h.contains("src=\"http") && !h.contains("url("));
+            assert!(h.contains("<img src=\"cid:chart\""));
+        }
+    }
+
+    #[test]
+    fn every_sentence_is_in_the_digest_language() {
+        let fr = text(&digest(Language::Fr, true));
+        let en = text(&digest(Language::En, true));
+        assert!(fr.contains("Classement des agences") && !fr.contains("Branches ranked"));
+        assert!(en.contains("Branches ranked") && !en.contains("Classement"));
+        assert!(fr.contains("3\u{a0}h 12\u{a0}min"), "{fr}");
+        assert!(fr.contains("50\u{202f}%") && en.contains("50%"));
+        for english in ["Emails", "reply", "Never", "median"] {
+            assert!(
+                !fr.contains(english),
+                "{english} in the French digest:\n{fr}"
+            );
+        }
+        for french in ["E-mails", "réponse", "Aucune", "médian"] {
+            assert!(
+                !en.contains(french),
+                "{french} in the English digest:\n{en}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_period_says_so_instead_of_an_empty_table() {
+        let d = digest(Language::Fr, false);
+        let t = text(&d);
+        assert!(
+            t.contains("Aucune visite n'a eu lieu pour Nord & <Co>"),
+            "{t}"
+        );
+        assert!(!t.contains("Classement"));
+        assert!(!html(&d, None).contains("<img"));
+    }
+}
