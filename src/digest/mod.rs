@@ -269,6 +269,9 @@ pub async fn deliver(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result
             return Ok(Delivery::AlreadyClaimed(existing));
         }
     }
+    // A configuration that cannot send is an error before the claim: the period stays free
+    // for when it is fixed.
+    let mailer = cx.mailer().await?;
     let rendered = render(build(cx, group, period).await?)?;
     let message_id = new_message_id(cx, &group.id, period);
     let message = build_message(cx, &rendered, &digest.to, &message_id, cx.clock.now())?;
@@ -292,22 +295,6 @@ pub async fn deliver(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result
             .ok_or_else(|| anyhow!("digest claim lost and no row found"))?;
         return Ok(Delivery::AlreadyClaimed(existing));
     }
-    let mailer = match cx.mailer().await {
-        Ok(m) => m,
-        Err(e) => {
-            let error = format!("{e:#}");
-            ledger::mark_ended(
-                &cx.store,
-                &group.id,
-                period.start_ms,
-                &message_id,
-                "failed",
-                &error,
-            )
-            .await?;
-            return Ok(Delivery::Failed(error));
-        }
-    };
     match mailer.send(message).await {
         Ok(at) => {
             let sent_at = to_ms(cx.clock.at(at));
