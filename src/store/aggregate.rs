@@ -234,8 +234,22 @@ impl Measure {
     }
 }
 
-const FILTER: &str = "($1 = '' OR group_id = $1) AND ($2 = '' OR business_id = $2)
-     AND due_at >= $3 AND due_at < $4";
+/// The WHERE clause for a query's selection, columns prefixed with `t` (e.g. "v."). Always
+/// binds $1..$4 (group, business, start, end); an absent group or business becomes `$N = ''`
+/// rather than `($N = '' OR col = $N)`, which would keep SQLite from using the index.
+fn filter(q: &AggregateQuery, t: &str) -> String {
+    let group = if q.group.is_some() {
+        format!("{t}group_id = $1")
+    } else {
+        "$1 = ''".to_owned()
+    };
+    let business = if q.business.is_some() {
+        format!("{t}business_id = $2")
+    } else {
+        "$2 = ''".to_owned()
+    };
+    format!("{group} AND {business} AND {t}due_at >= $3 AND {t}due_at < $4")
+}
 
 impl Store {
     /// Every figure of the period, per business and for the whole selection.
@@ -279,6 +293,7 @@ impl Store {
         } else {
             "time_to_reply_ms"
         };
+        let filter = filter(q, "");
         let sql = format!(
             "SELECT business_id, COUNT(*) AS visits,
                SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
@@ -291,7 +306,7 @@ impl Store {
                SUM(CASE WHEN outcome = 'send_failed' THEN 1 ELSE 0 END) AS send_failed,
                SUM(CASE WHEN outcome = 'replied' AND {ttr} <= $5 THEN 1 ELSE 0 END) AS within_target,
                SUM(score) AS score_sum, COUNT(score) AS scored
-             FROM visits WHERE channel = 'email' AND {FILTER}
+             FROM visits WHERE channel = 'email' AND {filter}
              GROUP BY business_id"
         );
         let rows = self
@@ -322,6 +337,7 @@ impl Store {
     }
 
     async fn call_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
+        let filter = filter(q, "");
         let sql = format!(
             "SELECT business_id, COUNT(*) AS calls,
                SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
@@ -333,7 +349,7 @@ impl Store {
                SUM(CASE WHEN outcome = 'unreachable' THEN 1 ELSE 0 END) AS unreachable,
                SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
                SUM(CASE WHEN outcome = 'answered' AND answer_ms <= $5 THEN 1 ELSE 0 END) AS within_target
-             FROM visits WHERE channel = 'call' AND {FILTER}
+             FROM visits WHERE channel = 'call' AND {filter}
              GROUP BY business_id"
         );
         let rows = self
@@ -376,13 +392,14 @@ impl Store {
         } else {
             ("''", "")
         };
+        let filter = filter(q, "");
         let sql = format!(
             "SELECT k, rn, n, v FROM (
                SELECT {key} AS k, {col} AS v,
                  ROW_NUMBER() OVER ({partition} ORDER BY {col}) - 1 AS rn,
                  COUNT(*) OVER ({partition}) AS n
                FROM visits
-               WHERE channel = '{channel}' AND {col} IS NOT NULL AND {FILTER}
+               WHERE channel = '{channel}' AND {col} IS NOT NULL AND {filter}
              ) ranked
              WHERE rn = (n - 1) / 2 OR rn = (n - 1 + 1) / 2
                 OR rn = ((n - 1) * 9) / 10 OR rn = ((n - 1) * 9 + 9) / 10
@@ -416,10 +433,7 @@ impl Store {
              FROM rule_results r JOIN visits v ON v.id = r.visit_id
              WHERE {}
              GROUP BY v.business_id, r.rule_id",
-            FILTER
-                .replace("group_id", "v.group_id")
-                .replace("business_id", "v.business_id")
-                .replace("due_at", "v.due_at")
+            filter(q, "v.")
         );
         let rows = self.bind_filter(&sql, q).fetch_all(&self.pool).await?;
         let mut network: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -463,9 +477,10 @@ impl Store {
             case.push_str(&format!(" WHEN time_to_reply_ms < ${} THEN {i}", i + 5));
         }
         case.push_str(&format!(" ELSE {} END", edges.len()));
+        let filter = filter(q, "");
         let sql = format!(
             "SELECT b, COUNT(*) AS n FROM (SELECT {case} AS b FROM visits
-               WHERE channel = 'email' AND outcome IN {EMAIL_REACHABLE} AND {FILTER}) x
+               WHERE channel = 'email' AND outcome IN {EMAIL_REACHABLE} AND {filter}) x
              GROUP BY b"
         );
         let mut query = self.bind_filter(&sql, q);
