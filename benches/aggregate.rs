@@ -5,6 +5,17 @@
 //! branches over 52 weeks, 3 emails to 1 call, a rule result per reply — then times, several
 //! times each: one group's weekly digest (both periods + histogram, what the daemon runs) and
 //! the aggregate of every stored visit at once (a `mystery report` over all history).
+//!
+//! Measured 2026-11-25 on the 2-core dev machine (release build, PostgreSQL 15 on loopback,
+//! SQLite file in WAL mode), 1 000 000 visits:
+//!
+//! | backend    | seed        | one group's weekly digest (1 922 visits) | all 1 M visits |
+//! |------------|-------------|------------------------------------------|----------------|
+//! | SQLite     | 398 s       | 71 ms                                    | 9.4 s          |
+//! | PostgreSQL | 33 s        | 120 ms                                   | 3.9 s          |
+//!
+//! Before the WHERE clause dropped `($1 = '' OR group_id = $1)`, SQLite scanned the whole
+//! table for the digest: 5.7 s.
 
 use mystery::store::{AggregateQuery, Period, SeedVisit, Store};
 use std::time::Instant;
