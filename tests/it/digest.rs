@@ -366,7 +366,20 @@ fn squash(s: &str) -> String {
 
 async fn fetch_by_message_id(cx: &mystery::Context, prefix: &str) -> Vec<Vec<u8>> {
     let imap = cx.config.imap.clone().unwrap();
-    let mut session = mystery::email::inbox::connect(&imap).await.unwrap();
+    // Daemons of tests running beside this one hold IMAP connections too: a refused login
+    // (per-user connection limit) is retried, a bounded number of times.
+    let mut tries = 0;
+    let mut session = loop {
+        match mystery::email::inbox::connect(&imap).await {
+            Ok(s) => break s,
+            Err(e) if tries < 20 => {
+                eprintln!("IMAP connect failed, retrying: {e:#}");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("IMAP connect: {e:#}"),
+        }
+    };
     session.select("INBOX").await.unwrap();
     let uids = session
         .uid_search(format!("HEADER Message-ID \"{prefix}\""))
