@@ -212,6 +212,10 @@ pub struct ReportArgs {
     pub format: Format,
     pub unmatched: bool,
     pub csv: CsvOptions,
+    /// Table: one row per visit instead of the per-business summary.
+    pub visits: bool,
+    /// CSV/JSON: per-business rows instead of one per visit.
+    pub summary: bool,
 }
 
 pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Result<i32> {
@@ -245,18 +249,47 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
         since_ms,
         until_ms: None,
     };
+    let per_business = match args.format {
+        Format::Table => !args.visits,
+        Format::Csv | Format::Json => args.summary,
+    };
+    let unmatched = || async {
+        Ok::<_, anyhow::Error>(
+            cx.store
+                .unmatched_messages(since_ms.unwrap_or(0))
+                .await?
+                .len(),
+        )
+    };
+    if per_business {
+        let query = crate::store::AggregateQuery {
+            group: filter.group.clone(),
+            business: filter.business.clone(),
+            period: crate::store::Period {
+                start_ms: since_ms.unwrap_or(i64::MIN),
+                end_ms: i64::MAX,
+            },
+            reply_within: None,
+            answer_within_ms: None,
+        };
+        let agg = cx.store.aggregate(&query).await?;
+        let config = cx.config.clone();
+        let rows = report::summary::rows(&agg, &|id| match config.business(id) {
+            Some(b) => (Some(b.name.clone()), b.group.clone()),
+            None => (None, filter.group.clone()),
+        });
+        match args.format {
+            Format::Json => report::summary::write_json(out, &rows)?,
+            Format::Csv => report::summary::write_csv(out, &rows, args.csv)?,
+            Format::Table => report::summary::write_table(out, &rows, unmatched().await?)?,
+        }
+        return Ok(0);
+    }
     let visits = report::load(&cx.store, &filter).await?;
     match args.format {
         Format::Json => report::write_json(out, &visits)?,
         Format::Csv => report::write_csv(out, &visits, args.csv)?,
-        Format::Table => {
-            let unmatched = cx
-                .store
-                .unmatched_messages(since_ms.unwrap_or(0))
-                .await?
-                .len();
-            report::write_table(out, &visits, unmatched)?
-        }
+        Format::Table => report::write_table(out, &visits, unmatched().await?)?,
     }
     Ok(0)
 }

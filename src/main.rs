@@ -39,7 +39,7 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Per-visit figures.
+    /// Per-business summary (table) or per-visit figures (--visits; CSV and JSON).
     Report {
         #[arg(long)]
         group: Option<String>,
@@ -59,6 +59,12 @@ enum Command {
         /// CSV: field separator (use ';' for French spreadsheets).
         #[arg(long, default_value = ",")]
         separator: char,
+        /// Table: one row per visit instead of the per-business summary.
+        #[arg(long)]
+        visits: bool,
+        /// CSV/JSON: one row per business instead of one per visit.
+        #[arg(long)]
+        summary: bool,
     },
     /// Render or send a group's digest.
     Digest {
@@ -118,6 +124,8 @@ fn main() -> ExitCode {
                 unmatched,
                 bom,
                 separator,
+                visits,
+                summary,
             } => {
                 let format = match format {
                     FormatArg::Table => Format::Table,
@@ -134,6 +142,8 @@ fn main() -> ExitCode {
                         bom,
                         separator: separator as u8,
                     },
+                    visits,
+                    summary,
                 };
                 commands::report(&cli.config, args, &mut out).await
             }

@@ -1,7 +1,11 @@
 //! `mystery report`: per-visit figures as a table, CSV or JSON (the JSON shape is a contract:
-//! DESIGN.md's measurement names, absent ones as null).
+//! DESIGN.md's measurement names, absent ones as null), and per-business summaries (`summary`).
+//!
+//! Invariant: tables fit an 80-column terminal and show durations in words; CSV and JSON keep
+//! raw milliseconds.
 
 pub mod format;
+pub mod summary;
 
 use crate::store::{ReportFilter, RuleRow, Store, Visit};
 use anyhow::Result;
@@ -243,11 +247,20 @@ pub fn write_csv(out: &mut dyn Write, visits: &[VisitJson], opts: CsvOptions) ->
     Ok(())
 }
 
-/// A table for a terminal: one line per visit, the figure that matters for its channel.
+/// How an outcome reads in the 80-column table.
+fn outcome_label(outcome: &str) -> &str {
+    match outcome {
+        "acknowledged_only" => "ack only",
+        other => other,
+    }
+}
+
+/// A table for a terminal (80 columns): one line per visit, the figure that matters for its
+/// channel.
 pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) -> Result<()> {
     writeln!(
         out,
-        "{:<16} {:<18} {:<10} {:<17} {:>14} {:>6}",
+        "{:<16} {:<16} {:<10} {:<16} {:>12} {:>5}",
         "when (UTC)", "business", "scenario", "outcome", "time", "score"
     )?;
     for v in visits {
@@ -261,8 +274,8 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
         }
         .unwrap_or_else(|| "–".into());
         let outcome = match (&v.outcome, v.send_uncertain) {
-            (Some(o), true) => format!("{o}*"),
-            (Some(o), false) => o.clone(),
+            (Some(o), true) => format!("{}*", outcome_label(o)),
+            (Some(o), false) => outcome_label(o).to_owned(),
             (None, _) => format!("({})", v.state),
         };
         let score = v
@@ -271,11 +284,11 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
             .unwrap_or_else(|| "–".into());
         writeln!(
             out,
-            "{:<16} {:<18} {:<10} {:<17} {:>14} {:>6}",
+            "{:<16} {:<16} {:<10} {:<16} {:>12} {:>5}",
             when,
-            truncate(&v.business, 18),
+            truncate(&v.business, 16),
             truncate(&v.scenario, 10),
-            truncate(&outcome, 17),
+            truncate(&outcome, 16),
             time,
             score
         )?;
@@ -295,7 +308,7 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
     Ok(())
 }
 
-fn truncate(s: &str, n: usize) -> String {
+pub(crate) fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_owned()
     } else {

@@ -2,9 +2,10 @@
 //! transaction, recorded in `schema_migrations`. Written once for both backends: instants are
 //! BIGINT milliseconds since the epoch (UTC), flags are BIGINT 0/1, bytes use `{blob}`.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE visits (
     id TEXT PRIMARY KEY,
     slot_key TEXT NOT NULL UNIQUE,
@@ -141,4 +142,17 @@ CREATE TABLE digests (
     PRIMARY KEY (group_id, period_start)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        // Digests: a claim that failed before anything was accepted may be retried later;
+        // what was sent is kept for `mystery digest` to show.
+        r#"
+ALTER TABLE digests ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE digests ADD COLUMN retry_at BIGINT;
+ALTER TABLE digests ADD COLUMN subject TEXT;
+ALTER TABLE digests ADD COLUMN recipients TEXT;
+CREATE INDEX visits_group_channel ON visits (group_id, channel, due_at)
+"#,
+    ),
+];

@@ -4,9 +4,14 @@
 //! on both). Every state change of a visit is its own committed statement or transaction, so
 //! a crash between two steps leaves a state a restart knows how to resume.
 
+mod aggregate;
 mod messages;
 mod migrations;
 mod visits;
+pub use aggregate::{
+    percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
+    Period, Quantiles, SeedVisit,
+};
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
 pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, Visit, VisitState};

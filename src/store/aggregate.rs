@@ -1,0 +1,693 @@
+//! Figures per business and per network over a period, computed by SQL that runs unchanged on
+//! SQLite and PostgreSQL (digests and summary reports read only this).
+//!
+//! Invariant: every figure is derived from the visits whose `due_at` lies in `[start, end)`;
+//! counts come from `GROUP BY` aggregates, and medians / 90th percentiles come from window
+//! functions (`ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)`) that return only the one or two
+//! ranked rows around each percentile's position; Rust then interpolates between them
+//! (`percentile_from_ranks`), with the same definition as `percentile` (linear between closest
+//! ranks, as PostgreSQL's `percentile_cont` and Excel's `PERCENTILE.INC`).
+
+use super::Store;
+use anyhow::Result;
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+/// Email outcomes that mean the enquiry reached (or was tried at) the branch: the denominator
+/// of reply and acknowledgement rates. `send_failed` and `failed` are our side's failures.
+const EMAIL_REACHABLE: &str = "('replied', 'acknowledged_only', 'no_reply', 'bounced')";
+/// Call outcomes that say something about the branch (`failed` is our side).
+const CALL_REACHABLE: &str = "('answered', 'busy', 'no_answer', 'rejected', 'unreachable')";
+
+/// `[start_ms, end_ms)`, UTC milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+impl Period {
+    /// The period of the same length just before this one.
+    pub fn previous(&self) -> Period {
+        let len = self.end_ms - self.start_ms;
+        Period {
+            start_ms: self.start_ms - len,
+            end_ms: self.start_ms,
+        }
+    }
+}
+
+/// What to aggregate: a group and/or business (None = all), a period, the service targets.
+#[derive(Debug, Clone)]
+pub struct AggregateQuery {
+    pub group: Option<String>,
+    pub business: Option<String>,
+    pub period: Period,
+    /// Reply target in ms, and whether it counts business hours only.
+    pub reply_within: Option<(i64, bool)>,
+    pub answer_within_ms: Option<i64>,
+}
+
+/// Median and 90th percentile of one measurement over `n` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quantiles {
+    pub n: i64,
+    pub median: Option<f64>,
+    pub p90: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EmailFigures {
+    /// Email visits due in the period, whatever their state.
+    pub visits: i64,
+    /// Still waiting for their outcome (not counted in rates).
+    pub pending: i64,
+    /// Outcome replied, acknowledged_only, no_reply or bounced: the rates' denominator.
+    pub reachable: i64,
+    pub replied: i64,
+    /// Reachable visits that received an automatic acknowledgement (with or without a reply).
+    pub acknowledged: i64,
+    pub bounced: i64,
+    pub no_reply: i64,
+    pub send_failed: i64,
+    /// Replied within the group's `reply_within` target (0 when there is none).
+    pub within_target: i64,
+    pub time_to_reply: Quantiles,
+    pub time_to_reply_business: Quantiles,
+    pub score_sum: f64,
+    pub scored: i64,
+}
+
+impl EmailFigures {
+    pub fn reply_rate(&self) -> Option<f64> {
+        ratio(self.replied, self.reachable)
+    }
+    pub fn ack_rate(&self) -> Option<f64> {
+        ratio(self.acknowledged, self.reachable)
+    }
+    pub fn mean_score(&self) -> Option<f64> {
+        (self.scored > 0).then(|| self.score_sum / self.scored as f64)
+    }
+    fn add_counts(&mut self, o: &EmailFigures) {
+        self.visits += o.visits;
+        self.pending += o.pending;
+        self.reachable += o.reachable;
+        self.replied += o.replied;
+        self.acknowledged += o.acknowledged;
+        self.bounced += o.bounced;
+        self.no_reply += o.no_reply;
+        self.send_failed += o.send_failed;
+        self.within_target += o.within_target;
+        self.score_sum += o.score_sum;
+        self.scored += o.scored;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallFigures {
+    pub calls: i64,
+    pub pending: i64,
+    /// Outcome answered, busy, no_answer, rejected or unreachable: the rates' denominator.
+    pub reachable: i64,
+    pub answered: i64,
+    pub busy: i64,
+    pub no_answer: i64,
+    pub rejected: i64,
+    pub unreachable: i64,
+    /// Our side's failures.
+    pub failed: i64,
+    /// Answered within the group's `answer_within` target (0 when there is none).
+    pub within_target: i64,
+    pub answer: Quantiles,
+    pub pdd: Quantiles,
+    pub greeting: Quantiles,
+}
+
+impl CallFigures {
+    pub fn answer_rate(&self) -> Option<f64> {
+        ratio(self.answered, self.reachable)
+    }
+    fn add_counts(&mut self, o: &CallFigures) {
+        self.calls += o.calls;
+        self.pending += o.pending;
+        self.reachable += o.reachable;
+        self.answered += o.answered;
+        self.busy += o.busy;
+        self.no_answer += o.no_answer;
+        self.rejected += o.rejected;
+        self.unreachable += o.unreachable;
+        self.failed += o.failed;
+        self.within_target += o.within_target;
+    }
+}
+
+/// A rule of the scenarios' expectations and how often it was missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissedRule {
+    pub rule_id: String,
+    pub missed: i64,
+    pub evaluated: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub email: EmailFigures,
+    pub call: CallFigures,
+    /// Most missed first (ties by rule id); only rules missed at least once.
+    pub missed_rules: Vec<MissedRule>,
+}
+
+impl Figures {
+    pub fn is_empty(&self) -> bool {
+        self.email.visits == 0 && self.call.calls == 0
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Aggregate {
+    pub network: Figures,
+    /// Per business id, for every business with at least one visit in the period.
+    pub businesses: BTreeMap<String, Figures>,
+}
+
+pub fn ratio(num: i64, den: i64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+/// The `p` quantile (0..=1) of ascending `sorted` values, interpolating linearly between the
+/// closest ranks: position h = (n − 1)·p, value = v[⌊h⌋] + (h − ⌊h⌋)·(v[⌈h⌉] − v[⌊h⌋]).
+pub fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let h = (n - 1) as f64 * p;
+    let lo = h.floor() as usize;
+    let hi = h.ceil() as usize;
+    let (a, b) = (sorted[lo] as f64, sorted[hi.min(n - 1)] as f64);
+    Some(a + (h - lo as f64) * (b - a))
+}
+
+/// A percentile as tenths (5 = median, 9 = p90), so SQL can find its ranks in integers.
+#[derive(Clone, Copy)]
+struct Tenths(i64);
+
+impl Tenths {
+    /// The 0-based ranks around position (n − 1)·p: ⌊(n−1)·t/10⌋ and ⌈(n−1)·t/10⌉.
+    fn ranks(self, n: i64) -> (i64, i64) {
+        let num = (n - 1) * self.0;
+        (num / 10, (num + 9) / 10)
+    }
+}
+
+/// Interpolates a percentile from the values at its two ranks (as fetched by SQL).
+fn percentile_from_ranks(n: i64, t: Tenths, at: &BTreeMap<i64, i64>) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    let (lo, hi) = t.ranks(n);
+    let a = *at.get(&lo)? as f64;
+    let b = *at.get(&hi)? as f64;
+    let h = (n - 1) as f64 * t.0 as f64 / 10.0;
+    Some(a + (h - lo as f64) * (b - a))
+}
+
+/// Measurements whose quantiles are aggregated (a fixed list: column names go into SQL text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    TimeToReply,
+    TimeToReplyBusiness,
+    Answer,
+    Pdd,
+    Greeting,
+}
+
+impl Measure {
+    fn sql(self) -> (&'static str, &'static str) {
+        match self {
+            Measure::TimeToReply => ("email", "time_to_reply_ms"),
+            Measure::TimeToReplyBusiness => ("email", "time_to_reply_business_ms"),
+            Measure::Answer => ("call", "answer_ms"),
+            Measure::Pdd => ("call", "pdd_ms"),
+            Measure::Greeting => ("call", "greeting_ms"),
+        }
+    }
+}
+
+/// The WHERE clause for a query's selection, columns prefixed with `t` (e.g. "v."). Always
+/// binds $1..$4 (group, business, start, end); an absent group or business becomes `$N = ''`
+/// rather than `($N = '' OR col = $N)`, which would keep SQLite from using the index.
+fn filter(q: &AggregateQuery, t: &str) -> String {
+    let group = if q.group.is_some() {
+        format!("{t}group_id = $1")
+    } else {
+        "$1 = ''".to_owned()
+    };
+    let business = if q.business.is_some() {
+        format!("{t}business_id = $2")
+    } else {
+        "$2 = ''".to_owned()
+    };
+    format!("{group} AND {business} AND {t}due_at >= $3 AND {t}due_at < $4")
+}
+
+impl Store {
+    /// Every figure of the period, per business and for the whole selection.
+    pub async fn aggregate(&self, q: &AggregateQuery) -> Result<Aggregate> {
+        let mut agg = Aggregate::default();
+        self.email_counts(q, &mut agg).await?;
+        self.call_counts(q, &mut agg).await?;
+        for m in [
+            Measure::TimeToReply,
+            Measure::TimeToReplyBusiness,
+            Measure::Answer,
+            Measure::Pdd,
+            Measure::Greeting,
+        ] {
+            for per_business in [true, false] {
+                for (key, quantiles) in self.quantiles(q, m, per_business).await? {
+                    let figures = if per_business {
+                        agg.businesses.entry(key).or_default()
+                    } else {
+                        &mut agg.network
+                    };
+                    let slot = match m {
+                        Measure::TimeToReply => &mut figures.email.time_to_reply,
+                        Measure::TimeToReplyBusiness => &mut figures.email.time_to_reply_business,
+                        Measure::Answer => &mut figures.call.answer,
+                        Measure::Pdd => &mut figures.call.pdd,
+                        Measure::Greeting => &mut figures.call.greeting,
+                    };
+                    *slot = quantiles;
+                }
+            }
+        }
+        self.missed_rules(q, &mut agg).await?;
+        Ok(agg)
+    }
+
+    async fn email_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
+        let (target, business) = q.reply_within.unwrap_or((-1, false));
+        let ttr = if business {
+            "COALESCE(time_to_reply_business_ms, time_to_reply_ms)"
+        } else {
+            "time_to_reply_ms"
+        };
+        let filter = filter(q, "");
+        let sql = format!(
+            "SELECT business_id, COUNT(*) AS visits,
+               SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
+               SUM(CASE WHEN outcome IN {EMAIL_REACHABLE} THEN 1 ELSE 0 END) AS reachable,
+               SUM(CASE WHEN outcome = 'replied' THEN 1 ELSE 0 END) AS replied,
+               SUM(CASE WHEN outcome IN {EMAIL_REACHABLE} AND first_ack_at IS NOT NULL
+                        THEN 1 ELSE 0 END) AS acknowledged,
+               SUM(CASE WHEN outcome = 'bounced' THEN 1 ELSE 0 END) AS bounced,
+               SUM(CASE WHEN outcome = 'no_reply' THEN 1 ELSE 0 END) AS no_reply,
+               SUM(CASE WHEN outcome = 'send_failed' THEN 1 ELSE 0 END) AS send_failed,
+               SUM(CASE WHEN outcome = 'replied' AND {ttr} <= $5 THEN 1 ELSE 0 END) AS within_target,
+               SUM(score) AS score_sum, COUNT(score) AS scored
+             FROM visits WHERE channel = 'email' AND {filter}
+             GROUP BY business_id"
+        );
+        let rows = self
+            .bind_filter(&sql, q)
+            .bind(target)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in rows {
+            let e = EmailFigures {
+                visits: r.try_get("visits")?,
+                pending: r.try_get("pending")?,
+                reachable: r.try_get("reachable")?,
+                replied: r.try_get("replied")?,
+                acknowledged: r.try_get("acknowledged")?,
+                bounced: r.try_get("bounced")?,
+                no_reply: r.try_get("no_reply")?,
+                send_failed: r.try_get("send_failed")?,
+                within_target: r.try_get("within_target")?,
+                score_sum: r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0),
+                scored: r.try_get("scored")?,
+                ..Default::default()
+            };
+            agg.network.email.add_counts(&e);
+            let id: String = r.try_get("business_id")?;
+            agg.businesses.entry(id).or_default().email = e;
+        }
+        Ok(())
+    }
+
+    async fn call_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
+        let filter = filter(q, "");
+        let sql = format!(
+            "SELECT business_id, COUNT(*) AS calls,
+               SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
+               SUM(CASE WHEN outcome IN {CALL_REACHABLE} THEN 1 ELSE 0 END) AS reachable,
+               SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END) AS answered,
+               SUM(CASE WHEN outcome = 'busy' THEN 1 ELSE 0 END) AS busy,
+               SUM(CASE WHEN outcome = 'no_answer' THEN 1 ELSE 0 END) AS no_answer,
+               SUM(CASE WHEN outcome = 'rejected' THEN 1 ELSE 0 END) AS rejected,
+               SUM(CASE WHEN outcome = 'unreachable' THEN 1 ELSE 0 END) AS unreachable,
+               SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
+               SUM(CASE WHEN outcome = 'answered' AND answer_ms <= $5 THEN 1 ELSE 0 END) AS within_target
+             FROM visits WHERE channel = 'call' AND {filter}
+             GROUP BY business_id"
+        );
+        let rows = self
+            .bind_filter(&sql, q)
+            .bind(q.answer_within_ms.unwrap_or(-1))
+            .fetch_all(&self.pool)
+            .await?;
+        for r in rows {
+            let c = CallFigures {
+                calls: r.try_get("calls")?,
+                pending: r.try_get("pending")?,
+                reachable: r.try_get("reachable")?,
+                answered: r.try_get("answered")?,
+                busy: r.try_get("busy")?,
+                no_answer: r.try_get("no_answer")?,
+                rejected: r.try_get("rejected")?,
+                unreachable: r.try_get("unreachable")?,
+                failed: r.try_get("failed")?,
+                within_target: r.try_get("within_target")?,
+                ..Default::default()
+            };
+            agg.network.call.add_counts(&c);
+            let id: String = r.try_get("business_id")?;
+            agg.businesses.entry(id).or_default().call = c;
+        }
+        Ok(())
+    }
+
+    /// Median and p90 of one measurement, per business or over the whole selection: SQL ranks
+    /// the values and returns only the rows at the percentiles' ranks.
+    async fn quantiles(
+        &self,
+        q: &AggregateQuery,
+        m: Measure,
+        per_business: bool,
+    ) -> Result<Vec<(String, Quantiles)>> {
+        let (channel, col) = m.sql();
+        let (key, partition) = if per_business {
+            ("business_id", "PARTITION BY business_id")
+        } else {
+            ("''", "")
+        };
+        let filter = filter(q, "");
+        let sql = format!(
+            "SELECT k, rn, n, v FROM (
+               SELECT {key} AS k, {col} AS v,
+                 ROW_NUMBER() OVER ({partition} ORDER BY {col}) - 1 AS rn,
+                 COUNT(*) OVER ({partition}) AS n
+               FROM visits
+               WHERE channel = '{channel}' AND {col} IS NOT NULL AND {filter}
+             ) ranked
+             WHERE rn = (n - 1) / 2 OR rn = (n - 1 + 1) / 2
+                OR rn = ((n - 1) * 9) / 10 OR rn = ((n - 1) * 9 + 9) / 10
+             ORDER BY k, rn"
+        );
+        let rows = self.bind_filter(&sql, q).fetch_all(&self.pool).await?;
+        let mut by_key: BTreeMap<String, (i64, BTreeMap<i64, i64>)> = BTreeMap::new();
+        for r in rows {
+            let k: String = r.try_get("k")?;
+            let entry = by_key.entry(k).or_default();
+            entry.0 = r.try_get("n")?;
+            entry.1.insert(r.try_get("rn")?, r.try_get("v")?);
+        }
+        Ok(by_key
+            .into_iter()
+            .map(|(k, (n, at))| {
+                let q = Quantiles {
+                    n,
+                    median: percentile_from_ranks(n, Tenths(5), &at),
+                    p90: percentile_from_ranks(n, Tenths(9), &at),
+                };
+                (k, q)
+            })
+            .collect())
+    }
+
+    async fn missed_rules(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
+        let sql = format!(
+            "SELECT v.business_id AS business_id, r.rule_id AS rule_id,
+               SUM(CASE WHEN r.hit = 0 THEN 1 ELSE 0 END) AS missed, COUNT(*) AS evaluated
+             FROM rule_results r JOIN visits v ON v.id = r.visit_id
+             WHERE {}
+             GROUP BY v.business_id, r.rule_id",
+            filter(q, "v.")
+        );
+        let rows = self.bind_filter(&sql, q).fetch_all(&self.pool).await?;
+        let mut network: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for r in rows {
+            let b: String = r.try_get("business_id")?;
+            let rule = MissedRule {
+                rule_id: r.try_get("rule_id")?,
+                missed: r.try_get("missed")?,
+                evaluated: r.try_get("evaluated")?,
+            };
+            let n = network.entry(rule.rule_id.clone()).or_default();
+            n.0 += rule.missed;
+            n.1 += rule.evaluated;
+            if rule.missed > 0 {
+                agg.businesses.entry(b).or_default().missed_rules.push(rule);
+            }
+        }
+        agg.network.missed_rules = network
+            .into_iter()
+            .filter(|(_, (m, _))| *m > 0)
+            .map(|(rule_id, (missed, evaluated))| MissedRule {
+                rule_id,
+                missed,
+                evaluated,
+            })
+            .collect();
+        sort_rules(&mut agg.network.missed_rules);
+        for f in agg.businesses.values_mut() {
+            sort_rules(&mut f.missed_rules);
+        }
+        Ok(())
+    }
+
+    /// How many email visits of the period got their first human reply within each bucket:
+    /// `edges` ascending (ms); the result has `edges.len() + 2` counts: one per bucket
+    /// `[0, e0)`, `[e0, e1)`, …, `[e_last, ∞)`, then the reachable visits that never replied.
+    pub async fn reply_histogram(&self, q: &AggregateQuery, edges: &[i64]) -> Result<Vec<i64>> {
+        let mut case =
+            String::from("CASE WHEN outcome <> 'replied' OR time_to_reply_ms IS NULL THEN -1");
+        for (i, _) in edges.iter().enumerate() {
+            case.push_str(&format!(" WHEN time_to_reply_ms < ${} THEN {i}", i + 5));
+        }
+        case.push_str(&format!(" ELSE {} END", edges.len()));
+        let filter = filter(q, "");
+        let sql = format!(
+            "SELECT b, COUNT(*) AS n FROM (SELECT {case} AS b FROM visits
+               WHERE channel = 'email' AND outcome IN {EMAIL_REACHABLE} AND {filter}) x
+             GROUP BY b"
+        );
+        let mut query = self.bind_filter(&sql, q);
+        for e in edges {
+            query = query.bind(*e);
+        }
+        let mut out = vec![0; edges.len() + 2];
+        for r in query.fetch_all(&self.pool).await? {
+            let b: i64 = r.try_get("b")?;
+            let n: i64 = r.try_get("n")?;
+            let i = if b < 0 { edges.len() + 1 } else { b as usize };
+            if let Some(slot) = out.get_mut(i) {
+                *slot += n;
+            }
+        }
+        Ok(out)
+    }
+
+    fn bind_filter<'q>(
+        &self,
+        sql: &'q str,
+        q: &AggregateQuery,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        sqlx::query(sql)
+            .bind(q.group.clone().unwrap_or_default())
+            .bind(q.business.clone().unwrap_or_default())
+            .bind(q.period.start_ms)
+            .bind(q.period.end_ms)
+    }
+
+    /// For tests and benchmarks: writes finished visits directly (one multi-row INSERT per
+    /// batch, in one transaction), with their rule results.
+    pub async fn seed_finished_visits(&self, visits: &[SeedVisit]) -> Result<()> {
+        const COLS: usize = 17;
+        const BATCH: usize = 500;
+        let mut tx = self.pool.begin().await?;
+        for chunk in visits.chunks(BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO visits (id, slot_key, business_id, group_id, scenario_id, channel,
+                   state, outcome, due_at, created_at, updated_at, sent_at, first_ack_at,
+                   time_to_reply_ms, time_to_reply_business_ms, score, answer_ms, pdd_ms,
+                   greeting_ms, first_reply_at, time_to_ack_ms) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * COLS;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, 'done', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 7,
+                    b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15, b + 16, b + 17
+                ));
+            }
+            // Not a cached statement: sqlx's Any driver declares a NULL f64 as float4 on
+            // PostgreSQL, so a statement first run with a NULL score would refuse a later
+            // real one ("incorrect binary data format").
+            let mut query = sqlx::query(&sql).persistent(false);
+            for v in chunk {
+                let first_reply = match (v.sent_at, v.time_to_reply_ms) {
+                    (Some(s), Some(t)) => Some(s + t),
+                    _ => None,
+                };
+                let ack = match (v.sent_at, v.time_to_ack_ms) {
+                    (Some(s), Some(t)) => Some(s + t),
+                    _ => None,
+                };
+                query = query
+                    .bind(v.id.clone())
+                    .bind(v.business_id.clone())
+                    .bind(v.group_id.clone())
+                    .bind(v.scenario_id.clone())
+                    .bind(v.channel.clone())
+                    .bind(v.outcome.clone())
+                    .bind(v.due_at)
+                    .bind(v.sent_at)
+                    .bind(ack)
+                    .bind(v.time_to_reply_ms)
+                    .bind(v.time_to_reply_business_ms)
+                    .bind(v.score)
+                    .bind(v.answer_ms)
+                    .bind(v.pdd_ms)
+                    .bind(v.greeting_ms)
+                    .bind(first_reply)
+                    .bind(v.time_to_ack_ms);
+            }
+            query.execute(&mut *tx).await?;
+            let rules: Vec<(&str, usize, &str, bool)> = chunk
+                .iter()
+                .flat_map(|v| {
+                    v.rules
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (rule, hit))| (v.id.as_str(), i, rule.as_str(), *hit))
+                })
+                .collect();
+            for rows in rules.chunks(BATCH) {
+                let mut sql = String::from(
+                    "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence) VALUES ",
+                );
+                for i in 0..rows.len() {
+                    let b = i * 4;
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, 1, NULL)",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4
+                    ));
+                }
+                let mut query = sqlx::query(&sql);
+                for (visit, position, rule, hit) in rows {
+                    query = query
+                        .bind(visit.to_string())
+                        .bind(rule.to_string())
+                        .bind(*position as i64)
+                        .bind(*hit as i64);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn sort_rules(rules: &mut [MissedRule]) {
+    rules.sort_by(|a, b| b.missed.cmp(&a.missed).then(a.rule_id.cmp(&b.rule_id)));
+}
+
+/// A finished visit for `seed_finished_visits`.
+#[derive(Debug, Clone, Default)]
+pub struct SeedVisit {
+    pub id: String,
+    pub business_id: String,
+    pub group_id: Option<String>,
+    pub scenario_id: String,
+    /// "email" or "call".
+    pub channel: String,
+    pub outcome: Option<String>,
+    pub due_at: i64,
+    pub sent_at: Option<i64>,
+    pub time_to_reply_ms: Option<i64>,
+    pub time_to_reply_business_ms: Option<i64>,
+    pub time_to_ack_ms: Option<i64>,
+    pub score: Option<f64>,
+    pub answer_ms: Option<i64>,
+    pub pdd_ms: Option<i64>,
+    pub greeting_ms: Option<i64>,
+    /// (rule id, hit)
+    pub rules: Vec<(String, bool)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_two_middle_values() {
+        assert_eq!(percentile(&[10, 20, 30, 40], 0.5), Some(25.0));
+        assert_eq!(percentile(&[7], 0.5), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn the_90th_percentile_interpolates_between_closest_ranks() {
+        // n = 10: h = 9 × 0.9 = 8.1 → v[8] + 0.1 × (v[9] − v[8]) = 90 + 0.1 × 910 = 181.
+        let close = |x: Option<f64>, want: f64| (x.unwrap() - want).abs() < 1e-9;
+        let v = [10, 20, 30, 40, 50, 60, 70, 80, 90, 1000];
+        assert!(close(percentile(&v, 0.9), 181.0));
+        // n = 5: h = 3.6 → 4 + 0.6 × (5 − 4) = 4.6.
+        assert!(close(percentile(&[1, 2, 3, 4, 5], 0.9), 4.6));
+        // n = 2: h = 0.9 → 100 + 0.9 × 100 = 190.
+        assert!(close(percentile(&[100, 200], 0.9), 190.0));
+    }
+
+    #[test]
+    fn the_ranks_sql_fetches_are_the_ones_the_interpolation_needs() {
+        for n in 1..200i64 {
+            let values: Vec<i64> = (0..n).map(|i| i * i + 3).collect();
+            for t in [5, 9] {
+                let (lo, hi) = Tenths(t).ranks(n);
+                let at: BTreeMap<i64, i64> = [(lo, values[lo as usize]), (hi, values[hi as usize])]
+                    .into_iter()
+                    .collect();
+                let got = percentile_from_ranks(n, Tenths(t), &at).unwrap();
+                let want = percentile(&values, t as f64 / 10.0).unwrap();
+                assert!((got - want).abs() < 1e-6, "n={n} t={t}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_previous_period_has_the_same_length_and_ends_where_this_one_starts() {
+        let p = Period {
+            start_ms: 1_000,
+            end_ms: 8_000,
+        };
+        assert_eq!(
+            p.previous(),
+            Period {
+                start_ms: -6_000,
+                end_ms: 1_000
+            }
+        );
+    }
+}
