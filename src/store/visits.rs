@@ -439,6 +439,9 @@ impl Store {
         .bind(path(&m.recording))
         .bind(path(&m.early_media_recording))
         .bind(now_ms)
+        // sqlx's Any driver types a NULL f64 as float4 on PostgreSQL; a cached statement
+        // would then refuse a later real f64 (voice_ratio, jitter_ms): prepare it each time.
+        .persistent(false)
         .execute(&self.pool)
         .await?;
         Ok(())

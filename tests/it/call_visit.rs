@@ -24,7 +24,8 @@ async fn call_visits_are_run_by_the_daemon_and_reported_with_every_measurement()
     crate::call::lab();
     let lab = common::lab();
     let tmp = tempfile::tempdir().unwrap();
-    let url = common::store_url(Backend::Sqlite, tmp.path()).await;
+    // PostgreSQL: a busy call (NULL voice_ratio) recorded before an answered one on one pool.
+    let url = common::store_url(Backend::Postgres, tmp.path()).await;
     let prompt = common::repo().join("fixtures/prompts/horaires.wav");
     let extra = CALLS.replace("PROMPT", prompt.to_str().unwrap())
         + "\n[[businesses]]\nid = \"parle\"\nname = \"Agence qui parle\"\nphone = \"sip:prompt@127.0.0.1:5089\"\n"
