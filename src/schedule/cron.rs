@@ -623,6 +623,8 @@ mod tests {
             "*/15 9-17 * * Mon-Fri",
             "0 8 * * 1",
             "0 8 * * Mon",
+            "0 10 ? * TUE",
+            "0 10 * * tue,thu",
         ] {
             assert!(expr.parse::<CronExpr>().is_ok(), "{expr}");
         }

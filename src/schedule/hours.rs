@@ -623,6 +623,19 @@ mod tests {
     }
 
     #[test]
+    fn display_round_trips_through_parse() {
+        for text in [
+            "Mon-Fri 09:00-12:00,14:00-18:00; Sat 09:00-12:00",
+            "Fri 20:00-02:00",
+            "Lun-Ven 9h-18h",
+            "24/7",
+        ] {
+            let h = hours(text);
+            assert_eq!(hours(&h.to_string()), h, "{text} → {h}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_bad_part() {
         let reason = |s: &str| {
             s.parse::<Hours>()
