@@ -3,8 +3,7 @@
 //! The modules follow the data flow of DESIGN.md: `config` → `schedule` → `store` →
 //! `dispatch` → `visit` (email/call) → `score` → `report` / `digest`.
 
-#![warn(rust_2018_idioms, unreachable_pub)]
-#![allow(unreachable_pub)]
+#![warn(rust_2018_idioms, unsafe_code, unused_lifetimes)]
 
 pub mod call;
 pub mod clock;
