@@ -376,8 +376,9 @@ async fn time_to_reply_lies_within_a_second_of_the_simulator_send_time_with_idle
 #[tokio::test(flavor = "multi_thread")]
 async fn time_to_reply_lies_within_a_poll_interval_of_the_simulator_send_time_when_polling() {
     let errors = time_to_reply_errors(false).await;
-    // Poll interval 200 ms, plus delivery and processing.
-    assert!(errors.iter().all(|e| (0..400).contains(e)), "{errors:?}");
+    // Poll interval 200 ms plus delivery and processing; the bound is the (1 s), the
+    // printed distribution is the figure (10–200 ms here).
+    assert!(errors.iter().all(|e| (0..1000).contains(e)), "{errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
