@@ -204,3 +204,26 @@ expect = [
     text.push_str(extra);
     text
 }
+
+/// Runs one async body against a fresh store on each backend (STYLE.md 14):
+/// `store_test!(name, |store| { ... });` makes `name::on_sqlite` and `name::on_postgres`.
+macro_rules! store_test {
+    ($name:ident, |$store:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn body($store: mystery::store::Store) $body
+            #[tokio::test]
+            async fn on_sqlite() {
+                let tmp = tempfile::tempdir().unwrap();
+                body($crate::common::store($crate::common::Backend::Sqlite, tmp.path()).await).await;
+            }
+            #[tokio::test]
+            async fn on_postgres() {
+                let tmp = tempfile::tempdir().unwrap();
+                body($crate::common::store($crate::common::Backend::Postgres, tmp.path()).await).await;
+            }
+        }
+    };
+}
+pub(crate) use store_test;

@@ -2,7 +2,7 @@
 //! send-once ledger, and a digest sent by the daemon through the lab, read back over IMAP and
 //! checked against the seeded store.
 
-use crate::common::{self, Backend};
+use crate::common::{self, store_test, Backend};
 use futures::StreamExt;
 use mail_parser::MimeHeaders;
 use mystery::config::Language;
@@ -10,25 +10,6 @@ use mystery::digest::{self, ledger, locale};
 use mystery::store::{percentile, AggregateQuery, Period, SeedVisit, Store};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-macro_rules! both_backends {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-            async fn body($store: Store) $body
-            #[tokio::test]
-            async fn on_sqlite() {
-                let tmp = tempfile::tempdir().unwrap();
-                body(common::store(Backend::Sqlite, tmp.path()).await).await;
-            }
-            #[tokio::test]
-            async fn on_postgres() {
-                let tmp = tempfile::tempdir().unwrap();
-                body(common::store(Backend::Postgres, tmp.path()).await).await;
-            }
-        }
-    };
-}
 
 const H: i64 = 3_600_000;
 const DAY: i64 = 24 * H;
@@ -85,7 +66,7 @@ fn query(period: Period) -> AggregateQuery {
     }
 }
 
-both_backends!(figures_per_branch_match_hand_computed_values, |store| {
+store_test!(figures_per_branch_match_hand_computed_values, |store| {
     let d = |days: i64| T - days * DAY;
     let mut lille_1 = email("lille", d(6), "replied", Some(H));
     lille_1.score = Some(100.0);
@@ -178,7 +159,7 @@ both_backends!(figures_per_branch_match_hand_computed_values, |store| {
     );
 });
 
-both_backends!(
+store_test!(
     sql_percentiles_equal_the_reference_on_many_values,
     |store| {
         // 37 values for one branch and 10 for another, shuffled in time: SQL ranks them.
@@ -216,7 +197,7 @@ both_backends!(
     }
 );
 
-both_backends!(
+store_test!(
     a_period_is_claimed_once_and_a_sending_claim_is_never_taken_again,
     |store| {
         let claim = |owner: &'static str, mid: &'static str, now: i64| ledger::NewClaim {

@@ -1,27 +1,7 @@
 //! The store's guarantees, each checked on SQLite and on PostgreSQL with the same body.
 
-use crate::common::{self, Backend};
+use crate::common::{self, store_test, Backend};
 use mystery::store::{Checkpoint, Effect, NewMessage, NewVisit, RuleRow, Sending, Store};
-
-/// Runs one async body against a fresh store on each backend (STYLE.md 14).
-macro_rules! store_test {
-    ($name:ident, |$store:ident| $body:block) => {
-        mod $name {
-            use super::*;
-            async fn body($store: Store) $body
-            #[tokio::test]
-            async fn on_sqlite() {
-                let tmp = tempfile::tempdir().unwrap();
-                body(common::store(Backend::Sqlite, tmp.path()).await).await;
-            }
-            #[tokio::test]
-            async fn on_postgres() {
-                let tmp = tempfile::tempdir().unwrap();
-                body(common::store(Backend::Postgres, tmp.path()).await).await;
-            }
-        }
-    };
-}
 
 fn visit(slot: &str, channel: &str, due: i64) -> NewVisit {
     NewVisit {
