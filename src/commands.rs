@@ -3,7 +3,7 @@
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::report::{self, CsvOptions, Format};
-use crate::store::{NewVisit, ReportFilter, VisitState};
+use crate::store::{ReportFilter, VisitState};
 use crate::Context;
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::io::Write;
@@ -99,26 +99,10 @@ pub async fn visit(
         .config
         .scenario(scenario)
         .ok_or_else(|| anyhow!("unknown scenario {scenario:?}"))?;
-    let id = uuid::Uuid::new_v4().to_string();
     let now = cx.now_ms();
-    cx.store
-        .plan_visit(
-            &NewVisit {
-                id: id.clone(),
-                slot_key: format!("manual|{id}"),
-                schedule_id: None,
-                business_id: b.id.clone(),
-                group_id: b.group.clone(),
-                scenario_id: s.id.clone(),
-                channel: s.channel.as_str().into(),
-                persona_id: Some(s.persona.clone()),
-                due_at: now,
-                window_end: None,
-                reference: crate::email::compose::new_reference(),
-            },
-            now,
-        )
-        .await?;
+    let visit = crate::visit::manual(b, s, now);
+    let id = visit.id.clone();
+    cx.store.plan_visit(&visit, now).await?;
     writeln!(out, "{id}")?;
     out.flush()?;
     let daemon = cx.store.daemon_alive(now).await?;

@@ -6,7 +6,7 @@ use crate::clock::to_ms;
 use crate::config::{Business, Channel, Persona, Scenario};
 use crate::email::compose::{self, VisitContext};
 use crate::email::send::{build_enquiry, Enquiry, SendError};
-use crate::store::{Sending, Visit};
+use crate::store::{NewVisit, Sending, Visit};
 use crate::Context;
 use anyhow::Result;
 use std::sync::Arc;
@@ -16,6 +16,24 @@ pub const FAULT_ABORT_AFTER_SEND: &str = "MYSTERY_FAULT_ABORT_AFTER_SEND";
 
 /// Transient SMTP failures are retried this many times before the visit ends `send_failed`.
 const MAX_SEND_ATTEMPTS: i64 = 3;
+
+/// A visit of `scenario` to `business` due at `now_ms`, outside any schedule (`mystery visit`).
+pub fn manual(business: &Business, scenario: &Scenario, now_ms: i64) -> NewVisit {
+    let id = uuid::Uuid::new_v4().to_string();
+    NewVisit {
+        slot_key: format!("manual|{id}"),
+        id,
+        schedule_id: None,
+        business_id: business.id.clone(),
+        group_id: business.group.clone(),
+        scenario_id: scenario.id.clone(),
+        channel: scenario.channel.as_str().into(),
+        persona_id: Some(scenario.persona.clone()),
+        due_at: now_ms,
+        window_end: None,
+        reference: compose::new_reference(),
+    }
+}
 
 /// Runs a visit the caller has claimed (state `running`). Errors returned are store errors
 /// only; whatever goes wrong with the branch or the protocol ends in the visit's outcome.

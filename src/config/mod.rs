@@ -177,6 +177,23 @@ pub enum Targets {
     All,
 }
 
+impl Targets {
+    /// The businesses these targets name, in the order given (ids) or listed (group, all).
+    pub fn select<'a>(&self, businesses: &'a [Business]) -> Vec<&'a Business> {
+        match self {
+            Targets::All => businesses.iter().collect(),
+            Targets::Group(g) => businesses
+                .iter()
+                .filter(|b| b.group.as_deref() == Some(g.as_str()))
+                .collect(),
+            Targets::Businesses(ids) => ids
+                .iter()
+                .filter_map(|id| businesses.iter().find(|b| &b.id == id))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub spec: ScheduleSpec,
@@ -287,15 +304,7 @@ impl Config {
 
     /// The businesses a schedule visits, in config order.
     pub fn targets_of(&self, targets: &Targets) -> Vec<&Business> {
-        match targets {
-            Targets::All => self.businesses.iter().collect(),
-            Targets::Group(g) => self
-                .businesses
-                .iter()
-                .filter(|b| b.group.as_deref() == Some(g.as_str()))
-                .collect(),
-            Targets::Businesses(ids) => ids.iter().filter_map(|id| self.business(id)).collect(),
-        }
+        targets.select(&self.businesses)
     }
 
     /// Adds businesses imported into the store (`mystery import`); config ones win on id.

@@ -1120,17 +1120,7 @@ fn check_renders(
         };
         let mut reached: Vec<&Business> = Vec::new();
         for sch in schedules.iter().filter(|s| s.scenario == sc.id) {
-            let list: Vec<&Business> = match &sch.targets {
-                Targets::All => businesses.iter().collect(),
-                Targets::Group(g) => businesses
-                    .iter()
-                    .filter(|b| b.group.as_deref() == Some(g.as_str()))
-                    .collect(),
-                Targets::Businesses(ids) => {
-                    businesses.iter().filter(|b| ids.contains(&b.id)).collect()
-                }
-            };
-            for b in list {
+            for b in sch.targets.select(businesses) {
                 if !reached.iter().any(|x| x.id == b.id) {
                     reached.push(b);
                 }

@@ -122,12 +122,11 @@ impl VisitJson {
 
 pub async fn load(store: &Store, filter: &ReportFilter) -> Result<Vec<VisitJson>> {
     let visits = store.visits_for_report(filter).await?;
-    let mut out = Vec::with_capacity(visits.len());
-    for v in &visits {
-        let rules = store.rules(&v.id).await?;
-        out.push(VisitJson::from_visit(v, rules));
-    }
-    Ok(out)
+    let mut rules = store.rules_for_report(filter).await?;
+    Ok(visits
+        .iter()
+        .map(|v| VisitJson::from_visit(v, rules.remove(&v.id).unwrap_or_default()))
+        .collect())
 }
 
 pub fn write_json(out: &mut dyn Write, visits: &[VisitJson]) -> Result<()> {
@@ -299,6 +298,11 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
             "* send uncertain: the process stopped while sending; never resent."
         )?;
     }
+    write_unmatched_footer(out, unmatched)
+}
+
+/// The table's last line when some messages matched no visit (they are never dropped).
+pub(crate) fn write_unmatched_footer(out: &mut dyn Write, unmatched: usize) -> Result<()> {
     if unmatched > 0 {
         writeln!(
             out,

@@ -254,13 +254,7 @@ pub fn write_table(out: &mut dyn Write, rows: &[SummaryRow], unmatched: usize) -
         out,
         "median, p90: time to reply (business hours); answer: median time to pick up."
     )?;
-    if unmatched > 0 {
-        writeln!(
-            out,
-            "{unmatched} message(s) matched no visit: mystery report --unmatched"
-        )?;
-    }
-    Ok(())
+    super::write_unmatched_footer(out, unmatched)
 }
 
 #[cfg(test)]

@@ -178,17 +178,6 @@ impl Store {
         .await?;
         rows.iter().map(stored_message).collect()
     }
-
-    pub async fn messages_of_visit(&self, visit_id: &str) -> Result<Vec<StoredMessage>> {
-        let rows = sqlx::query(
-            "SELECT mailbox, arrived_at, from_addr, subject, class, parse_error FROM messages
-             WHERE visit_id = $1 ORDER BY arrived_at",
-        )
-        .bind(visit_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(stored_message).collect()
-    }
 }
 
 fn stored_message(r: &sqlx::any::AnyRow) -> Result<StoredMessage> {

@@ -523,6 +523,38 @@ impl Store {
             .collect()
     }
 
+    /// The rule results of every visit a report filter selects, in one query, by visit id.
+    pub async fn rules_for_report(
+        &self,
+        f: &ReportFilter,
+    ) -> Result<std::collections::HashMap<String, Vec<RuleRow>>> {
+        let rows = sqlx::query(
+            "SELECT r.visit_id, r.rule_id, r.hit, r.weight, r.evidence
+             FROM rule_results r JOIN visits v ON v.id = r.visit_id
+             WHERE ($1 = '' OR v.group_id = $1) AND ($2 = '' OR v.business_id = $2)
+               AND v.due_at >= $3 AND v.due_at < $4
+             ORDER BY r.visit_id, r.position",
+        )
+        .bind(f.group.clone().unwrap_or_default())
+        .bind(f.business.clone().unwrap_or_default())
+        .bind(f.since_ms.unwrap_or(i64::MIN))
+        .bind(f.until_ms.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::HashMap<String, Vec<RuleRow>> = Default::default();
+        for r in &rows {
+            out.entry(r.try_get("visit_id")?)
+                .or_default()
+                .push(RuleRow {
+                    rule_id: r.try_get("rule_id")?,
+                    hit: r.try_get::<i64, _>("hit")? != 0,
+                    weight: r.try_get("weight")?,
+                    evidence: r.try_get("evidence")?,
+                });
+        }
+        Ok(out)
+    }
+
     /// Visits for reports, oldest first.
     pub async fn visits_for_report(&self, f: &ReportFilter) -> Result<Vec<Visit>> {
         let rows = sqlx::query(
@@ -544,15 +576,6 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM visits WHERE state = $1")
                 .bind(state)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    /// The earliest due time of a planned visit, to sleep until then.
-    pub async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(due_at) FROM visits WHERE state = 'planned'")
                 .fetch_one(&self.pool)
                 .await?,
         )

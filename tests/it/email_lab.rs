@@ -1,7 +1,7 @@
 //! Email visits end to end through the real lab: Postfix, Dovecot and the branch simulator.
 
 use crate::common::{self, Backend, Lab};
-use mystery::store::{NewVisit, Visit};
+use mystery::store::Visit;
 use mystery::Context;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,36 +68,11 @@ pub async fn lab_context(
 
 /// Plans a visit due now, as `mystery visit` does.
 pub async fn plan_now(cx: &Arc<Context>, business: &str, scenario: &str) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    let now = cx.now_ms();
-    let planned = cx
-        .store
-        .plan_visit(
-            &NewVisit {
-                id: id.clone(),
-                slot_key: format!("manual|{id}"),
-                schedule_id: None,
-                business_id: business.into(),
-                group_id: Some("nord".into()),
-                scenario_id: scenario.into(),
-                channel: cx
-                    .config
-                    .scenario(scenario)
-                    .expect("scenario")
-                    .channel
-                    .as_str()
-                    .into(),
-                persona_id: Some("claire".into()),
-                due_at: now,
-                window_end: None,
-                reference: mystery::email::compose::new_reference(),
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    assert!(planned);
-    id
+    let b = cx.config.business(business).expect("business");
+    let s = cx.config.scenario(scenario).expect("scenario");
+    let visit = mystery::visit::manual(b, s, cx.now_ms());
+    assert!(cx.store.plan_visit(&visit, cx.now_ms()).await.unwrap());
+    visit.id
 }
 
 /// Waits (bounded) until every visit is done or failed.
