@@ -150,6 +150,9 @@ async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<S
             }
         }
     }
+    // Listening from here on: a SIGTERM or Ctrl-C that comes while the store is being read is
+    // not lost.
+    let mut stop = std::pin::pin!(wait_for_signal());
     let result = loop {
         let v = cx
             .store
@@ -161,7 +164,7 @@ async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<S
             break Ok(v.outcome.unwrap_or_else(|| v.state.clone()));
         }
         if !daemon {
-            cx.store.expire_deadlines(cx.now_ms()).await?;
+            crate::dispatch::expire_read_deadlines(cx, cx.now_ms()).await?;
             if state == Some(VisitState::Planned) {
                 // A transient failure put it back: run it again when due.
                 let claimed = cx
@@ -181,7 +184,7 @@ async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<S
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = tokio::signal::ctrl_c() => break Err(anyhow!("interrupted; the visit goes on (mystery report shows it)")),
+            _ = &mut stop => break Err(anyhow!("interrupted; the visit goes on (mystery report shows it)")),
         }
     };
     watchers.cancel();

@@ -7,6 +7,7 @@
 use crate::clock::{from_ms, to_ms};
 use crate::config::Schedule;
 use crate::email::compose::new_reference;
+use crate::outage::Outage;
 use crate::schedule::{self, Target};
 use crate::store::NewVisit;
 use crate::Context;
@@ -127,7 +128,7 @@ pub async fn step(
     let now = cx.now_ms();
     let mut out = StepOutcome {
         recovered: cx.store.recover_expired(now, &cx.instance).await?,
-        expired: cx.store.expire_deadlines(now).await?,
+        expired: expire_read_deadlines(cx, now).await?,
         ..Default::default()
     };
     let free = capacity.saturating_sub(tasks.len());
@@ -154,6 +155,17 @@ pub async fn step(
         }
     }
     Ok(out)
+}
+
+/// Ends the visits whose reply deadline has passed and whose mailboxes have all been read up
+/// to that deadline; the others wait for their watcher (logged, as a lagging watcher is a
+/// problem a person should see).
+pub async fn expire_read_deadlines(cx: &Context, now: i64) -> Result<u64> {
+    let horizon = crate::email::inbox::read_horizon(cx, now).await?;
+    let Some(horizon) = horizon else {
+        return Ok(0);
+    };
+    cx.store.expire_deadlines(horizon, now).await
 }
 
 /// The daemon, until `shutdown` fires.
@@ -190,7 +202,25 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     let mut last_plan = tokio::time::Instant::now() - PLAN_AHEAD;
     let mut last_beat = tokio::time::Instant::now();
     tracing::info!(instance = %cx.instance, "daemon started");
+    // The store is the one peer every step needs: while it is away, one line says so and the
+    // loop backs off instead of failing five times a second.
+    let mut store = Outage::new("the store");
     loop {
+        let pause = match step(&cx, &mut tasks, 1000).await {
+            Ok(_) => {
+                store.ok();
+                TICK
+            }
+            Err(e) => store.failed(&e.context("dispatch")),
+        };
+        while tasks.try_join_next().is_some() {}
+        if store.is_down() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            continue;
+        }
         if last_plan.elapsed() >= Duration::from_secs(60) {
             match plan_schedules(&cx).await {
                 Ok(n) if n > 0 => tracing::info!(planned = n, "visits planned"),
@@ -205,16 +235,12 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             }
             last_beat = tokio::time::Instant::now();
         }
-        if let Err(e) = step(&cx, &mut tasks, 1000).await {
-            tracing::error!("dispatch: {e:#}");
-        }
         if let Err(e) = crate::digest::step(&cx).await {
             tracing::error!("digest: {e:#}");
         }
-        while tasks.try_join_next().is_some() {}
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     tracing::info!(

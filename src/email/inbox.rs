@@ -4,6 +4,7 @@
 
 use crate::config::{ImapConfig, Security};
 use crate::email::reply::{self, Arrival};
+use crate::outage::Outage;
 use crate::Context;
 use anyhow::{anyhow, bail, Context as _, Result};
 use async_imap::extensions::idle::IdleResponse;
@@ -22,6 +23,31 @@ pub const MAX_MESSAGE_BYTES: u32 = 25 * 1024 * 1024;
 /// RFC 2177 asks clients to re-issue IDLE at least every 29 minutes.
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
 const LEASE: Duration = Duration::from_secs(60);
+/// How often a process that does not own a folder's lease tries to take it: the owner may be
+/// a `mystery visit --wait` that exits as soon as its own visit ends.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+/// After a reply deadline, the watcher reads its folder this soon, so the visit closes on time.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+/// How often a waiting watcher looks for a new reply deadline set by any process.
+const DEADLINE_POLL: Duration = Duration::from_secs(1);
+/// A store watching a folder for the first time takes in only mail delivered after its first
+/// visit was created, less this much for clock skew between the IMAP server and us (and for
+/// INTERNALDATE's whole seconds). Older mail cannot answer any enquiry of this store.
+const FIRST_WATCH_SKEW: Duration = Duration::from_secs(2);
+
+/// The instant up to which a deadline may close a visit: every watched folder has been read
+/// up to it (DESIGN.md: a lagging or standby watcher, an IMAP outage or a restart must never
+/// turn a reply that arrived in time into `no_reply`). Without IMAP there is nothing to read.
+pub async fn read_horizon(cx: &Context, now_ms: i64) -> Result<Option<i64>> {
+    let Some(cfg) = &cx.config.imap else {
+        return Ok(Some(now_ms));
+    };
+    Ok(cx
+        .store
+        .read_horizon(&cfg.username, &cfg.mailboxes)
+        .await?
+        .map(|h| h.min(now_ms)))
+}
 
 #[derive(Debug)]
 pub enum ImapStream {
@@ -141,7 +167,10 @@ pub async fn watch_mailbox(cx: Arc<Context>, mailbox: String, cancel: Cancellati
         return;
     };
     let lease_name = format!("watcher:{}:{}", cfg.username, mailbox);
-    let mut backoff = Duration::from_millis(500);
+    let mut imap = Outage::new(format!(
+        "IMAP server {}:{} (folder {mailbox})",
+        cfg.host, cfg.port
+    ));
     while !cancel.is_cancelled() {
         let now = cx.clock.now().timestamp_millis();
         match cx
@@ -159,20 +188,26 @@ pub async fn watch_mailbox(cx: Arc<Context>, mailbox: String, cancel: Cancellati
                 // Another process watches this folder: stand by, take over if it dies.
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(LEASE / 4) => continue,
+                    _ = tokio::time::sleep(STANDBY_RETRY) => continue,
                 }
             }
-            Err(e) => tracing::warn!(mailbox = %mailbox, "lease: {e:#}"),
+            Err(e) => {
+                // The store is away: the daemon loop says so once; stand by meanwhile.
+                tracing::debug!(mailbox = %mailbox, "lease: {e:#}");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(STANDBY_RETRY) => continue,
+                }
+            }
         }
-        match watch_session(&cx, &cfg, &mailbox, &lease_name, &cancel).await {
+        match watch_session(&cx, &cfg, &mailbox, &lease_name, &cancel, &mut imap).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(mailbox = %mailbox, "IMAP watcher: {e:#}; reconnecting in {backoff:?}");
+                let backoff = imap.failed(&e);
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
     }
@@ -185,6 +220,7 @@ async fn watch_session(
     mailbox: &str,
     lease: &str,
     cancel: &CancellationToken,
+    imap: &mut Outage,
 ) -> Result<()> {
     let mut session = connect(cfg).await?;
     let idle = cfg.idle && session.capabilities().await?.has_str("IDLE");
@@ -197,7 +233,9 @@ async fn watch_session(
         .ok_or_else(|| anyhow!("{mailbox}: server gives no UIDVALIDITY"))?
         as i64;
     loop {
+        let pass_started = cx.now_ms();
         let taken = take_new(cx, &mut session, &cfg.username, mailbox, uidvalidity).await?;
+        imap.ok();
         if taken > 0 {
             tracing::debug!(mailbox, taken, "messages taken in");
         }
@@ -225,6 +263,7 @@ async fn watch_session(
             let response = tokio::select! {
                 r = fut => Some(r?),
                 _ = cancel.cancelled() => { drop(stop); None }
+                r = deadline_after(cx, pass_started) => { r?; drop(stop); None }
             };
             if let Some(IdleResponse::NewData(_)) = &response {
                 tracing::trace!(mailbox, "IDLE: new data");
@@ -234,12 +273,30 @@ async fn watch_session(
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = cancel.cancelled() => {}
+                r = deadline_after(cx, pass_started) => r?,
             }
         }
     }
 }
 
-/// Fetches and takes in every message past the checkpoint, in UID order. Returns how many.
+/// Returns just after a reply deadline that falls after `read_at` has passed: the folder must
+/// then be read again for that visit to close. Deadlines are set by any process sharing the
+/// store, so they are looked up again every `DEADLINE_POLL`.
+async fn deadline_after(cx: &Context, read_at: i64) -> Result<()> {
+    loop {
+        let next = cx.store.next_reply_deadline_after(read_at).await?;
+        let now = cx.now_ms();
+        let sleep = match next {
+            Some(d) if d < now => return Ok(()),
+            Some(d) => Duration::from_millis(u64::try_from(d - now).unwrap_or(0)) + DEADLINE_MARGIN,
+            None => DEADLINE_POLL,
+        };
+        tokio::time::sleep(sleep.min(DEADLINE_POLL)).await;
+    }
+}
+
+/// Fetches and takes in every message past the checkpoint, in UID order, then records the
+/// folder as read up to the moment this pass began. Returns how many messages it took in.
 pub async fn take_new(
     cx: &Arc<Context>,
     session: &mut Session,
@@ -254,6 +311,9 @@ pub async fn take_new(
         // (mailbox, uidvalidity, uid) and Message-ID checks keep effects single.
         _ => 0,
     };
+    // Every message delivered before this instant is found by the search below: once they are
+    // all taken in, the folder is read up to here.
+    let pass_started = cx.now_ms();
     // NOOP makes the server sync its view of the folder first (Dovecot otherwise reports new
     // mail to a search only after its own delayed notification).
     session.noop().await?;
@@ -277,7 +337,7 @@ pub async fn take_new(
                 .first_visit_created_at()
                 .await?
                 .unwrap_or(i64::MAX)
-                .saturating_sub(5 * 60_000),
+                .saturating_sub(FIRST_WATCH_SKEW.as_millis() as i64),
         )
     } else {
         None
@@ -355,5 +415,8 @@ pub async fn take_new(
             taken += 1;
         }
     }
+    cx.store
+        .mark_read(account, mailbox, uidvalidity, pass_started)
+        .await?;
     Ok(taken)
 }

@@ -113,6 +113,52 @@ impl Store {
         Ok(())
     }
 
+    /// Records that a pass over this mailbox that started at `read_at` has taken in every
+    /// message it found. A pass never moves `read_at` back, and a pass under an old
+    /// UIDVALIDITY says nothing about the current one.
+    pub async fn mark_read(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: i64,
+        read_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mailbox_checkpoints (account, mailbox, uidvalidity, last_uid, read_at)
+               VALUES ($1, $2, $3, 0, $4)
+             ON CONFLICT (account, mailbox) DO UPDATE SET read_at = excluded.read_at
+             WHERE mailbox_checkpoints.uidvalidity = excluded.uidvalidity
+               AND (mailbox_checkpoints.read_at IS NULL OR mailbox_checkpoints.read_at < excluded.read_at)",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .bind(uidvalidity)
+        .bind(read_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The instant up to which every one of `mailboxes` has been read (the oldest `read_at`),
+    /// or None while one of them never was: a reply may still sit unread there.
+    pub async fn read_horizon(&self, account: &str, mailboxes: &[String]) -> Result<Option<i64>> {
+        let mut horizon = i64::MAX;
+        for mailbox in mailboxes {
+            let read_at: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT read_at FROM mailbox_checkpoints WHERE account = $1 AND mailbox = $2",
+            )
+            .bind(account)
+            .bind(mailbox)
+            .fetch_optional(&self.pool)
+            .await?;
+            match read_at.flatten() {
+                Some(t) => horizon = horizon.min(t),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(horizon))
+    }
+
     /// Stores a message, applies its effect and advances the checkpoint, atomically. Returns
     /// false (and changes nothing) when this (mailbox, UIDVALIDITY, UID) was already stored.
     pub async fn record_message(&self, m: &NewMessage, effect: &Effect) -> Result<bool> {

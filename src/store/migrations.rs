@@ -155,4 +155,13 @@ ALTER TABLE digests ADD COLUMN recipients TEXT;
 CREATE INDEX visits_group_channel ON visits (group_id, channel, due_at)
 "#,
     ),
+    (
+        3,
+        // A deadline may close a visit only once every watched mailbox has been read up to it:
+        // `read_at` is when the last complete pass over a mailbox started.
+        r#"
+ALTER TABLE mailbox_checkpoints ADD COLUMN read_at BIGINT;
+CREATE INDEX visits_state_deadline ON visits (state, reply_deadline)
+"#,
+    ),
 ];

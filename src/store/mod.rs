@@ -10,8 +10,12 @@ mod migrations;
 mod visits;
 pub use aggregate::{
     percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
-    Period, Quantiles, SeedVisit,
+    Period, Quantiles,
 };
+#[cfg(feature = "seed")]
+mod seed;
+#[cfg(feature = "seed")]
+pub use seed::SeedVisit;
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
 pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, Visit, VisitState};
@@ -74,10 +78,12 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets the CLI read while the daemon writes; the busy timeout makes
                         // two processes queue instead of failing on a locked file.
-                        sqlx::query("PRAGMA journal_mode=WAL")
+                        // The busy timeout first: switching a new file to WAL needs a lock
+                        // that another process opening the same store may hold.
+                        sqlx::query("PRAGMA busy_timeout=10000")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA busy_timeout=10000")
+                        sqlx::query("PRAGMA journal_mode=WAL")
                             .execute(&mut *conn)
                             .await?;
                         sqlx::query("PRAGMA synchronous=NORMAL")
@@ -123,18 +129,27 @@ impl Store {
     }
 
     async fn migrate_locked(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
-        use sqlx::Connection;
-        let mut tx = conn.begin().await?;
-        if self.backend == Backend::Sqlite {
-            // Takes the write lock now: a second process waits here (busy timeout) instead of
-            // failing later on a table the first one just created.
-            sqlx::query("CREATE TABLE IF NOT EXISTS schema_lock (x BIGINT)")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM schema_lock")
-                .execute(&mut *tx)
-                .await?;
+        // On SQLite the write lock is taken at BEGIN: a deferred transaction that read the
+        // schema and then tried to write would fail at once ("database is locked") when another
+        // process migrated meanwhile, whatever the busy timeout.
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        sqlx::query(begin).execute(&mut *conn).await?;
+        match self.apply_migrations(conn).await {
+            Ok(()) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
         }
+    }
+
+    async fn apply_migrations(&self, tx: &mut sqlx::AnyConnection) -> Result<()> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .execute(&mut *tx)
             .await?;
@@ -161,7 +176,6 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -447,18 +447,33 @@ impl Store {
         Ok(())
     }
 
-    /// Awaiting visits past their deadline end now: `acknowledged_only` if an automatic
-    /// acknowledgement came, else `no_reply`.
-    pub async fn expire_deadlines(&self, now_ms: i64) -> Result<u64> {
+    /// Awaiting visits whose deadline is at or before `read_up_to` end now:
+    /// `acknowledged_only` if an automatic acknowledgement came, else `no_reply`. `read_up_to`
+    /// must be an instant up to which every watched mailbox has been read
+    /// (`dispatch::expire_read_deadlines`), never simply "now".
+    pub async fn expire_deadlines(&self, read_up_to: i64, now_ms: i64) -> Result<u64> {
         let r = sqlx::query(
             "UPDATE visits SET state = 'done', updated_at = $1,
                outcome = CASE WHEN first_ack_at IS NULL THEN 'no_reply' ELSE 'acknowledged_only' END
-             WHERE state = 'awaiting_reply' AND reply_deadline <= $1",
+             WHERE state = 'awaiting_reply' AND reply_deadline <= $2",
         )
         .bind(now_ms)
+        .bind(read_up_to)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())
+    }
+
+    /// The earliest reply deadline after `after` of a visit still waiting, so a watcher whose
+    /// folder was last read at `after` reads it again right then and the visit closes on time.
+    pub async fn next_reply_deadline_after(&self, after: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(reply_deadline) FROM visits
+             WHERE state = 'awaiting_reply' AND reply_deadline > $1",
+        )
+        .bind(after)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn visit(&self, id: &str) -> Result<Option<Visit>> {

@@ -11,3 +11,4 @@ mod planning;
 mod report;
 mod store;
 mod tls;
+mod trust;

@@ -268,8 +268,8 @@ store_test!(
             .record_message(&message(1, Some(&acked.id)), &ack)
             .await
             .unwrap();
-        assert_eq!(store.expire_deadlines(9_999).await.unwrap(), 0);
-        assert_eq!(store.expire_deadlines(10_000).await.unwrap(), 2);
+        assert_eq!(store.expire_deadlines(9_999, 9_999).await.unwrap(), 0);
+        assert_eq!(store.expire_deadlines(10_000, 10_000).await.unwrap(), 2);
         assert_eq!(
             store
                 .visit(&acked.id)
