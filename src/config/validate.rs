@@ -504,7 +504,16 @@ fn sip(cx: &mut Ctx<'_>, s: RawSip, storage: &StorageConfig) -> CallSettings {
                 }
             },
         };
+    if let Some(ua) = &s.user_agent {
+        if ua.get_ref().trim().is_empty() || ua.get_ref().chars().any(char::is_control) {
+            cx.err(
+                ua.span(),
+                "sip.user_agent: must be printable text on one line (or left out)".to_string(),
+            );
+        }
+    }
     CallSettings {
+        user_agent: s.user_agent.map(|u| u.into_inner().trim().to_string()),
         bind,
         transport,
         proxy: s.proxy.map(|p| p.into_inner()),
@@ -569,11 +578,33 @@ fn personas(cx: &mut Ctx<'_>, raws: &[S<RawPersona>]) -> Vec<Persona> {
                 format!("duplicate persona id {:?}", p.id.get_ref()),
             );
         }
+        // The phone becomes the From user part of calls: E.164, separators dropped.
+        let phone = p.phone.as_ref().and_then(|v| {
+            let number: String = v
+                .get_ref()
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '.' | '-'))
+                .collect();
+            let digits = number.strip_prefix('+').unwrap_or("");
+            if (4..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+                Some(number)
+            } else {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "persona {:?}: phone {:?} is not an E.164 number like +33612345678",
+                        p.id.get_ref(),
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        });
         out.push(Persona {
             id: p.id.get_ref().clone(),
             name: p.name.get_ref().clone(),
             email: p.email.get_ref().to_ascii_lowercase(),
-            phone: p.phone.as_ref().map(|v| v.get_ref().clone()),
+            phone,
         });
     }
     out
