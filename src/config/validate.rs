@@ -1281,4 +1281,31 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
             "{errors:?}"
         );
     }
+
+    /// issue7 finding 3: the persona's phone becomes the From of calls; the User-Agent is
+    /// only what `[sip] user_agent` says.
+    #[test]
+    fn a_persona_phone_must_be_e164_and_the_user_agent_is_optional() {
+        let text = "[sip]\nbind = \"127.0.0.1:0\"\nfrom = \"sip:robot@robot.test\"\n\
+                    user_agent = \"Yealink SIP-T46U\"\n\n\
+                    [[personas]]\nid = \"a\"\nname = \"A\"\nemail = \"a@robot.test\"\n\
+                    phone = \"+33 6 12-34.56 78\"\n\n\
+                    [[personas]]\nid = \"b\"\nname = \"B\"\nemail = \"b@robot.test\"\n\
+                    phone = \"06 12 34 56 78\"\n";
+        let errors = from_str(Path::new("mystery.toml"), text, &|_| None)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].message.contains("not an E.164 number"),
+            "{errors:?}"
+        );
+        let ok = text.replace("06 12 34 56 78", "+33612345679");
+        let cfg = from_str(Path::new("mystery.toml"), &ok, &|_| None).unwrap();
+        assert_eq!(cfg.personas[0].phone.as_deref(), Some("+33612345678"));
+        assert_eq!(
+            cfg.sip.unwrap().user_agent.as_deref(),
+            Some("Yealink SIP-T46U")
+        );
+    }
 }

@@ -41,6 +41,13 @@ pub enum ParseError {
         #[source]
         source: rsip::Error,
     },
+    #[error("invalid {name} header: {why}")]
+    Invalid {
+        name: &'static str,
+        why: &'static str,
+    },
+    #[error("the SIP parser panicked on this message")]
+    Panicked,
     #[error("Content-Length is not a length up to {MAX_MESSAGE}")]
     ContentLength,
     #[error("body shorter than Content-Length ({have} < {want})")]
@@ -100,6 +107,13 @@ impl RawHeader {
 
 /// Parses one message (a UDP datagram or a frame cut by `transport::next_frame`).
 pub fn parse(raw: &[u8]) -> Result<Parsed, ParseError> {
+    // rsip's parsers are nom and should not panic, but this is where peer bytes meet
+    // third-party code, on the socket's reader thread: a panic must cost one message, never
+    // the socket. Every typed read the accessors below repeat is first made here.
+    std::panic::catch_unwind(|| parse_unguarded(raw)).unwrap_or(Err(ParseError::Panicked))
+}
+
+fn parse_unguarded(raw: &[u8]) -> Result<Parsed, ParseError> {
     if raw.len() > MAX_MESSAGE {
         return Err(ParseError::TooLarge(raw.len()));
     }
@@ -442,9 +456,9 @@ fn check_required(headers: &Headers, start: &StartLine) -> Result<(), ParseError
             _ => continue,
         };
         if !quotes_balanced(value) {
-            return Err(ParseError::BadHeader {
+            return Err(ParseError::Invalid {
                 name,
-                source: rsip::Error::ParseError("unterminated quoted string".into()),
+                why: "unterminated quoted string",
             });
         }
     }
@@ -459,9 +473,9 @@ fn check_required(headers: &Headers, start: &StartLine) -> Result<(), ParseError
     // RFC 4475 badinv01: empty parameters (";;") leave the branch we route by in doubt.
     let v = via.value();
     if v.contains(";;") || v.ends_with(';') {
-        return Err(ParseError::BadHeader {
+        return Err(ParseError::Invalid {
             name: "Via",
-            source: rsip::Error::ParseError("empty Via parameter".into()),
+            why: "empty parameter",
         });
     }
     let call_id = one(
@@ -472,9 +486,9 @@ fn check_required(headers: &Headers, start: &StartLine) -> Result<(), ParseError
         "Call-ID",
     )?;
     if call_id.value().is_empty() || call_id.value().contains(char::is_whitespace) {
-        return Err(ParseError::BadHeader {
+        return Err(ParseError::Invalid {
             name: "Call-ID",
-            source: rsip::Error::ParseError("empty or blank Call-ID".into()),
+            why: "empty or with blanks",
         });
     }
     let cseq = one(
@@ -504,6 +518,13 @@ fn check_required(headers: &Headers, start: &StartLine) -> Result<(), ParseError
     )?
     .typed()
     .map_err(bad("To"))?;
+    // Not required, but read once under parse's guard: contact_uri repeats this read.
+    if let Some(contact) = headers.iter().find_map(|h| match h {
+        Header::Contact(c) => Some(c),
+        _ => None,
+    }) {
+        let _ = contact.typed();
+    }
     if let StartLine::Request { method, .. } = start {
         // RFC 4475 mismatch01: a request whose CSeq names another method is invalid.
         if cseq.method != *method {
