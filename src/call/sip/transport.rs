@@ -518,4 +518,22 @@ mod tests {
                 .expect("recv");
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 403 "));
     }
+
+    #[tokio::test]
+    async fn a_tcp_peer_whose_framing_is_lost_is_disconnected_instead_of_buffered() {
+        let t = SipTransport::bind("127.0.0.1:0".parse().expect("addr"), Kind::Tcp)
+            .await
+            .expect("bind");
+        let mut peer = TcpStream::connect(t.local_addr()).await.expect("connect");
+        // A Content-Length of 999999999 cannot be honoured: waiting for it would hold the
+        // connection (and our buffer) hostage, so the stream is closed at once.
+        peer.write_all(b"SIP/2.0 200 OK\r\nCall-ID: x\r\nContent-Length: 999999999\r\n\r\nv=0")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), peer.read(&mut buf))
+            .await
+            .expect("closed within 3 s");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
 }
