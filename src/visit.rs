@@ -224,6 +224,14 @@ async fn run_call(
             ring_timeout: scenario.ring_timeout,
             script: scenario.script.clone(),
             name: visit.id.clone(),
+            // The persona calls when it has a number (DESIGN.md "Look human on the phone too").
+            caller: cx.config.persona(&scenario.persona).and_then(|p| {
+                let number = p.phone.clone()?;
+                Some(crate::call::Caller {
+                    name: p.name.clone(),
+                    number,
+                })
+            }),
         })
         .await;
     tracing::info!(visit = %visit.id, business = %business.id, outcome = report.outcome.as_str(), "call ended");

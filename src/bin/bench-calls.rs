@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         password: None,
         rtp_ports: (lo, hi),
         recordings_dir: args.recordings.clone(),
+        user_agent: None,
     };
     let agent = std::sync::Arc::new(CallAgent::bind(settings, Clock::system()).await?);
     let mut script = vec![Step::Play(args.prompt.clone())];
@@ -81,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
             ring_timeout: Duration::from_secs(30),
             script: script.clone(),
             name: format!("bench-{i}"),
+            caller: None,
         };
         let delay = if args.calls > 1 {
             Duration::from_millis(args.spread_ms) * i as u32 / (args.calls as u32 - 1)

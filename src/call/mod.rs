@@ -32,6 +32,18 @@ pub struct CallSettings {
     pub password: Option<Secret>,
     pub rtp_ports: (u16, u16),
     pub recordings_dir: PathBuf,
+    /// `[sip] user_agent`: sent only when set, so by default nothing names the software.
+    pub user_agent: Option<String>,
+}
+
+/// Who a call comes from, as the branch's phone shows it: the persona (DESIGN.md "Look human
+/// on the phone too"). The trunk's account and credentials stay those of `[sip]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Display name, any Unicode (quoted on the wire).
+    pub name: String,
+    /// E.164 number, `+` and digits: the From user part.
+    pub number: String,
 }
 
 /// One step of a call script.
@@ -52,6 +64,8 @@ pub struct CallRequest {
     pub script: Vec<Step>,
     /// Names the recording files (the visit id).
     pub name: String,
+    /// The persona calling, when it has a phone; else From is the `[sip] from` account.
+    pub caller: Option<Caller>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

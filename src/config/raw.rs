@@ -71,6 +71,7 @@ pub struct RawSip {
     pub username: Option<S<String>>,
     pub password_env: Option<S<String>>,
     pub rtp_ports: Option<S<String>>,
+    pub user_agent: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

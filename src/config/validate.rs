@@ -504,7 +504,16 @@ fn sip(cx: &mut Ctx<'_>, s: RawSip, storage: &StorageConfig) -> CallSettings {
                 }
             },
         };
+    if let Some(ua) = &s.user_agent {
+        if ua.get_ref().trim().is_empty() || ua.get_ref().chars().any(char::is_control) {
+            cx.err(
+                ua.span(),
+                "sip.user_agent: must be printable text on one line (or left out)".to_string(),
+            );
+        }
+    }
     CallSettings {
+        user_agent: s.user_agent.map(|u| u.into_inner().trim().to_string()),
         bind,
         transport,
         proxy: s.proxy.map(|p| p.into_inner()),
@@ -569,11 +578,33 @@ fn personas(cx: &mut Ctx<'_>, raws: &[S<RawPersona>]) -> Vec<Persona> {
                 format!("duplicate persona id {:?}", p.id.get_ref()),
             );
         }
+        // The phone becomes the From user part of calls: E.164, separators dropped.
+        let phone = p.phone.as_ref().and_then(|v| {
+            let number: String = v
+                .get_ref()
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '.' | '-'))
+                .collect();
+            let digits = number.strip_prefix('+').unwrap_or("");
+            if (4..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+                Some(number)
+            } else {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "persona {:?}: phone {:?} is not an E.164 number like +33612345678",
+                        p.id.get_ref(),
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        });
         out.push(Persona {
             id: p.id.get_ref().clone(),
             name: p.name.get_ref().clone(),
             email: p.email.get_ref().to_ascii_lowercase(),
-            phone: p.phone.as_ref().map(|v| v.get_ref().clone()),
+            phone,
         });
     }
     out
@@ -1248,6 +1279,33 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
                 .message
                 .contains("certificate 2 of 2 is not a usable X.509 certificate"),
             "{errors:?}"
+        );
+    }
+
+    /// issue7 finding 3: the persona's phone becomes the From of calls; the User-Agent is
+    /// only what `[sip] user_agent` says.
+    #[test]
+    fn a_persona_phone_must_be_e164_and_the_user_agent_is_optional() {
+        let text = "[sip]\nbind = \"127.0.0.1:0\"\nfrom = \"sip:robot@robot.test\"\n\
+                    user_agent = \"Yealink SIP-T46U\"\n\n\
+                    [[personas]]\nid = \"a\"\nname = \"A\"\nemail = \"a@robot.test\"\n\
+                    phone = \"+33 6 12-34.56 78\"\n\n\
+                    [[personas]]\nid = \"b\"\nname = \"B\"\nemail = \"b@robot.test\"\n\
+                    phone = \"06 12 34 56 78\"\n";
+        let errors = from_str(Path::new("mystery.toml"), text, &|_| None)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].message.contains("not an E.164 number"),
+            "{errors:?}"
+        );
+        let ok = text.replace("06 12 34 56 78", "+33612345679");
+        let cfg = from_str(Path::new("mystery.toml"), &ok, &|_| None).unwrap();
+        assert_eq!(cfg.personas[0].phone.as_deref(), Some("+33612345678"));
+        assert_eq!(
+            cfg.sip.unwrap().user_agent.as_deref(),
+            Some("Yealink SIP-T46U")
         );
     }
 }

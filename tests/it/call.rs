@@ -6,7 +6,7 @@
 //! about configured values (SIPp's pauses overshoot by several ms).
 
 use mystery::call::{
-    CallAgent, CallOutcome, CallReport, CallRequest, CallSettings, Step, Transport,
+    CallAgent, CallOutcome, CallReport, CallRequest, CallSettings, Caller, Step, Transport,
 };
 use mystery::clock::Clock;
 use mystery::secret::Secret;
@@ -33,6 +33,10 @@ const ANSWER_TCP: u16 = 5093;
 const TIMING: u16 = 5094;
 const EARLY: u16 = 5095;
 const MIDCALL: u16 = 5096;
+/// Answers with a folded `Server` header in its 200 OK (issue 7, finding 2).
+const FOLDED: u16 = 5097;
+/// Answers; only the persona test calls it, and reads everything SIPp received.
+const PERSONA: u16 = 5098;
 /// SIPp's hangup scenario pauses this long (`-d`) between our ACK and its BYE.
 const HANGUP_AFTER_MS: i64 = 1500;
 
@@ -78,6 +82,7 @@ fn settings(transport: Transport) -> CallSettings {
         password: Some(Secret::new("s3cret".into())),
         rtp_ports: (20000, 29999),
         recordings_dir: recordings(),
+        user_agent: None,
     }
 }
 
@@ -97,6 +102,7 @@ fn request(target: String, script: Vec<Step>, name: &str) -> CallRequest {
         ring_timeout: Duration::from_secs(10),
         script,
         name: format!("{name}-{}", rand_suffix()),
+        caller: None,
     }
 }
 
@@ -266,6 +272,103 @@ async fn an_unresponsive_peer_gets_seven_invites_then_the_call_is_unreachable() 
         (Duration::from_millis(31_400)..Duration::from_millis(31_700)).contains(&last),
         "7th INVITE at {last:?}, RFC says 31.5 s"
     );
+}
+
+/// issue7 finding 2: a phone whose 200 OK carries a folded header line (`Server: Lab`, then a
+/// continuation starting with SP and one with HT) answered; the call must say so, measured.
+#[tokio::test]
+async fn issue7_a_200_ok_with_a_folded_header_from_sipp_is_answered_and_measured() {
+    let r = call(FOLDED, vec![Step::Hangup], "folded").await;
+    println!(
+        "folded 200: outcome {:?}, pdd_ms {:?}, answer_ms {:?}, ring_ms {:?}, talk_ms {:?}",
+        r.outcome, r.pdd_ms, r.answer_ms, r.ring_ms, r.talk_ms
+    );
+    assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
+    assert_eq!(
+        (r.final_code, r.final_reason.as_deref()),
+        (Some(200), Some("OK"))
+    );
+    assert!(r.dialed_at.is_some(), "{r:#?}");
+    let (pdd, answer) = (r.pdd_ms.expect("pdd_ms"), r.answer_ms.expect("answer_ms"));
+    assert!(
+        answer >= pdd && r.ring_ms.is_some() && r.talk_ms.is_some(),
+        "{r:#?}"
+    );
+}
+
+/// Every message SIPp logged as received for the call with this Call-ID, as text.
+fn sipp_received(log: &str, call_id: &str) -> Vec<String> {
+    log.split("----------------------------------------------- ")
+        .filter(|block| block.contains("message received"))
+        .filter_map(|block| block.split_once("\n\n").map(|(_, msg)| msg.to_string()))
+        .filter(|msg| {
+            msg.lines().any(|l| {
+                l.split_once(':').is_some_and(|(n, v)| {
+                    (n.eq_ignore_ascii_case("Call-ID") || n.eq_ignore_ascii_case("i"))
+                        && v.trim() == call_id
+                })
+            })
+        })
+        .collect()
+}
+
+/// issue7 finding 3: what a branch's phone system receives names the persona (number and
+/// name in From, the `[sip] from` domain kept) and never the tool or its libraries.
+#[tokio::test]
+async fn issue7_sipp_receives_the_persona_in_from_and_no_tool_name_in_any_message() {
+    lab();
+    let a = agent().await;
+    // A number unique to this run, so the log lines of this call are found among any others.
+    let number = format!("+336{:08}", rand_suffix() % 100_000_000);
+    let mut req = request(sipp(PERSONA), vec![Step::Hangup], "persona");
+    req.caller = Some(Caller {
+        name: "Zoé \"Lou\" Martin".into(),
+        number: number.clone(),
+    });
+    let r = bounded(a.place(req)).await;
+    assert_eq!(r.outcome, CallOutcome::Answered, "{r:#?}");
+    // SIPp writes its log as it goes; the BYE's 200 has been sent once the call ended.
+    let log = String::from_utf8_lossy(
+        &std::fs::read(lab_dir().join("persona.msg.log")).expect("SIPp message log"),
+    )
+    .to_string();
+    let invite = log
+        .split("----------------------------------------------- ")
+        .filter_map(|b| b.split_once("\n\n").map(|(_, m)| m))
+        .find(|m| m.starts_with("INVITE ") && m.contains(&format!("<sip:{number}@")))
+        .unwrap_or_else(|| panic!("SIPp received no INVITE from {number}:\n{log}"));
+    let call_id = invite
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID:"))
+        .expect("Call-ID")
+        .trim()
+        .to_string();
+    let received = sipp_received(&log, &call_id);
+    let methods: Vec<&str> = received
+        .iter()
+        .filter_map(|m| m.split(' ').next())
+        .collect();
+    for method in ["INVITE", "ACK", "BYE"] {
+        assert!(methods.contains(&method), "{method} missing: {methods:?}");
+    }
+    for msg in &received {
+        let lower = msg.to_lowercase();
+        for word in ["mystery", "rsip", "rust", "user-agent"] {
+            assert!(!lower.contains(word), "{word:?} reached the phone:\n{msg}");
+        }
+        let from = msg
+            .lines()
+            .find(|l| l.starts_with("From:"))
+            .expect("From header");
+        assert!(
+            from.starts_with(&format!(
+                "From: \"Zoé \\\"Lou\\\" Martin\" <sip:{number}@127.0.0.1>;tag="
+            )),
+            "{from}"
+        );
+    }
+    let sdp = invite.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    assert!(sdp.contains("o=- ") && sdp.contains("s=-"), "{sdp}");
 }
 
 // ---------------------------------------------------------------------------------------------

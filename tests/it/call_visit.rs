@@ -94,3 +94,71 @@ async fn call_visits_are_run_by_the_daemon_and_reported_with_every_measurement()
     assert_eq!(first["channel"], "call");
     assert!(first["answer_ms"].as_i64().is_some() && first["recording"].as_str().is_some());
 }
+
+/// issue7 finding 3, end to end: the daemon's call for a persona with a phone shows that
+/// number and name in From (on the `[sip] from` domain), with no User-Agent, as SIPp saw it.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue7_a_call_visit_comes_from_the_persona_number_as_sipp_received_it() {
+    crate::call::lab();
+    let lab = common::lab();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = common::store_url(Backend::Sqlite, tmp.path()).await;
+    // Unique to this run, so this call's INVITE is found among others in SIPp's log.
+    let digits = format!("{:08}", std::process::id() % 100_000_000);
+    let written = format!(
+        "+33 7 {} {} {} {}",
+        &digits[..2],
+        &digits[2..4],
+        &digits[4..6],
+        &digits[6..]
+    );
+    let number = format!("+337{digits}");
+    let extra = CALLS.replace("{ play = \"PROMPT\" }, ", "")
+        + "\n[[businesses]]\nid = \"perso\"\nname = \"Agence persona\"\nphone = \"sip:agence@127.0.0.1:5098\"\n";
+    let mut text = common::lab_config(lab, &url, &[], &extra);
+    text = text.replacen(
+        "email = \"claire.dupont@robot.test\"\n",
+        &format!("email = \"claire.dupont@robot.test\"\nphone = \"{written}\"\n"),
+        1,
+    );
+    text = text.replacen(
+        "[storage]\n",
+        &format!(
+            "[storage]\nrecordings_dir = \"{}\"\n",
+            tmp.path().join("rec").display()
+        ),
+        1,
+    );
+    let config = common::config_from(tmp.path(), &text);
+    let store = mystery::store::Store::connect(&url).await.unwrap();
+    let cx = common::context(config, store);
+    let daemon = Daemon::start(cx.clone()).await;
+    let ids = vec![plan_now(&cx, "perso", "horaires").await];
+    let visits = wait_done(&cx, &ids, Duration::from_secs(60)).await;
+    daemon.stop().await;
+    assert_eq!(
+        visits[0].outcome.as_deref(),
+        Some("answered"),
+        "{visits:#?}"
+    );
+    let dir = std::env::var("SIPP_LAB_DIR").unwrap_or_else(|_| "/tmp/mystery-sipp-lab".into());
+    let log = String::from_utf8_lossy(&std::fs::read(format!("{dir}/persona.msg.log")).unwrap())
+        .to_string();
+    let invite = log
+        .split("----------------------------------------------- ")
+        .filter_map(|b| b.split_once("\n\n").map(|(_, m)| m))
+        .find(|m| m.starts_with("INVITE ") && m.contains(&format!("<sip:{number}@")))
+        .unwrap_or_else(|| panic!("SIPp received no INVITE from {number}"));
+    let from = invite.lines().find(|l| l.starts_with("From:")).unwrap();
+    assert!(
+        from.starts_with(&format!(
+            "From: \"Claire Dupont\" <sip:{number}@robot.test>;tag="
+        )),
+        "{from}"
+    );
+    let lower = invite.to_lowercase();
+    assert!(
+        !lower.contains("user-agent") && !lower.contains("mystery"),
+        "{invite}"
+    );
+}

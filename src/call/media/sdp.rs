@@ -81,7 +81,9 @@ impl SdpError {
     }
 }
 
-/// Our offer: one audio stream at `ip:port`, CRLF line endings as SIP bodies use.
+/// Our offer: one audio stream at `ip:port`, CRLF line endings as SIP bodies use. The origin
+/// and session name are written as ordinary phones write them (`o=- …`, `s=-`): nothing in
+/// the SDP names the software (DESIGN.md "Look human on the phone too").
 pub fn offer(ip: IpAddr, port: u16, session_id: u64) -> String {
     let family = match ip {
         IpAddr::V4(_) => "IP4",
@@ -90,8 +92,8 @@ pub fn offer(ip: IpAddr, port: u16, session_id: u64) -> String {
     let dtmf = OFFERED_DTMF_PT;
     [
         "v=0".to_string(),
-        format!("o=mystery {session_id} {session_id} IN {family} {ip}"),
-        "s=mystery".to_string(),
+        format!("o=- {session_id} {session_id} IN {family} {ip}"),
+        "s=-".to_string(),
         format!("c=IN {family} {ip}"),
         "t=0 0".to_string(),
         format!("m=audio {port} RTP/AVP 0 8 {dtmf}"),
@@ -284,7 +286,12 @@ mod tests {
     #[test]
     fn the_offer_lists_pcmu_pcma_and_telephone_event_at_20_ms() {
         let sdp = offer(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 40000, 42);
-        assert!(sdp.contains("o=mystery 42 42 IN IP4 127.0.0.1\r\n"));
+        // issue7 finding 3: no tool name in o= or s=.
+        assert!(
+            sdp.contains("o=- 42 42 IN IP4 127.0.0.1\r\ns=-\r\n"),
+            "{sdp}"
+        );
+        assert!(!sdp.to_ascii_lowercase().contains("mystery"), "{sdp}");
         assert!(sdp.contains("c=IN IP4 127.0.0.1\r\n"));
         assert!(sdp.contains("m=audio 40000 RTP/AVP 0 8 101\r\n"));
         assert!(sdp.contains("a=rtpmap:0 PCMU/8000\r\n"));

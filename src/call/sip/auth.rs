@@ -4,8 +4,10 @@
 //! Invariant: the password only ever enters a hash here; no value built from it is logged, and
 //! the header we return contains only the digest response.
 
-use super::message::{headers_of, split_list, values};
+use super::message::{headers_of, split_list};
 use md5::Md5;
+use rsip::headers::UntypedHeader;
+use rsip::Header;
 use rsip::SipMessage;
 use sha2::{Digest as _, Sha256};
 
@@ -98,15 +100,13 @@ pub fn parse_challenge(value: &str, proxy: bool) -> Result<Challenge, AuthError>
 
 /// The challenges of a 401/407, strongest algorithm first; unusable ones are skipped.
 pub fn challenges(response: &SipMessage) -> Vec<Challenge> {
-    let headers = headers_of(response);
-    let mut out: Vec<Challenge> = values(headers, "WWW-Authenticate")
+    let mut out: Vec<Challenge> = headers_of(response)
         .iter()
-        .filter_map(|v| parse_challenge(v, false).ok())
-        .chain(
-            values(headers, "Proxy-Authenticate")
-                .iter()
-                .filter_map(|v| parse_challenge(v, true).ok()),
-        )
+        .filter_map(|h| match h {
+            Header::WwwAuthenticate(v) => parse_challenge(v.value(), false).ok(),
+            Header::ProxyAuthenticate(v) => parse_challenge(v.value(), true).ok(),
+            _ => None,
+        })
         .collect();
     out.sort_by_key(|c| match c.algorithm {
         Algorithm::Sha256 => 0,

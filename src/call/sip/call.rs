@@ -12,7 +12,7 @@ use super::dialog::{Dialog, Local, Outgoing};
 use super::message::{self, Parsed};
 use super::target::{host_port, local_ip_towards, resolve, target_of};
 use super::transaction::{InviteClient, NonInviteClient, TIMER_D_UDP};
-use super::transport::{response_to, Inbound, Registration, SipTransport};
+use super::transport::{encode, response_to, Inbound, Registration, SipTransport};
 use crate::call::media::{self, MediaSession, RemoteMedia};
 use crate::call::{CallOutcome, CallReport, CallRequest, CallSettings, Step, Transport};
 use crate::clock::Clock;
@@ -131,6 +131,8 @@ pub async fn place(
             Transport::Tcp => "TCP",
         },
         from_uri: settings.from.clone(),
+        caller: request.caller.clone(),
+        user_agent: settings.user_agent.clone(),
         proxy_route: settings
             .proxy
             .clone()
@@ -222,7 +224,8 @@ impl Call<'_> {
                     return InviteEnd::Over;
                 }
             };
-            self.registration.add_transaction(&invite.branch, "INVITE");
+            self.registration
+                .add_transaction(&invite.branch, rsip::Method::Invite);
             let Some(sent) = self.send(&invite.bytes).await else {
                 return InviteEnd::Over;
             };
@@ -301,8 +304,8 @@ impl Call<'_> {
                     continue;
                 };
                 let ours = message::branch(msg).as_deref() == Some(invite.branch.as_str());
-                match method.as_str() {
-                    "CANCEL" => {
+                match method {
+                    rsip::Method::Cancel => {
                         if let Some((c, ctx)) = cancel.as_mut() {
                             if message::branch(msg).as_deref() == Some(c.branch.as_str()) {
                                 ctx.on_response(code, now);
@@ -310,8 +313,8 @@ impl Call<'_> {
                         }
                         continue;
                     }
-                    "INVITE" if ours => {}
-                    "INVITE" if (300..700).contains(&code) => {
+                    rsip::Method::Invite if ours => {}
+                    rsip::Method::Invite if (300..700).contains(&code) => {
                         // A retransmitted final of an earlier attempt (e.g. the 401): re-ACK it.
                         if let Some(ack) = &self.last_ack {
                             let ack = ack.clone();
@@ -386,7 +389,8 @@ impl Call<'_> {
         reliable: bool,
     ) -> Option<(Outgoing, NonInviteClient)> {
         let c = self.dialog.cancel(invite).ok()?;
-        self.registration.add_transaction(&c.branch, "CANCEL");
+        self.registration
+            .add_transaction(&c.branch, rsip::Method::Cancel);
         let at = self.send(&c.bytes).await?;
         Some((
             c,
@@ -532,7 +536,7 @@ impl Call<'_> {
                             }
                             SipMessage::Response(_) => {
                                 // A retransmitted 2xx means our ACK was lost: ACK again.
-                                let invite = message::cseq(&m.parsed.msg).is_some_and(|(_, me)| me == "INVITE");
+                                let invite = message::cseq(&m.parsed.msg).is_some_and(|(_, me)| me == rsip::Method::Invite);
                                 if let (true, Some(ack)) = (invite, last_ack) {
                                     let _ = transport.send(dest, ack).await;
                                 }
@@ -563,7 +567,8 @@ impl Call<'_> {
         let Ok(bye) = self.dialog.bye(&auth) else {
             return;
         };
-        self.registration.add_transaction(&bye.branch, "BYE");
+        self.registration
+            .add_transaction(&bye.branch, rsip::Method::Bye);
         let Some(at) = self.send(&bye.bytes).await else {
             return;
         };
@@ -669,12 +674,12 @@ async fn linger(
         let Some(m) = m else { return };
         match &m.parsed.msg {
             SipMessage::Request(req) if req.method == rsip::Method::Bye => {
-                let answer = response_to(req, 200, "OK", None);
+                let answer = encode(response_to(req, 200, "OK", None));
                 let _ = transport.send(m.from, answer.as_bytes()).await;
             }
             SipMessage::Request(_) => {}
             SipMessage::Response(_) => {
-                if message::cseq(&m.parsed.msg).is_some_and(|(_, me)| me == "INVITE")
+                if message::cseq(&m.parsed.msg).is_some_and(|(_, me)| me == rsip::Method::Invite)
                     && message::status(&m.parsed.msg).is_some_and(|c| c >= 200)
                 {
                     if let Some(ack) = &last_ack {

@@ -5,12 +5,12 @@
 //! target are fixed by the first 2xx; every request gets a fresh RFC 3261 branch except ACK
 //! for a non-2xx and CANCEL, which reuse the INVITE's (17.1.1.3, 9.1).
 
-use super::message::{self, header, uri_of};
-use rsip::{Headers, Method, Request, SipMessage};
+use super::message::{self, header};
+use super::transport::{encode, response_to};
+use rsip::{Header, Headers, Method, Request, SipMessage};
 
 /// Max-Forwards of every request we originate (RFC 3261 8.1.1.6).
 pub const MAX_FORWARDS: u32 = 70;
-const USER_AGENT: &str = "mystery";
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
 
 #[derive(Debug, thiserror::Error)]
@@ -35,29 +35,77 @@ pub struct Local {
     pub hostport: String,
     /// `UDP` or `TCP` as written in Via.
     pub transport: &'static str,
-    /// Our From URI.
+    /// The `[sip] from` URI: the trunk account, and the domain our From keeps.
     pub from_uri: String,
+    /// Who the call comes from, when the persona has a phone: shown instead of the account.
+    pub caller: Option<crate::call::Caller>,
+    /// `[sip] user_agent`; without it no User-Agent header is sent (DESIGN.md "Look human").
+    pub user_agent: Option<String>,
     /// Route to preload for a loose-routing outbound proxy.
     pub proxy_route: Option<String>,
 }
 
 impl Local {
-    fn contact(&self) -> String {
-        let user = self
-            .from_uri
+    /// The user part we show: the persona's number, else the account's user.
+    fn user(&self) -> Option<String> {
+        if let Some(c) = &self.caller {
+            return Some(c.number.clone());
+        }
+        self.from_uri
             .trim_start_matches("sips:")
             .trim_start_matches("sip:")
             .split_once('@')
             .map(|(u, _)| u.to_string())
             .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "mystery".into());
+    }
+
+    fn contact(&self) -> String {
         let transport = if self.transport == "TCP" {
             ";transport=tcp"
         } else {
             ""
         };
-        format!("<sip:{user}@{}{transport}>", self.hostport)
+        match self.user() {
+            Some(user) => format!("<sip:{user}@{}{transport}>", self.hostport),
+            None => format!("<sip:{}{transport}>", self.hostport),
+        }
     }
+
+    /// The From name-addr without its tag: the persona (quoted name, number as user part, the
+    /// `[sip] from` domain), or the account URI as configured.
+    pub fn from_addr(&self) -> String {
+        let Some(caller) = &self.caller else {
+            return format!("<{}>", self.from_uri);
+        };
+        let (scheme, rest) = match self.from_uri.strip_prefix("sips:") {
+            Some(rest) => ("sips", rest),
+            None => ("sip", self.from_uri.trim_start_matches("sip:")),
+        };
+        let domain = rest.rsplit_once('@').map_or(rest, |(_, d)| d);
+        let uri = format!("{scheme}:{}@{domain}", caller.number);
+        match quoted(&caller.name) {
+            Some(name) => format!("{name} <{uri}>"),
+            None => format!("<{uri}>"),
+        }
+    }
+}
+
+/// A display name as an RFC 3261 quoted-string (`"` and `\` escaped, line breaks dropped);
+/// None when nothing printable is left.
+fn quoted(name: &str) -> Option<String> {
+    let mut out = String::from("\"");
+    for c in name.trim().chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    (out.len() > 2).then_some(out)
 }
 
 #[derive(Debug)]
@@ -87,14 +135,14 @@ pub struct Outgoing {
 
 impl Dialog {
     pub fn new(local: Local, target: &str) -> Self {
-        let host = local
-            .hostport
-            .split(':')
-            .next()
-            .unwrap_or("mystery")
-            .to_string();
+        // Random, naming nothing: a Call-ID is seen by every hop (RFC 3261 8.1.1.4).
+        let id = hex::encode(rand::random::<[u8; 12]>());
+        let call_id = match local.hostport.rsplit_once(':') {
+            Some((host, _)) if !host.is_empty() => format!("{id}@{host}"),
+            _ => id,
+        };
         Self {
-            call_id: format!("{}@{host}", hex::encode(rand::random::<[u8; 12]>())),
+            call_id,
             local_tag: new_tag(),
             target: target.to_string(),
             cseq: 0,
@@ -114,7 +162,7 @@ impl Dialog {
     }
 
     fn our_from(&self) -> String {
-        format!("<{}>;tag={}", self.local.from_uri, self.local_tag)
+        format!("{};tag={}", self.local.from_addr(), self.local_tag)
     }
 
     fn via(&self, branch: &str) -> String {
@@ -151,6 +199,7 @@ impl Dialog {
         routes: &[String],
         extra: &[(&str, String)],
         body: Option<(&str, &str)>,
+        to: Option<Header>,
     ) -> Result<Outgoing, DialogError> {
         let parsed_uri = rsip::Uri::try_from(uri).map_err(|_| DialogError::Uri(uri.to_string()))?;
         let mut h: Vec<rsip::Header> = vec![
@@ -159,7 +208,7 @@ impl Dialog {
         ];
         h.extend(routes.iter().map(|r| header("Route", r.clone())));
         h.push(header("From", self.our_from()));
-        h.push(header("To", self.their_to()));
+        h.push(to.unwrap_or_else(|| header("To", self.their_to())));
         h.push(header("Call-ID", self.call_id.clone()));
         h.push(header("CSeq", format!("{cseq} {method}")));
         if matches!(method, Method::Invite) {
@@ -169,7 +218,9 @@ impl Dialog {
         for (n, v) in extra {
             h.push(header(n, v.clone()));
         }
-        h.push(header("User-Agent", USER_AGENT));
+        if let Some(ua) = &self.local.user_agent {
+            h.push(header("User-Agent", ua.clone()));
+        }
         let body = match body {
             Some((ctype, b)) => {
                 h.push(header("Content-Type", ctype));
@@ -206,6 +257,7 @@ impl Dialog {
             &self.routes(false),
             auth,
             Some(("application/sdp", sdp)),
+            None,
         )
     }
 
@@ -216,7 +268,12 @@ impl Dialog {
         invite: &Outgoing,
         response: &SipMessage,
     ) -> Result<Outgoing, DialogError> {
-        let mut ack = self.build(
+        // The To of the response, tag included, verbatim (RFC 3261 17.1.1.3).
+        let to = message::headers_of(response)
+            .iter()
+            .find(|h| matches!(h, Header::To(_)))
+            .cloned();
+        self.build(
             Method::Ack,
             &invite.request_uri,
             &invite.branch,
@@ -224,27 +281,15 @@ impl Dialog {
             &self.routes(false),
             &[],
             None,
-        )?;
-        if let Some(to) = message::value(message::headers_of(response), "To") {
-            let text = String::from_utf8_lossy(&ack.bytes).replace(
-                &format!("To: {}\r\n", self.their_to()),
-                &format!("To: {to}\r\n"),
-            );
-            ack.bytes = text.into_bytes();
-        }
-        Ok(ack)
+            to,
+        )
     }
 
     /// Fixes the dialog from the 2xx: remote tag, remote target, route set.
     pub fn confirm(&mut self, ok: &SipMessage) {
         self.remote_tag = message::to_tag(ok);
-        let h = message::headers_of(ok);
-        self.remote_target = message::value(h, "Contact").map(|c| uri_of(&c));
-        self.route_set = message::values(h, "Record-Route")
-            .iter()
-            .flat_map(|v| message::split_list(v))
-            .rev()
-            .collect();
+        self.remote_target = message::contact_uri(ok);
+        self.route_set = message::record_routes(ok).into_iter().rev().collect();
     }
 
     fn in_dialog_uri(&self) -> String {
@@ -263,6 +308,7 @@ impl Dialog {
             self.invite_cseq,
             &self.routes(true),
             &[],
+            None,
             None,
         )
     }
@@ -289,6 +335,7 @@ impl Dialog {
             &self.routes(false),
             &[],
             None,
+            None,
         )
     }
 
@@ -301,6 +348,7 @@ impl Dialog {
             self.cseq,
             &self.routes(true),
             auth,
+            None,
             None,
         )
     }
@@ -317,53 +365,52 @@ impl Dialog {
         if ours.as_deref() != Some(self.local_tag.as_str())
             || (self.remote_tag.is_some() && theirs != self.remote_tag)
         {
-            return Some(super::transport::response_to(
+            return Some(encode(response_to(
                 req,
                 481,
                 "Call/Transaction Does Not Exist",
                 None,
-            ));
+            )));
         }
-        let mut base = super::transport::response_to(req, 200, "OK", None);
-        let strip = "Content-Length: 0\r\n\r\n";
+        let mut ok = response_to(req, 200, "OK", None);
         match req.method {
-            Method::Bye => Some(base),
+            Method::Bye => {}
             Method::Options | Method::Update if req.body.is_empty() => {
-                base.truncate(base.len() - strip.len());
-                base.push_str(&format!("Allow: {ALLOW}\r\nContent-Length: 0\r\n\r\n"));
-                Some(base)
+                ok.headers.push(header("Allow", ALLOW));
             }
             Method::Invite | Method::Update => {
-                base.truncate(base.len() - strip.len());
-                base.push_str(&format!(
-                    "Contact: {}\r\nAllow: {ALLOW}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-                    self.local.contact(),
-                    sdp.len()
-                ));
-                Some(base)
+                ok.headers.push(header("Contact", self.local.contact()));
+                ok.headers.push(header("Allow", ALLOW));
+                ok.headers.push(header("Content-Type", "application/sdp"));
+                ok.body = sdp.as_bytes().to_vec();
             }
-            _ => Some(super::transport::response_to(
-                req,
-                501,
-                "Not Implemented",
-                None,
-            )),
+            _ => return Some(encode(response_to(req, 501, "Not Implemented", None))),
         }
+        Some(encode(ok))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::sip::message::{branch, cseq, parse, value};
+    use crate::call::sip::message::{branch, cseq, parse};
+    use crate::call::Caller;
+    use rsip::headers::{ToTypedHeader, UntypedHeader};
+    use rsip::prelude::HeadersExt;
 
     fn local() -> Local {
         Local {
             hostport: "127.0.0.1:5060".into(),
             transport: "UDP",
             from_uri: "sip:robot@robot.test".into(),
+            caller: None,
+            user_agent: None,
             proxy_route: None,
         }
+    }
+
+    fn route(m: &SipMessage) -> Option<String> {
+        m.route_header().map(|r| r.value().to_string())
     }
 
     fn reparse(o: &Outgoing) -> SipMessage {
@@ -383,22 +430,26 @@ mod tests {
         let mut d = Dialog::new(local(), "sip:agence@127.0.0.1:5081");
         let inv = d.invite("v=0\r\n", &[]).expect("builds");
         let m = reparse(&inv);
-        let h = message::headers_of(&m);
         assert!(branch(&m).is_some_and(|b| b.starts_with("z9hG4bK") && b.len() > 12));
-        assert!(value(h, "Via").is_some_and(|v| v.contains(";rport")));
-        assert_eq!(value(h, "Max-Forwards").as_deref(), Some("70"));
-        assert_eq!(cseq(&m), Some((1, "INVITE".into())));
+        assert!(message::vias(&m)
+            .next()
+            .is_some_and(|v| v.value().contains(";rport")));
+        assert_eq!(
+            m.max_forwards_header().map(|h| h.value().to_string()).ok(),
+            Some("70".into())
+        );
+        assert_eq!(cseq(&m), Some((1, Method::Invite)));
         assert!(message::from_tag(&m).is_some() && message::to_tag(&m).is_none());
         assert_eq!(
-            value(h, "Contact").as_deref(),
-            Some("<sip:robot@127.0.0.1:5060>")
+            message::contact_uri(&m).as_deref(),
+            Some("sip:robot@127.0.0.1:5060")
         );
         assert_eq!(m.body().as_slice(), b"v=0\r\n");
         let again = d
             .invite("v=0\r\n", &[("Authorization", "Digest x".into())])
             .expect("builds");
         assert_ne!(again.branch, inv.branch, "each INVITE is a new transaction");
-        assert_eq!(cseq(&reparse(&again)), Some((2, "INVITE".into())));
+        assert_eq!(cseq(&reparse(&again)), Some((2, Method::Invite)));
     }
 
     #[test]
@@ -408,7 +459,7 @@ mod tests {
         let busy = fixture("486-busy.txt");
         let ack = reparse(&d.ack_for_failure(&inv, &busy).expect("builds"));
         assert_eq!(branch(&ack), Some(inv.branch.clone()));
-        assert_eq!(cseq(&ack), Some((1, "ACK".into())));
+        assert_eq!(cseq(&ack), Some((1, Method::Ack)));
         assert_eq!(message::to_tag(&ack).as_deref(), Some("b77"));
     }
 
@@ -421,14 +472,11 @@ mod tests {
         assert_eq!(ack_out.request_uri, "sip:uas@127.0.0.1:5081;transport=udp");
         let ack = reparse(&ack_out);
         assert_ne!(branch(&ack), Some(inv.branch));
-        assert_eq!(cseq(&ack), Some((1, "ACK".into())));
+        assert_eq!(cseq(&ack), Some((1, Method::Ack)));
         assert_eq!(message::to_tag(&ack).as_deref(), Some("a6c85cf"));
-        assert_eq!(
-            value(message::headers_of(&ack), "Route").as_deref(),
-            Some("<sip:proxy.test;lr>")
-        );
+        assert_eq!(route(&ack).as_deref(), Some("<sip:proxy.test;lr>"));
         let bye = reparse(&d.bye(&[]).expect("builds"));
-        assert_eq!(cseq(&bye), Some((2, "BYE".into())));
+        assert_eq!(cseq(&bye), Some((2, Method::Bye)));
     }
 
     #[test]
@@ -437,7 +485,7 @@ mod tests {
         let inv = d.invite("v=0\r\n", &[]).expect("builds");
         let c = reparse(&d.cancel(&inv).expect("builds"));
         assert_eq!(branch(&c), Some(inv.branch));
-        assert_eq!(cseq(&c), Some((1, "CANCEL".into())));
+        assert_eq!(cseq(&c), Some((1, Method::Cancel)));
         assert!(message::to_tag(&c).is_none());
     }
 
@@ -462,6 +510,8 @@ mod tests {
             let a = d.answer(&req(m, &tag, ""), "SDP").expect("answered");
             assert!(a.starts_with("SIP/2.0 200 OK\r\n"), "{m}: {a}");
             assert!(a.contains(&format!("CSeq: 7 {m}")));
+            // issue7 finding 3: our answers carry no Server header (nothing names the tool).
+            assert!(!a.to_ascii_lowercase().contains("server:"), "{a}");
         }
         let reinvite = d
             .answer(&req("INVITE", &tag, "v=0\r\n"), "v=0 ours\r\n")
@@ -479,15 +529,85 @@ mod tests {
         l.proxy_route = Some("sip:proxy.test:5070;lr".into());
         let mut d = Dialog::new(l, "sip:+33123456789@proxy.test;user=phone");
         let m = reparse(&d.invite("v=0\r\n", &[]).expect("builds"));
-        assert_eq!(
-            value(message::headers_of(&m), "Route").as_deref(),
-            Some("<sip:proxy.test:5070;lr>")
-        );
+        assert_eq!(route(&m).as_deref(), Some("<sip:proxy.test:5070;lr>"));
         match m {
             SipMessage::Request(r) => {
                 assert_eq!(r.uri.to_string(), "sip:+33123456789@proxy.test;user=phone")
             }
             SipMessage::Response(_) => unreachable!("a request"),
         }
+    }
+
+    fn persona_local() -> Local {
+        Local {
+            from_uri: "sip:trunk-account-42@trunk.example.net".into(),
+            caller: Some(Caller {
+                name: "Zoé \"Lou\" Martin".into(),
+                number: "+33612345678".into(),
+            }),
+            ..local()
+        }
+    }
+
+    /// issue7 finding 3: every request a phone system sees names the persona, never the tool.
+    #[test]
+    fn issue7_requests_name_the_persona_and_never_the_tool() {
+        let mut d = Dialog::new(persona_local(), "sip:agence@127.0.0.1:5081");
+        let sdp = crate::call::media::sdp::offer([127, 0, 0, 1].into(), 20000, 42);
+        let inv = d.invite(&sdp, &[]).expect("builds");
+        let cancel = d.cancel(&inv).expect("builds");
+        d.confirm(&fixture("200-ok-sdp.txt"));
+        let ack = d.ack_for_success().expect("builds");
+        let bye = d.bye(&[]).expect("builds");
+        for o in [&inv, &cancel, &ack, &bye] {
+            let text = String::from_utf8_lossy(&o.bytes).to_lowercase();
+            for word in ["mystery", "rsip", "rust", "user-agent", "server:"] {
+                assert!(!text.contains(word), "{word:?} in {text}");
+            }
+            let m = reparse(o);
+            let from = m.from_header().expect("From").typed().expect("typed From");
+            assert_eq!(
+                from.display_name.as_deref(),
+                Some("\"Zoé \\\"Lou\\\" Martin\"")
+            );
+            assert_eq!(from.uri.to_string(), "sip:+33612345678@trunk.example.net");
+            assert_eq!(message::from_tag(&m), Some(d.local_tag.clone()));
+        }
+        let m = reparse(&inv);
+        assert_eq!(
+            message::contact_uri(&m).as_deref(),
+            Some("sip:+33612345678@127.0.0.1:5060")
+        );
+        assert!(String::from_utf8_lossy(&inv.bytes).contains(
+            "From: \"Zoé \\\"Lou\\\" Martin\" <sip:+33612345678@trunk.example.net>;tag="
+        ));
+    }
+
+    #[test]
+    fn without_a_persona_phone_from_is_the_account_and_a_user_agent_only_when_configured() {
+        let mut d = Dialog::new(local(), "sip:agence@127.0.0.1:5081");
+        let text =
+            String::from_utf8_lossy(&d.invite("v=0\r\n", &[]).expect("builds").bytes).to_string();
+        assert!(text.contains("From: <sip:robot@robot.test>;tag="), "{text}");
+        assert!(!text.contains("User-Agent"), "{text}");
+        let mut with_ua = Dialog::new(
+            Local {
+                user_agent: Some("Yealink SIP-T46U 108.86.0.20".into()),
+                ..local()
+            },
+            "sip:agence@127.0.0.1:5081",
+        );
+        let m = reparse(&with_ua.invite("v=0\r\n", &[]).expect("builds"));
+        assert_eq!(
+            m.user_agent_header().map(|u| u.value().to_string()),
+            Some("Yealink SIP-T46U 108.86.0.20".into())
+        );
+    }
+
+    #[test]
+    fn a_display_name_is_quoted_with_its_quotes_and_backslashes_escaped() {
+        assert_eq!(quoted("Zoé"), Some("\"Zoé\"".into()));
+        assert_eq!(quoted("a\"b\\c"), Some("\"a\\\"b\\\\c\"".into()));
+        assert_eq!(quoted(" \r\n "), None);
     }
 }

@@ -6,7 +6,11 @@
 
 pub mod auth;
 pub mod call;
+#[cfg(test)]
+mod corpus;
 pub mod dialog;
+#[cfg(test)]
+mod hostile;
 pub mod message;
 pub mod target;
 pub mod transaction;

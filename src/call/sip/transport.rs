@@ -62,8 +62,8 @@ pub struct Registration {
 
 impl Registration {
     /// Routes responses carrying this Via branch and CSeq method to the call.
-    pub fn add_transaction(&mut self, branch: &str, method: &str) {
-        let key = (branch.to_string(), method.to_ascii_uppercase());
+    pub fn add_transaction(&mut self, branch: &str, method: rsip::Method) {
+        let key = (branch.to_string(), method.to_string());
         if let Ok(mut r) = self.inner.routes.lock() {
             r.transactions.insert(key.clone(), self.tx.clone());
         }
@@ -241,11 +241,21 @@ async fn tcp_reader(
         };
         let at = Instant::now();
         buf.extend_from_slice(&chunk[..n]);
-        while let Some(frame) = next_frame(&mut buf) {
-            let Some(strong) = inner.upgrade() else {
-                return;
-            };
-            dispatch(&strong, &frame, peer, at).await;
+        let framing = loop {
+            match next_frame(&mut buf) {
+                Ok(Some(frame)) => {
+                    let Some(strong) = inner.upgrade() else {
+                        return;
+                    };
+                    dispatch(&strong, &frame, peer, at).await;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = framing {
+            tracing::warn!(%peer, error = %e, "sip tcp: framing lost, closing the connection");
+            break;
         }
         if buf.len() > MAX_TCP_BUFFER {
             tracing::warn!(%peer, "sip tcp: oversized frame, closing");
@@ -257,33 +267,57 @@ async fn tcp_reader(
     }
 }
 
-/// Cuts one complete message off the front of a stream buffer, if there is one.
-pub fn next_frame(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// Why a stream can no longer be cut into messages: the connection is closed, since no later
+/// byte could be trusted to start a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("stream message without Content-Length")]
+    NoContentLength,
+    #[error("stream message with an unusable or repeated Content-Length")]
+    BadContentLength,
+    #[error("stream header section longer than {} bytes", message::MAX_MESSAGE)]
+    Oversized,
+}
+
+/// Cuts one complete message off the front of a stream buffer; `Ok(None)` while incomplete.
+/// Content-Length is mandatory framing on a stream (RFC 3261 18.3, 20.14).
+pub fn next_frame(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, FrameError> {
     let lead = buf
         .iter()
         .take_while(|b| matches!(b, b'\r' | b'\n'))
         .count();
     buf.drain(..lead);
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let length = head
-        .split("\r\n")
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| {
-            let n = n.trim();
-            n.eq_ignore_ascii_case("Content-Length") || n.eq_ignore_ascii_case("l")
-        })
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    if length > message::MAX_MESSAGE {
-        // Cannot be honoured; drop the header so the stream does not stall on it.
-        buf.drain(..end);
-        return None;
+    let Some(end) = message::body_offset(buf) else {
+        return if buf.len() > message::MAX_MESSAGE {
+            Err(FrameError::Oversized)
+        } else {
+            Ok(None)
+        };
+    };
+    let mut length: Option<usize> = None;
+    for line in buf[..end].split(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(line);
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim_end();
+        if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
+            let n = message::content_length_of(value.trim())
+                .map_err(|_| FrameError::BadContentLength)?;
+            if length.is_some() {
+                return Err(FrameError::BadContentLength);
+            }
+            length = Some(n);
+        }
     }
+    let length = length.ok_or(FrameError::NoContentLength)?;
     if buf.len() < end + length {
-        return None;
+        return Ok(None);
     }
-    Some(buf.drain(..end + length).collect())
+    Ok(Some(buf.drain(..end + length).collect()))
 }
 
 async fn dispatch(inner: &Arc<Inner>, raw: &[u8], from: SocketAddr, at: Instant) {
@@ -326,10 +360,10 @@ fn route_of(routes: &Routes, msg: &SipMessage) -> Option<mpsc::Sender<Inbound>> 
         SipMessage::Response(_) => {
             let (_, method) = message::cseq(msg)?;
             let by_branch = message::branch(msg)
-                .and_then(|b| routes.transactions.get(&(b, method.clone())).cloned());
+                .and_then(|b| routes.transactions.get(&(b, method.to_string())).cloned());
             // A 2xx to INVITE outlives its transaction (RFC 3261 17.1.1.2): the dialog ACKs it.
             by_branch.or_else(|| {
-                (method == "INVITE"
+                (method == rsip::Method::Invite
                     && message::status(msg).is_some_and(|c| (200..300).contains(&c)))
                 .then(|| routes.dialogs.get(&call_id).cloned())
                 .flatten()
@@ -355,28 +389,52 @@ fn refusal(msg: &SipMessage, from: SocketAddr) -> Option<String> {
         (403, "Forbidden")
     };
     tracing::info!(%from, method = %req.method, code, "sip: refused request outside our dialogs");
-    Some(response_to(req, code, reason, None))
+    Some(encode(response_to(req, code, reason, None)))
 }
 
-/// A response to `req` copying Via, From, To (adding `to_tag` when given), Call-ID and CSeq.
-pub fn response_to(req: &rsip::Request, code: u16, reason: &str, to_tag: Option<&str>) -> String {
-    let h = &req.headers;
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for via in message::values(h, "Via") {
-        out.push_str(&format!("Via: {via}\r\n"));
-    }
-    for name in ["From", "To", "Call-ID", "CSeq"] {
-        if let Some(mut v) = message::value(h, name) {
-            if name == "To" && message::param(&v, "tag").is_none() {
-                if let Some(tag) = to_tag {
-                    v.push_str(&format!(";tag={tag}"));
-                }
+/// A response to `req` copying its Via, From, To (adding `to_tag` when it has none), Call-ID
+/// and CSeq (RFC 3261 8.2.6.2). Never a `Server` header: nothing we send names the tool.
+pub fn response_to(
+    req: &rsip::Request,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> rsip::Response {
+    use rsip::headers::UntypedHeader;
+    use rsip::Header;
+    let mut headers: Vec<Header> = Vec::new();
+    for h in req.headers.iter() {
+        match h {
+            Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
+                headers.push(h.clone())
             }
-            out.push_str(&format!("{name}: {v}\r\n"));
+            Header::To(to) => match to_tag {
+                Some(tag) if message::to_tag(&SipMessage::Request(req.clone())).is_none() => {
+                    headers.push(Header::To(rsip::headers::To::new(format!(
+                        "{};tag={tag}",
+                        to.value()
+                    ))))
+                }
+                _ => headers.push(h.clone()),
+            },
+            _ => {}
         }
     }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
+    rsip::Response {
+        status_code: rsip::StatusCode::Other(code, reason.to_string()),
+        version: rsip::Version::V2,
+        headers: headers.into(),
+        body: Vec::new(),
+    }
+}
+
+/// The bytes of a response, with its Content-Length.
+pub fn encode(mut response: rsip::Response) -> String {
+    response.headers.push(message::header(
+        "Content-Length",
+        response.body.len().to_string(),
+    ));
+    response.to_string()
 }
 
 #[cfg(test)]
@@ -389,12 +447,30 @@ mod tests {
         let mut buf = b"\r\n\r\n".to_vec();
         buf.extend_from_slice(one);
         buf.extend_from_slice(b"SIP/2.0 180 Ringing\r\nContent-Length: 10\r\n\r\nabc");
-        assert_eq!(next_frame(&mut buf).as_deref(), Some(&one[..]));
-        assert_eq!(next_frame(&mut buf), None, "second frame is incomplete");
+        assert_eq!(next_frame(&mut buf), Ok(Some(one.to_vec())));
+        assert_eq!(next_frame(&mut buf), Ok(None), "second frame is incomplete");
         buf.extend_from_slice(b"defghij");
-        let second = next_frame(&mut buf).expect("complete now");
+        let second = next_frame(&mut buf).expect("framed").expect("complete now");
         assert!(second.ends_with(b"abcdefghij"));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_stream_message_without_a_usable_content_length_loses_framing_and_allocates_nothing() {
+        let mut missing = b"SIP/2.0 200 OK\r\nCall-ID: a\r\n\r\nabc".to_vec();
+        assert_eq!(next_frame(&mut missing), Err(FrameError::NoContentLength));
+        for bad in ["-1", "999999999", "99999999999999999999999", "1 2", "0x10"] {
+            let mut buf = format!("SIP/2.0 200 OK\r\nContent-Length: {bad}\r\n\r\n").into_bytes();
+            assert_eq!(
+                next_frame(&mut buf),
+                Err(FrameError::BadContentLength),
+                "{bad}"
+            );
+        }
+        let mut twice = b"SIP/2.0 200 OK\r\nl: 0\r\nContent-Length: 0\r\n\r\n".to_vec();
+        assert_eq!(next_frame(&mut twice), Err(FrameError::BadContentLength));
+        let mut endless = vec![b'a'; crate::call::sip::message::MAX_MESSAGE + 10];
+        assert_eq!(next_frame(&mut endless), Err(FrameError::Oversized));
     }
 
     #[tokio::test]
@@ -441,5 +517,23 @@ mod tests {
                 .expect("still alive")
                 .expect("recv");
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 403 "));
+    }
+
+    #[tokio::test]
+    async fn a_tcp_peer_whose_framing_is_lost_is_disconnected_instead_of_buffered() {
+        let t = SipTransport::bind("127.0.0.1:0".parse().expect("addr"), Kind::Tcp)
+            .await
+            .expect("bind");
+        let mut peer = TcpStream::connect(t.local_addr()).await.expect("connect");
+        // A Content-Length of 999999999 cannot be honoured: waiting for it would hold the
+        // connection (and our buffer) hostage, so the stream is closed at once.
+        peer.write_all(b"SIP/2.0 200 OK\r\nCall-ID: x\r\nContent-Length: 999999999\r\n\r\nv=0")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), peer.read(&mut buf))
+            .await
+            .expect("closed within 3 s");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     }
 }
