@@ -87,13 +87,16 @@ enum FormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // sqlx's own notices ("relation … already exists, skipping") say nothing to a user.
     let default_level = if matches!(cli.command, Command::Run) {
-        "info"
+        "info,sqlx=warn"
     } else {
         "warn"
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file or journal gets plain, greppable text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
