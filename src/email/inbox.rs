@@ -167,8 +167,9 @@ pub async fn watch_mailbox(cx: Arc<Context>, mailbox: String, cancel: Cancellati
         return;
     };
     let lease_name = format!("watcher:{}:{}", cfg.username, mailbox);
+    // Named after the watcher, not the server: the store can be what failed.
     let mut imap = Outage::new(format!(
-        "IMAP server {}:{} (folder {mailbox})",
+        "the watcher of folder {mailbox} (IMAP {}:{})",
         cfg.host, cfg.port
     ));
     while !cancel.is_cancelled() {
