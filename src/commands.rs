@@ -1,7 +1,7 @@
 //! One function per subcommand; `main.rs` only parses arguments and calls these.
 
 use crate::clock::Clock;
-use crate::config::{self, Config};
+use crate::config;
 use crate::report::{self, CsvOptions, Format};
 use crate::store::{ReportFilter, VisitState};
 use crate::Context;
@@ -14,14 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit code when a command processed many items and some failed (STYLE.md 7).
 pub const EXIT_PARTIAL: i32 = 2;
-
-pub fn load_config(path: &Path) -> Result<Config> {
-    let config = config::load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(config)
-}
 
 /// `mystery check`: every problem, one per line, file:line first. Returns the exit code.
 pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
@@ -52,7 +44,7 @@ pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
 
 /// `mystery run`: the daemon until SIGINT/SIGTERM.
 pub async fn run(path: &Path) -> Result<()> {
-    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -90,7 +82,7 @@ pub async fn visit(
     wait: bool,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
     let b = cx
         .config
         .business(business)
@@ -206,7 +198,7 @@ pub struct ReportArgs {
 }
 
 pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Result<i32> {
-    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
     let since_ms = match &args.since {
         Some(s) => Some(
             cx.now_ms()
@@ -304,7 +296,7 @@ pub async fn import(path: &Path, csv: &Path, out: &mut dyn Write) -> Result<i32>
     if rows.is_empty() && failed == 0 {
         bail!("{}: no rows", csv.display());
     }
-    let cx = Context::build(load_config(path)?, Clock::system()).await?;
+    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
     let now = cx.now_ms();
     for b in &good {
         cx.store.import_business(b, now).await?;

@@ -245,6 +245,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     validate::from_str(path, &text, &|name| std::env::var(name).ok())
 }
 
+/// `load` for a command that goes on to work: warnings are logged, errors become one error
+/// listing every problem.
+pub fn load_for_run(path: &Path) -> anyhow::Result<Config> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
 /// As `load`, from text, with the environment given (for tests).
 pub fn from_str(
     path: &Path,

@@ -443,7 +443,7 @@ pub async fn command(
     preview: Option<&std::path::Path>,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<i32> {
-    let cx = Context::build(crate::commands::load_config(config)?, Clock::system()).await?;
+    let cx = Context::build(crate::config::load_for_run(config)?, Clock::system()).await?;
     run_command(&cx, group, send, preview, out).await
 }
 
