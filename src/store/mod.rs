@@ -5,9 +5,13 @@
 //! a crash between two steps leaves a state a restart knows how to resume.
 
 mod aggregate;
+mod governance;
 mod messages;
 mod migrations;
+mod retention;
 mod visits;
+pub use governance::Planned;
+pub use retention::PurgeCounts;
 pub use aggregate::{
     percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
     Period, Quantiles, SeedVisit,

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod config_check;
 mod digest;
+mod governance;
 mod email_lab;
 mod planning;
 mod report;
