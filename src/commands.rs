@@ -174,7 +174,10 @@ async fn plan_manual(
                 .await?
             {
                 Err((_, Some(at))) => {
-                    format!("next allowed: {}", crate::report::format::instant(crate::clock::to_ms(at)))
+                    format!(
+                        "next allowed: {}",
+                        crate::report::format::instant(crate::clock::to_ms(at))
+                    )
                 }
                 Err((_, None)) => "no allowed date while paused".to_owned(),
                 Ok(()) => "allowed again now (retry)".to_owned(),
@@ -353,14 +356,33 @@ pub async fn purge(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<i3
     let verb = if dry_run { "would purge" } else { "purged" };
     let age = |d: Option<Duration>| {
         d.map_or("kept".to_owned(), |d| {
-            format!("older than {}", humantime::format_duration(d))
+            format!("older than {}", config::duration_words(d))
         })
     };
     let r = &storage.retention;
-    writeln!(out, "raw_mail ({}): {verb} {} message(s)", age(r.raw_mail), counts.raw_mail)?;
-    writeln!(out, "evidence (with raw_mail / transcripts): {verb} {} rule snippet(s)", counts.evidence)?;
-    writeln!(out, "recordings ({}): {verb} {} call(s)", age(r.recordings), counts.recordings)?;
-    writeln!(out, "transcripts ({}): {verb} {} call(s)", age(r.transcripts), counts.transcripts)?;
+    writeln!(
+        out,
+        "raw_mail ({}): {verb} {} message(s)",
+        age(r.raw_mail),
+        counts.raw_mail
+    )?;
+    writeln!(
+        out,
+        "evidence (with raw_mail / transcripts): {verb} {} rule snippet(s)",
+        counts.evidence
+    )?;
+    writeln!(
+        out,
+        "recordings ({}): {verb} {} call(s)",
+        age(r.recordings),
+        counts.recordings
+    )?;
+    writeln!(
+        out,
+        "transcripts ({}): {verb} {} call(s)",
+        age(r.transcripts),
+        counts.transcripts
+    )?;
     if counts.recordings_failed > 0 {
         writeln!(
             out,

@@ -152,7 +152,12 @@ pub async fn purge_step(cx: &Arc<Context>) {
     }
     match cx
         .store
-        .purge(&storage.retention, &storage.recordings_dir, cx.now_ms(), false)
+        .purge(
+            &storage.retention,
+            &storage.recordings_dir,
+            cx.now_ms(),
+            false,
+        )
         .await
     {
         Ok(counts) => tracing::info!(

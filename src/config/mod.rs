@@ -321,6 +321,17 @@ pub fn business_from_csv(row: &CsvBusiness, file: &Path) -> Result<Business, Vec
     validate::csv_row(row, file)
 }
 
+/// A configured duration as users write it: "14d" for whole days (humantime would say
+/// "14days", and "5months 27days 19h 12m" for 180 days), humantime's words otherwise.
+pub fn duration_words(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
 impl Config {
     pub fn business(&self, id: &str) -> Option<&Business> {
         self.businesses.iter().find(|b| b.id == id)
@@ -362,15 +373,19 @@ impl Config {
 
     /// One line per governance rule in force, for `mystery check`.
     pub fn governance_lines(&self) -> Vec<String> {
-        let human = |d: Duration| humantime::format_duration(d).to_string();
         let mut out = Vec::new();
         for g in &self.groups {
-            let r = self.governance.groups.get(&g.id).cloned().unwrap_or_default();
+            let r = self
+                .governance
+                .groups
+                .get(&g.id)
+                .cloned()
+                .unwrap_or_default();
             out.push(format!(
                 "group {}: staff_notice {}, min_interval {}{}",
                 g.id,
                 r.staff_notice.map_or("none".to_owned(), |d| d.to_string()),
-                r.min_interval.map_or("none".to_owned(), human),
+                r.min_interval.map_or("none".to_owned(), duration_words),
                 if r.paused { ", paused" } else { "" }
             ));
         }
@@ -378,7 +393,7 @@ impl Config {
             out.push(format!("business {b}: paused"));
         }
         let r = &self.storage.retention;
-        let keep = |d: Option<Duration>| d.map_or("kept".to_owned(), human);
+        let keep = |d: Option<Duration>| d.map_or("kept".to_owned(), duration_words);
         out.push(format!(
             "retention: raw_mail {}, recordings {}, transcripts {}",
             keep(r.raw_mail),

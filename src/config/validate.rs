@@ -363,7 +363,9 @@ fn governance(cx: &mut Ctx<'_>, raw: &RawConfig) -> Governance {
             if d.is_zero() {
                 cx.err(
                     m.span(),
-                    format!("group {id:?}: min_interval must be longer than 0 (omit it for no minimum)"),
+                    format!(
+                        "group {id:?}: min_interval must be longer than 0 (omit it for no minimum)"
+                    ),
                 );
                 return None;
             }

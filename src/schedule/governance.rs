@@ -85,7 +85,7 @@ impl fmt::Display for Refusal {
                 f,
                 "min_interval: another visit of this branch is due {} (less than {} apart)",
                 other.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                humantime::format_duration(interval.to_std().unwrap_or_default())
+                crate::config::duration_words(interval.to_std().unwrap_or_default())
             ),
         }
     }
@@ -93,7 +93,11 @@ impl fmt::Display for Refusal {
 
 /// Whether a visit due at `due` may be created, given the due times of the branch's other
 /// visits (any order).
-pub fn check(rules: &BranchRules, due: DateTime<Utc>, others: &[DateTime<Utc>]) -> Result<(), Refusal> {
+pub fn check(
+    rules: &BranchRules,
+    due: DateTime<Utc>,
+    others: &[DateTime<Utc>],
+) -> Result<(), Refusal> {
     if let Some(p) = &rules.paused {
         return Err(Refusal::Paused(p.clone()));
     }
@@ -210,7 +214,10 @@ mod tests {
             paused: Some(Paused::Business),
             ..rules
         };
-        assert_eq!(next_allowed(&paused, utc("2026-10-01T00:00:00Z"), &[]), None);
+        assert_eq!(
+            next_allowed(&paused, utc("2026-10-01T00:00:00Z"), &[]),
+            None
+        );
         assert_eq!(
             check(&paused, utc("2027-01-01T00:00:00Z"), &[]),
             Err(Refusal::Paused(Paused::Business))
@@ -221,6 +228,9 @@ mod tests {
     fn no_rules_allow_every_visit() {
         let now = utc("2026-11-29T12:00:00Z");
         assert_eq!(check(&BranchRules::default(), now, &[now]), Ok(()));
-        assert_eq!(next_allowed(&BranchRules::default(), now, &[now]), Some(now));
+        assert_eq!(
+            next_allowed(&BranchRules::default(), now, &[now]),
+            Some(now)
+        );
     }
 }

@@ -40,15 +40,17 @@ impl Store {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM visits WHERE slot_key = $1")
-            .bind(&v.slot_key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT id FROM visits WHERE slot_key = $1")
+                .bind(&v.slot_key)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_some() {
             return Ok(Planned::Exists);
         }
         if *rules != BranchRules::default() {
-            let others = other_due_times(&mut *tx, &v.business_id, from_ms(v.due_at), rules).await?;
+            let others =
+                other_due_times(&mut tx, &v.business_id, from_ms(v.due_at), rules).await?;
             if let Err(refusal) = governance::check(rules, from_ms(v.due_at), &others) {
                 return Ok(Planned::Refused(refusal));
             }
@@ -86,7 +88,7 @@ impl Store {
         rules: &BranchRules,
     ) -> Result<Result<(), (Refusal, Option<DateTime<Utc>>)>> {
         let mut conn = self.pool.acquire().await?;
-        let others = other_due_times(&mut *conn, business_id, due, rules).await?;
+        let others = other_due_times(&mut conn, business_id, due, rules).await?;
         Ok(governance::check(rules, due, &others)
             .map_err(|r| (r, governance::next_allowed(rules, due, &others))))
     }

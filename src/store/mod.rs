@@ -10,12 +10,12 @@ mod messages;
 mod migrations;
 mod retention;
 mod visits;
-pub use governance::Planned;
-pub use retention::PurgeCounts;
 pub use aggregate::{
     percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
     Period, Quantiles, SeedVisit,
 };
+pub use governance::Planned;
+pub use retention::PurgeCounts;
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
 pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, Visit, VisitState};

@@ -76,21 +76,45 @@ impl Store {
         let mut counts = PurgeCounts::default();
         if let Some(c) = cutoff(now_ms, retention.raw_mail) {
             counts.raw_mail = self
-                .clear(RAW_MAIL, "UPDATE messages SET raw = NULL, raw_purged_at = $2", c, now_ms, dry_run)
+                .clear(
+                    RAW_MAIL,
+                    "UPDATE messages SET raw = NULL, raw_purged_at = $2",
+                    c,
+                    now_ms,
+                    dry_run,
+                )
                 .await
                 .context("purging raw mail")?;
             counts.evidence += self
-                .clear(EMAIL_EVIDENCE, "UPDATE rule_results SET evidence = NULL, evidence_purged_at = $2", c, now_ms, dry_run)
+                .clear(
+                    EMAIL_EVIDENCE,
+                    "UPDATE rule_results SET evidence = NULL, evidence_purged_at = $2",
+                    c,
+                    now_ms,
+                    dry_run,
+                )
                 .await
                 .context("purging email rule evidence")?;
         }
         if let Some(c) = cutoff(now_ms, retention.transcripts) {
             counts.transcripts = self
-                .clear(TRANSCRIPTS, "UPDATE visits SET transcript = NULL, transcript_purged_at = $2", c, now_ms, dry_run)
+                .clear(
+                    TRANSCRIPTS,
+                    "UPDATE visits SET transcript = NULL, transcript_purged_at = $2",
+                    c,
+                    now_ms,
+                    dry_run,
+                )
                 .await
                 .context("purging transcripts")?;
             counts.evidence += self
-                .clear(CALL_EVIDENCE, "UPDATE rule_results SET evidence = NULL, evidence_purged_at = $2", c, now_ms, dry_run)
+                .clear(
+                    CALL_EVIDENCE,
+                    "UPDATE rule_results SET evidence = NULL, evidence_purged_at = $2",
+                    c,
+                    now_ms,
+                    dry_run,
+                )
                 .await
                 .context("purging call rule evidence")?;
         }

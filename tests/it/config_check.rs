@@ -190,7 +190,10 @@ fn check_warns_about_a_group_without_staff_notice_and_still_exits_zero() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("warning:"), "{out}");
     assert!(out.contains("group \"nord\" has no staff_notice"), "{out}");
-    assert!(out.contains("governance: group nord: staff_notice none"), "{out}");
+    assert!(
+        out.contains("governance: group nord: staff_notice none"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -214,12 +217,15 @@ fn check_reports_each_governance_rule_and_the_retention() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("staff_notice:"), "{out}");
     assert!(
-        out.contains("governance: group nord: staff_notice 2026-09-01, min_interval 14days, paused"),
+        out.contains("governance: group nord: staff_notice 2026-09-01, min_interval 14d, paused"),
         "{out}"
     );
-    assert!(out.contains("governance: business lille-centre: paused"), "{out}");
     assert!(
-        out.contains("governance: retention: raw_mail 180days, recordings 90days, transcripts kept"),
+        out.contains("governance: business lille-centre: paused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("governance: retention: raw_mail 180d, recordings 90d, transcripts kept"),
         "{out}"
     );
 }

@@ -113,14 +113,24 @@ async fn staff_notice_body(backend: Backend) {
     let url = common::store_url(backend, tmp.path()).await;
     // Monday 31 August 2026, 21:10 UTC = 23:10 in Paris: the staff are told on 1 September.
     let clock = Clock::manual(at("2026-08-31T21:10:00Z"));
-    let cx = context(tmp.path(), &url, "staff_notice = \"2026-09-01\"", "", &clock).await;
+    let cx = context(
+        tmp.path(),
+        &url,
+        "staff_notice = \"2026-09-01\"",
+        "",
+        &clock,
+    )
+    .await;
     // The hour ahead holds the 23:30 call slot and the 00:00 (1 September) mail slot.
     let n = mystery::dispatch::plan_schedules(&cx).await.unwrap();
     let all = visits(&cx).await;
     assert_eq!(n, 2, "{all:?}");
     // Only the slot at local midnight of the notice day is visited, for both branches.
     let midnight = to_ms(at("2026-08-31T22:00:00Z"));
-    assert!(all.iter().all(|(_, c, d)| c == "email" && *d == midnight), "{all:?}");
+    assert!(
+        all.iter().all(|(_, c, d)| c == "email" && *d == midnight),
+        "{all:?}"
+    );
     // The refused slot is a decision: the next round does not reconsider it.
     assert_eq!(mystery::dispatch::plan_schedules(&cx).await.unwrap(), 0);
 }
@@ -197,47 +207,61 @@ fn manual(id: &str, due: i64) -> NewVisit {
     }
 }
 
-store_test!(concurrent_planners_never_both_plan_inside_min_interval, |store| {
-    use mystery::schedule::governance::BranchRules;
-    let rules = BranchRules {
-        min_interval: Some(chrono::Duration::days(14)),
-        ..Default::default()
-    };
-    // Twenty planners at once, each offering a different visit to one branch within a day:
-    // the check and the insert are one step, so exactly one gets in.
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..20 {
-        let store = store.clone();
-        let rules = rules.clone();
-        tasks.spawn(async move {
-            store
-                .plan_visit_governed(&manual(&format!("v{i}"), 1_000_000 + i * 60_000), 0, &rules)
-                .await
-                .unwrap()
-        });
-    }
-    let mut created = 0;
-    let mut refused = 0;
-    while let Some(r) = tasks.join_next().await {
-        match r.unwrap() {
-            Planned::Created => created += 1,
-            Planned::Refused(r) => {
-                assert_eq!(r.rule(), "min_interval");
-                refused += 1;
-            }
-            Planned::Exists => panic!("distinct slot keys"),
+store_test!(
+    concurrent_planners_never_both_plan_inside_min_interval,
+    |store| {
+        use mystery::schedule::governance::BranchRules;
+        let rules = BranchRules {
+            min_interval: Some(chrono::Duration::days(14)),
+            ..Default::default()
+        };
+        // Twenty planners at once, each offering a different visit to one branch within a day:
+        // the check and the insert are one step, so exactly one gets in.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let rules = rules.clone();
+            tasks.spawn(async move {
+                store
+                    .plan_visit_governed(
+                        &manual(&format!("v{i}"), 1_000_000 + i * 60_000),
+                        0,
+                        &rules,
+                    )
+                    .await
+                    .unwrap()
+            });
         }
+        let mut created = 0;
+        let mut refused = 0;
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Planned::Created => created += 1,
+                Planned::Refused(r) => {
+                    assert_eq!(r.rule(), "min_interval");
+                    refused += 1;
+                }
+                Planned::Exists => panic!("distinct slot keys"),
+            }
+        }
+        assert_eq!((created, refused), (1, 19));
+        assert_eq!(store.count_by_state("planned").await.unwrap(), 1);
     }
-    assert_eq!((created, refused), (1, 19));
-    assert_eq!(store.count_by_state("planned").await.unwrap(), 1);
-});
+);
 
 async fn paused_body(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let url = common::store_url(backend, tmp.path()).await;
     let clock = Clock::manual(at("2026-11-24T08:05:00Z"));
     // The business alone is paused: its sibling is still visited.
-    let cx = context(tmp.path(), &url, "staff_notice = \"2026-01-01\"", "paused = true", &clock).await;
+    let cx = context(
+        tmp.path(),
+        &url,
+        "staff_notice = \"2026-01-01\"",
+        "paused = true",
+        &clock,
+    )
+    .await;
     mystery::dispatch::plan_schedules(&cx).await.unwrap();
     let all = visits(&cx).await;
     assert!(!all.is_empty());
@@ -313,13 +337,19 @@ async fn a_manual_visit_refused_by_a_rule_exits_one_naming_it_and_force_override
     // --force overrides, and says so.
     let (code, out, err) = mystery(&path, &["visit", "lille", "appel", "--force"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("--force") && err.contains("min_interval"), "{err}");
+    assert!(
+        err.contains("--force") && err.contains("min_interval"),
+        "{err}"
+    );
     assert_eq!(store.count_by_state("planned").await.unwrap(), 2);
 
     write("staff_notice = \"2026-01-01\"", "paused = true");
     let (code, _, err) = mystery(&path, &["visit", "lille", "devis"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("paused") && err.contains("no allowed date"), "{err}");
+    assert!(
+        err.contains("paused") && err.contains("no allowed date"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -350,13 +380,30 @@ async fn report_shows_a_paused_branch_as_paused_in_the_table_and_the_summary_jso
             .find(|r| r["business"] == b)
             .map(|r| r["paused"].clone())
     };
-    assert_eq!(paused("lille"), Some(serde_json::Value::Bool(true)), "{out}");
-    assert_eq!(paused("lyon"), Some(serde_json::Value::Bool(false)), "{out}");
+    assert_eq!(
+        paused("lille"),
+        Some(serde_json::Value::Bool(true)),
+        "{out}"
+    );
+    assert_eq!(
+        paused("lyon"),
+        Some(serde_json::Value::Bool(false)),
+        "{out}"
+    );
     let (code, out, err) = mystery(&path, &["report"]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    let lille = lines.iter().position(|l| l.starts_with("Agence Lille")).unwrap();
+    let lille = lines
+        .iter()
+        .position(|l| l.starts_with("Agence Lille"))
+        .unwrap();
     assert!(lines[lille + 1].contains("paused"), "{out}");
-    let lyon = lines.iter().position(|l| l.starts_with("Agence Lyon")).unwrap();
-    assert!(!lines.get(lyon + 1).is_some_and(|l| l.contains("paused")), "{out}");
+    let lyon = lines
+        .iter()
+        .position(|l| l.starts_with("Agence Lyon"))
+        .unwrap();
+    assert!(
+        !lines.get(lyon + 1).is_some_and(|l| l.contains("paused")),
+        "{out}"
+    );
 }

@@ -203,7 +203,10 @@ async fn every_minute_context(
         &EVERY_MINUTE.replace("URL", &url).replace("WINDOW", window),
     );
     let store = mystery::store::Store::connect(&url).await.unwrap();
-    (Arc::new(Context::with_store(config, store, clock.clone())), tmp)
+    (
+        Arc::new(Context::with_store(config, store, clock.clone())),
+        tmp,
+    )
 }
 
 /// Five planning rounds at one instant, as the daemon's minute rounds would run while the
@@ -270,9 +273,7 @@ async fn a_downtime_spanning_several_rounds_still_gives_one_catch_up_per_branch(
         assert_eq!(catch_up, 1, "{b}");
         let missed_in_downtime = all
             .iter()
-            .filter(|(x, d)| {
-                x == b && *d > mystery::clock::to_ms(start) + 3_600_000 && *d < now_ms
-            })
+            .filter(|(x, d)| x == b && *d > mystery::clock::to_ms(start) + 3_600_000 && *d < now_ms)
             .count();
         assert_eq!(missed_in_downtime, 0, "{b}: missed slots are not run late");
         let ahead = all.iter().filter(|(x, d)| x == b && *d > now_ms).count();
