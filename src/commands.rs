@@ -22,6 +22,9 @@ pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
             for w in &c.warnings {
                 writeln!(out, "warning: {w}")?;
             }
+            for line in c.governance_lines() {
+                writeln!(out, "governance: {line}")?;
+            }
             writeln!(
                 out,
                 "{}: ok ({} businesses, {} scenarios, {} schedules)",
@@ -80,6 +83,7 @@ pub async fn visit(
     business: &str,
     scenario: &str,
     wait: bool,
+    force: bool,
     out: &mut dyn Write,
 ) -> Result<i32> {
     let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
@@ -94,7 +98,9 @@ pub async fn visit(
     let now = cx.now_ms();
     let visit = crate::visit::manual(b, s, now);
     let id = visit.id.clone();
-    cx.store.plan_visit(&visit, now).await?;
+    if !plan_manual(&cx, b, &visit, force).await? {
+        return Ok(1);
+    }
     writeln!(out, "{id}")?;
     out.flush()?;
     let daemon = cx.store.daemon_alive(now).await?;
@@ -124,6 +130,59 @@ pub async fn visit(
         eprintln!("{}", serde_json::to_string(&j)?);
     }
     Ok(0)
+}
+
+/// Creates a manual visit under the governance rules (DESIGN.md *Governance*). Refused: says
+/// which rule and the next allowed date on stderr, and returns false. `force` overrides the
+/// rules for this one visit and says so.
+async fn plan_manual(
+    cx: &Arc<Context>,
+    business: &config::Business,
+    visit: &crate::store::NewVisit,
+    force: bool,
+) -> Result<bool> {
+    let rules = cx.config.rules_for(business);
+    let now = cx.clock.now();
+    if force {
+        if let Err((refusal, _)) = cx
+            .store
+            .governance_verdict(&business.id, now, &rules)
+            .await?
+        {
+            eprintln!("--force: governance rule overridden for this visit: {refusal}");
+        }
+        cx.store.plan_visit(visit, cx.now_ms()).await?;
+        return Ok(true);
+    }
+    match cx
+        .store
+        .plan_visit_governed(visit, cx.now_ms(), &rules)
+        .await?
+    {
+        crate::store::Planned::Refused(refusal) => {
+            let next = match cx
+                .store
+                .governance_verdict(&business.id, now, &rules)
+                .await?
+            {
+                Err((_, Some(at))) => {
+                    format!(
+                        "next allowed: {}",
+                        crate::report::format::instant(crate::clock::to_ms(at))
+                    )
+                }
+                Err((_, None)) => "no allowed date while paused".to_owned(),
+                Ok(()) => "allowed again now (retry)".to_owned(),
+            };
+            eprintln!(
+                "visit of {} refused by {}: {refusal}; {next} (--force overrides)",
+                business.id,
+                refusal.rule()
+            );
+            Ok(false)
+        }
+        crate::store::Planned::Created | crate::store::Planned::Exists => Ok(true),
+    }
 }
 
 /// Waits for a visit's outcome. Alone, this process also watches the mailboxes (unless another
@@ -253,10 +312,13 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
         };
         let agg = cx.store.aggregate(&query).await?;
         let config = cx.config.clone();
-        let rows = report::summary::rows(&agg, &|id| match config.business(id) {
+        let mut rows = report::summary::rows(&agg, &|id| match config.business(id) {
             Some(b) => (Some(b.name.clone()), b.group.clone()),
             None => (None, filter.group.clone()),
         });
+        for r in &mut rows {
+            r.paused = config.is_paused(&r.business);
+        }
         match args.format {
             Format::Json => report::summary::write_json(out, &rows)?,
             Format::Csv => report::summary::write_csv(out, &rows, args.csv)?,
@@ -269,6 +331,60 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
         Format::Json => report::write_json(out, &visits)?,
         Format::Csv => report::write_csv(out, &visits, args.csv)?,
         Format::Table => report::write_table(out, &visits, unmatched().await?)?,
+    }
+    Ok(0)
+}
+
+/// `mystery purge`: applies `[storage] retention` now and prints what went, per kind.
+pub async fn purge(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<i32> {
+    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
+    let storage = &cx.config.storage;
+    let counts = cx
+        .store
+        .purge(
+            &storage.retention,
+            &storage.recordings_dir,
+            cx.now_ms(),
+            dry_run,
+        )
+        .await?;
+    let verb = if dry_run { "would purge" } else { "purged" };
+    let age = |d: Option<Duration>| {
+        d.map_or("kept".to_owned(), |d| {
+            format!("older than {}", config::duration_words(d))
+        })
+    };
+    let r = &storage.retention;
+    writeln!(
+        out,
+        "raw_mail ({}): {verb} {} message(s)",
+        age(r.raw_mail),
+        counts.raw_mail
+    )?;
+    writeln!(
+        out,
+        "evidence (with raw_mail / transcripts): {verb} {} rule snippet(s)",
+        counts.evidence
+    )?;
+    writeln!(
+        out,
+        "recordings ({}): {verb} {} call(s)",
+        age(r.recordings),
+        counts.recordings
+    )?;
+    writeln!(
+        out,
+        "transcripts ({}): {verb} {} call(s)",
+        age(r.transcripts),
+        counts.transcripts
+    )?;
+    if counts.recordings_failed > 0 {
+        writeln!(
+            out,
+            "{} recording(s) could not be deleted (see the warnings); kept for the next purge",
+            counts.recordings_failed
+        )?;
+        return Ok(EXIT_PARTIAL);
     }
     Ok(0)
 }

@@ -9,7 +9,7 @@ use crate::config::Schedule;
 use crate::email::compose::new_reference;
 use crate::outage::Outage;
 use crate::schedule::{self, Target};
-use crate::store::NewVisit;
+use crate::store::{NewVisit, Planned};
 use crate::Context;
 use anyhow::Result;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 const PLAN_AHEAD: Duration = Duration::from_secs(3600);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(200);
+/// How often the daemon applies `[storage] retention` (the first time right after start).
+const PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// On shutdown, in-flight visits get this long to finish before the process exits.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -33,7 +35,9 @@ pub struct StepOutcome {
 }
 
 /// Plans every schedule's slots from its cursor to now + PLAN_AHEAD. A slot missed while no
-/// daemon ran is planned to run now if still inside its window, else skipped (logged).
+/// daemon ran is planned to run now if still inside its window, else skipped (logged). A
+/// round considers at most `cron::MAX_SLOTS` slots per schedule and moves the cursor only as
+/// far as it got, so after a long downtime the next rounds go on from there.
 pub async fn plan_schedules(cx: &Arc<Context>) -> Result<usize> {
     let now = cx.clock.now();
     let until = now + chrono::Duration::from_std(PLAN_AHEAD)?;
@@ -47,9 +51,10 @@ pub async fn plan_schedules(cx: &Arc<Context>) -> Result<usize> {
         if after >= until {
             continue;
         }
-        planned += plan_one(cx, schedule, after, until, now).await?;
+        let (n, up_to) = plan_one(cx, schedule, after, until, now).await?;
+        planned += n;
         cx.store
-            .set_schedule_cursor(&schedule.spec.id, to_ms(until))
+            .set_schedule_cursor(&schedule.spec.id, to_ms(up_to))
             .await?;
     }
     Ok(planned)
@@ -61,9 +66,9 @@ async fn plan_one(
     after: chrono::DateTime<chrono::Utc>,
     until: chrono::DateTime<chrono::Utc>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize> {
+) -> Result<(usize, chrono::DateTime<chrono::Utc>)> {
     let Some(scenario) = cx.config.scenario(&schedule.scenario) else {
-        return Ok(0);
+        return Ok((0, until));
     };
     let businesses = cx.config.targets_of(&schedule.targets);
     let targets: Vec<Target> = businesses
@@ -74,12 +79,16 @@ async fn plan_one(
             hours: b.hours.clone(),
         })
         .collect();
-    let planned = schedule::plan(&schedule.spec, &targets, after, until);
+    let span = schedule::plan_span(&schedule.spec, &targets, after, until);
+    let planned = span.visits;
+    // A round cut short before now holds only older missed slots: a later round reaches the
+    // latest ones, and the catch-up is decided there, so a branch never gets one per round.
+    let may_catch_up = !(span.truncated && span.up_to < now);
     // After downtime a branch gets one catch-up visit, not one per missed slot: a burst of
     // identical enquiries would reveal the robot. The latest missed slot is the one kept.
     let latest_missed: std::collections::HashMap<&str, chrono::DateTime<chrono::Utc>> = planned
         .iter()
-        .filter(|p| p.due_at < now && schedule::catch_up(p, now).is_some())
+        .filter(|p| may_catch_up && p.due_at < now && schedule::catch_up(p, now).is_some())
         .fold(std::collections::HashMap::new(), |mut m, p| {
             let e = m.entry(p.business_id.as_str()).or_insert(p.slot);
             *e = (*e).max(p.slot);
@@ -98,13 +107,15 @@ async fn plan_one(
         } else {
             p.due_at
         };
-        let business = cx.config.business(&p.business_id);
+        let Some(business) = cx.config.business(&p.business_id) else {
+            continue;
+        };
         let visit = NewVisit {
             id: uuid::Uuid::new_v4().to_string(),
             slot_key: format!("{}|{}|{}", p.schedule_id, p.business_id, to_ms(p.slot)),
             schedule_id: Some(p.schedule_id.clone()),
             business_id: p.business_id.clone(),
-            group_id: business.and_then(|b| b.group.clone()),
+            group_id: business.group.clone(),
             scenario_id: scenario.id.clone(),
             channel: scenario.channel.as_str().into(),
             persona_id: Some(scenario.persona.clone()),
@@ -112,11 +123,54 @@ async fn plan_one(
             window_end: Some(to_ms(p.window_end)),
             reference: new_reference(),
         };
-        if cx.store.plan_visit(&visit, to_ms(now)).await? {
-            n += 1;
+        let rules = cx.config.rules_for(business);
+        match cx
+            .store
+            .plan_visit_governed(&visit, to_ms(now), &rules)
+            .await?
+        {
+            Planned::Created => n += 1,
+            Planned::Exists => {}
+            // A decision, not a failure: the cursor moves past this slot, so it is logged once.
+            Planned::Refused(refusal) => tracing::info!(
+                schedule = %p.schedule_id,
+                business = %p.business_id,
+                slot = %p.slot,
+                rule = refusal.rule(),
+                "slot not visited: {refusal}"
+            ),
         }
     }
-    Ok(n)
+    Ok((n, span.up_to))
+}
+
+/// The daemon's daily retention purge. Never fails the loop: a store error is logged and the
+/// purge is tried again at the next day's round.
+pub async fn purge_step(cx: &Arc<Context>) {
+    let storage = &cx.config.storage;
+    if storage.retention == Default::default() {
+        return;
+    }
+    match cx
+        .store
+        .purge(
+            &storage.retention,
+            &storage.recordings_dir,
+            cx.now_ms(),
+            false,
+        )
+        .await
+    {
+        Ok(counts) => tracing::info!(
+            raw_mail = counts.raw_mail,
+            evidence = counts.evidence,
+            recordings = counts.recordings,
+            recordings_failed = counts.recordings_failed,
+            transcripts = counts.transcripts,
+            "retention purge: {counts}"
+        ),
+        Err(e) => tracing::error!("retention purge: {e:#}"),
+    }
 }
 
 /// One round of work. Claimed visits are spawned into `tasks`.
@@ -201,6 +255,7 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     let mut tasks = JoinSet::new();
     let mut last_plan = tokio::time::Instant::now() - PLAN_AHEAD;
     let mut last_beat = tokio::time::Instant::now();
+    let mut last_purge: Option<tokio::time::Instant> = None;
     tracing::info!(instance = %cx.instance, "daemon started");
     // The store is the one peer every step needs: while it is away, one line says so and the
     // loop backs off instead of failing five times a second.
@@ -228,6 +283,10 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
                 Err(e) => tracing::error!("planning: {e:#}"),
             }
             last_plan = tokio::time::Instant::now();
+        }
+        if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            purge_step(&cx).await;
+            last_purge = Some(tokio::time::Instant::now());
         }
         if last_beat.elapsed() >= HEARTBEAT {
             if let Err(e) = heartbeat(&cx).await {

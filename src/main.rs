@@ -38,6 +38,9 @@ enum Command {
         /// Return once the visit has its outcome, and print it.
         #[arg(long)]
         wait: bool,
+        /// Override the governance rules (paused, staff_notice, min_interval) for this visit.
+        #[arg(long)]
+        force: bool,
     },
     /// Per-business summary (table) or per-visit figures (--visits; CSV and JSON).
     Report {
@@ -73,6 +76,12 @@ enum Command {
         send: bool,
         #[arg(long)]
         preview: Option<PathBuf>,
+    },
+    /// Apply `[storage] retention` now: drop old raw mail, recordings and transcripts.
+    Purge {
+        /// Count what would be purged; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Load businesses from a CSV file (id,name,group,email,phone,timezone,city,hours).
     Import { file: PathBuf },
@@ -118,7 +127,8 @@ fn main() -> ExitCode {
                 business,
                 scenario,
                 wait,
-            } => commands::visit(&cli.config, &business, &scenario, wait, &mut out).await,
+                force,
+            } => commands::visit(&cli.config, &business, &scenario, wait, force, &mut out).await,
             Command::Report {
                 group,
                 business,
@@ -158,6 +168,7 @@ fn main() -> ExitCode {
                 mystery::digest::command(&cli.config, &group, send, preview.as_deref(), &mut out)
                     .await
             }
+            Command::Purge { dry_run } => commands::purge(&cli.config, dry_run, &mut out).await,
             Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
         }
     });

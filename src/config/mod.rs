@@ -36,6 +36,9 @@ pub struct Config {
     pub businesses: Vec<Business>,
     pub scenarios: Vec<Scenario>,
     pub schedules: Vec<Schedule>,
+    /// Governance rules of groups and businesses (kept apart from `Group` and `Business` so
+    /// every place that builds those stays as it was).
+    pub governance: Governance,
     /// Problems that do not stop the daemon (e.g. an unset password variable).
     pub warnings: Vec<Diagnostic>,
 }
@@ -47,6 +50,36 @@ pub struct StorageConfig {
     /// How long a claimed visit belongs to its claimer before another process may recover
     /// it; longer than the longest visit (SMTP timeout, ring timeout + call script).
     pub claim_lease: Duration,
+    pub retention: Retention,
+}
+
+/// How long evidence holding employees' personal data is kept; `None` keeps it forever.
+/// Measurements (times, outcomes, scores, rule hits) are never purged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Stored reply bytes, and the evidence snippets of email visits' rules (they quote the
+    /// reply).
+    pub raw_mail: Option<Duration>,
+    /// Call recordings (WAV files on disk).
+    pub recordings: Option<Duration>,
+    /// Call transcripts, and the evidence snippets of call visits' rules.
+    pub transcripts: Option<Duration>,
+}
+
+/// DESIGN.md *Governance*: who may be visited, and when.
+#[derive(Debug, Clone, Default)]
+pub struct Governance {
+    pub groups: std::collections::BTreeMap<String, GroupRules>,
+    /// Businesses with `paused = true`.
+    pub paused_businesses: std::collections::BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRules {
+    /// The day the group's staff were told that remote visits may happen.
+    pub staff_notice: Option<chrono::NaiveDate>,
+    pub min_interval: Option<Duration>,
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +331,17 @@ pub fn business_from_csv(row: &CsvBusiness, file: &Path) -> Result<Business, Vec
     validate::csv_row(row, file)
 }
 
+/// A configured duration as users write it: "14d" for whole days (humantime would say
+/// "14days", and "5months 27days 19h 12m" for 180 days), humantime's words otherwise.
+pub fn duration_words(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
 impl Config {
     pub fn business(&self, id: &str) -> Option<&Business> {
         self.businesses.iter().find(|b| b.id == id)
@@ -310,6 +354,73 @@ impl Config {
     }
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.id == id)
+    }
+
+    /// The governance rules that apply to a business: its group's, and its own pause.
+    pub fn rules_for(&self, business: &Business) -> crate::schedule::governance::BranchRules {
+        use crate::schedule::governance::{BranchRules, Paused, StaffNotice};
+        let group = business
+            .group
+            .as_ref()
+            .and_then(|g| self.governance.groups.get(g).map(|r| (g, r)));
+        let paused = if self.governance.paused_businesses.contains(&business.id) {
+            Some(Paused::Business)
+        } else {
+            group
+                .filter(|(_, r)| r.paused)
+                .map(|(g, _)| Paused::Group(g.clone()))
+        };
+        BranchRules {
+            paused,
+            staff_notice: group
+                .and_then(|(_, r)| r.staff_notice)
+                .map(|d| StaffNotice::new(d, business.timezone)),
+            min_interval: group
+                .and_then(|(_, r)| r.min_interval)
+                .and_then(|d| chrono::Duration::from_std(d).ok()),
+        }
+    }
+
+    /// One line per governance rule in force, for `mystery check`.
+    pub fn governance_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            let r = self
+                .governance
+                .groups
+                .get(&g.id)
+                .cloned()
+                .unwrap_or_default();
+            out.push(format!(
+                "group {}: staff_notice {}, min_interval {}{}",
+                g.id,
+                r.staff_notice.map_or("none".to_owned(), |d| d.to_string()),
+                r.min_interval.map_or("none".to_owned(), duration_words),
+                if r.paused { ", paused" } else { "" }
+            ));
+        }
+        for b in &self.governance.paused_businesses {
+            out.push(format!("business {b}: paused"));
+        }
+        let r = &self.storage.retention;
+        let keep = |d: Option<Duration>| d.map_or("kept".to_owned(), duration_words);
+        out.push(format!(
+            "retention: raw_mail {}, recordings {}, transcripts {}",
+            keep(r.raw_mail),
+            keep(r.recordings),
+            keep(r.transcripts)
+        ));
+        out
+    }
+
+    /// Is this business paused, by itself or by its group?
+    pub fn is_paused(&self, business_id: &str) -> bool {
+        self.governance.paused_businesses.contains(business_id)
+            || self
+                .business(business_id)
+                .and_then(|b| b.group.as_ref())
+                .and_then(|g| self.governance.groups.get(g))
+                .is_some_and(|r| r.paused)
     }
 
     /// The businesses a schedule visits, in config order.

@@ -33,6 +33,16 @@ pub struct RawStorage {
     pub url: Option<S<String>>,
     pub recordings_dir: Option<S<String>>,
     pub claim_lease: Option<S<String>>,
+    pub retention: Option<S<RawRetention>>,
+}
+
+/// `[storage] retention`: how long evidence holding personal data is kept.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub raw_mail: Option<S<String>>,
+    pub recordings: Option<S<String>>,
+    pub transcripts: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +100,9 @@ pub struct RawGroup {
     pub name: S<String>,
     pub digest: Option<S<RawDigest>>,
     pub targets: Option<S<RawTargets>>,
+    pub staff_notice: Option<S<String>>,
+    pub min_interval: Option<S<String>>,
+    pub paused: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +134,7 @@ pub struct RawBusiness {
     pub timezone: Option<S<String>>,
     pub city: Option<S<String>>,
     pub hours: Option<S<String>>,
+    pub paused: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -315,6 +315,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     let scenarios = scenarios(cx, &raw.scenarios, &personas);
     let schedules = schedules(cx, &raw.schedules, &scenarios, &groups, &businesses);
     check_renders(cx, &raw, &scenarios, &schedules, &businesses, &personas);
+    let governance = governance(cx, &raw);
     Config {
         source: cx.path.to_path_buf(),
         storage,
@@ -326,8 +327,66 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         businesses,
         scenarios,
         schedules,
+        governance,
         warnings: Vec::new(),
     }
+}
+
+/// DESIGN.md *Governance*: each group's `staff_notice`, `min_interval` and `paused`, and each
+/// inline business's `paused`. A group without `staff_notice` is a warning, not an error.
+fn governance(cx: &mut Ctx<'_>, raw: &RawConfig) -> Governance {
+    let mut out = Governance::default();
+    for r in &raw.groups {
+        let g = r.get_ref();
+        let id = g.id.get_ref();
+        let staff_notice = match &g.staff_notice {
+            None => {
+                cx.warn(
+                    r.span(),
+                    format!("group {id:?} has no staff_notice: set the date its staff were told that remote visits may happen (visits run meanwhile)"),
+                );
+                None
+            }
+            Some(d) => match chrono::NaiveDate::parse_from_str(d.get_ref().trim(), "%Y-%m-%d") {
+                Ok(date) => Some(date),
+                Err(e) => {
+                    cx.err(
+                        d.span(),
+                        format!("group {id:?}: staff_notice: expected a date \"YYYY-MM-DD\", got {:?} ({e})", d.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+        let min_interval = g.min_interval.as_ref().and_then(|m| {
+            let d = cx.duration(m, &format!("group {id:?}: min_interval"))?;
+            if d.is_zero() {
+                cx.err(
+                    m.span(),
+                    format!(
+                        "group {id:?}: min_interval must be longer than 0 (omit it for no minimum)"
+                    ),
+                );
+                return None;
+            }
+            Some(d)
+        });
+        out.groups.insert(
+            id.clone(),
+            GroupRules {
+                staff_notice,
+                min_interval,
+                paused: g.paused.as_ref().is_some_and(|p| *p.get_ref()),
+            },
+        );
+    }
+    for b in &raw.businesses {
+        let b = b.get_ref();
+        if b.paused.as_ref().is_some_and(|p| *p.get_ref()) {
+            out.paused_businesses.insert(b.id.get_ref().clone());
+        }
+    }
+    out
 }
 
 fn b_span(id: &str, raws: &[S<RawBusiness>]) -> Range<usize> {
@@ -374,10 +433,30 @@ fn storage(cx: &mut Ctx<'_>, s: RawStorage) -> StorageConfig {
         .as_ref()
         .and_then(|d| cx.duration(d, "storage.claim_lease"))
         .unwrap_or(Duration::from_secs(15 * 60));
+    let mut retention = Retention::default();
+    if let Some(r) = &s.retention {
+        let r = r.get_ref();
+        for (v, slot, what) in [
+            (&r.raw_mail, &mut retention.raw_mail, "raw_mail"),
+            (&r.recordings, &mut retention.recordings, "recordings"),
+            (&r.transcripts, &mut retention.transcripts, "transcripts"),
+        ] {
+            let Some(v) = v else { continue };
+            let what = format!("storage.retention.{what}");
+            match cx.duration(v, &what) {
+                Some(d) if d.is_zero() => cx.err(
+                    v.span(),
+                    format!("{what}: must be longer than 0 (omit it to keep forever)"),
+                ),
+                d => *slot = d,
+            }
+        }
+    }
     StorageConfig {
         url,
         recordings_dir,
         claim_lease,
+        retention,
     }
 }
 
@@ -725,6 +804,7 @@ fn csv_row_as_raw(row: &CsvBusiness) -> RawBusiness {
         timezone: o(&row.timezone),
         city: o(&row.city),
         hours: o(&row.hours),
+        paused: None,
     }
 }
 

@@ -15,6 +15,8 @@ pub struct SummaryRow {
     pub business: String,
     pub name: Option<String>,
     pub group: Option<String>,
+    /// The business or its group is paused (governance): no new visits are planned.
+    pub paused: bool,
     pub email_visits: i64,
     pub email_pending: i64,
     /// Reached the branch (replied, acknowledged_only, no_reply, bounced): rates' denominator.
@@ -61,6 +63,7 @@ impl SummaryRow {
             business: business.to_owned(),
             name,
             group,
+            paused: false,
             email_visits: e.visits,
             email_pending: e.pending,
             email_reachable: e.reachable,
@@ -118,6 +121,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "business",
     "name",
     "group",
+    "paused",
     "email_visits",
     "email_pending",
     "email_reachable",
@@ -171,6 +175,7 @@ pub fn write_csv(out: &mut dyn Write, rows: &[SummaryRow], opts: CsvOptions) -> 
             r.business.clone(),
             r.name.clone().unwrap_or_default(),
             r.group.clone().unwrap_or_default(),
+            r.paused.to_string(),
             r.email_visits.to_string(),
             r.email_pending.to_string(),
             r.email_reachable.to_string(),
@@ -246,6 +251,10 @@ pub fn write_table(out: &mut dyn Write, rows: &[SummaryRow], unmatched: usize) -
                 .map(|s| format!("{s:.0}"))
                 .unwrap_or_else(|| "–".into()),
         )?;
+        if r.paused {
+            // Its own line: the name column stays whole and the table within 80 columns.
+            writeln!(out, "  ↳ paused: no new visits are planned")?;
+        }
     }
     if rows.is_empty() {
         writeln!(out, "(no visit)")?;
@@ -305,6 +314,25 @@ mod tests {
         assert!(line.contains("3 h 12 min"), "{line}");
         assert!(line.contains("2 j 4 h"), "{line}");
         assert!(line.ends_with("   75"), "{line}");
+    }
+
+    #[test]
+    fn a_paused_branch_reads_as_paused_in_the_table_and_the_json() {
+        let paused = SummaryRow {
+            paused: true,
+            ..row()
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &[paused.clone(), row()], 0).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("Agence Lille Cent…"), "{text}");
+        assert!(lines[2].contains("paused"), "{text}");
+        assert!(!lines[3].contains("paused"), "{text}");
+        let mut json = Vec::new();
+        write_json(&mut json, &[paused]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v[0]["paused"], serde_json::Value::Bool(true));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! OWNER: schedule helper. The signatures below are the contract the rest of the crate uses.
 
 pub mod cron;
+pub mod governance;
 pub mod hours;
 mod local;
 pub mod window;
@@ -70,13 +71,44 @@ pub fn plan(
     after: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Vec<PlannedVisit> {
+    plan_span(spec, targets, after, until).visits
+}
+
+/// What one planning round covered.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub visits: Vec<PlannedVisit>,
+    /// How far the slots were considered: `until`, or the last slot when the round stopped at
+    /// `cron::MAX_SLOTS`. A cursor moved here (never further) lets the next round continue
+    /// where this one stopped, so no slot is silently dropped after a long downtime.
+    pub up_to: DateTime<Utc>,
+    /// True when the round stopped at `cron::MAX_SLOTS` before `until`.
+    pub truncated: bool,
+}
+
+/// As `plan`, saying how far it got: at most `cron::MAX_SLOTS` slots per call.
+pub fn plan_span(
+    spec: &ScheduleSpec,
+    targets: &[Target],
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Span {
     let slots = spec.cron.slots(spec.timezone, after, until);
+    let truncated = slots.len() >= cron::MAX_SLOTS;
+    let up_to = match slots.last() {
+        Some(&last) if truncated => last,
+        _ => until,
+    };
     let mut visits = Vec::with_capacity(slots.len().saturating_mul(targets.len()));
     for &slot in &slots {
         let period = spec.cron.period_after(spec.timezone, slot);
         visits.extend(targets.iter().filter_map(|t| place(spec, t, slot, period)));
     }
-    visits
+    Span {
+        visits,
+        up_to,
+        truncated,
+    }
 }
 
 /// When a visit found past its due time (the daemon was down) should run: `now` while still
@@ -497,6 +529,23 @@ mod tests {
             normal.iter().map(|v| v.due_at).collect::<Vec<_>>(),
             vec![utc("2026-03-22T01:00:00Z")]
         );
+    }
+
+    #[test]
+    fn a_round_capped_at_max_slots_says_how_far_it_got_issue7_finding6() {
+        // Every minute for ten days is 14,400 slots: the first round stops at 10,000 and says
+        // so; the second continues from there to the end.
+        let spec = spec("* * * * *", "0s", "always");
+        let t = branches(1, Paris, None);
+        let (after, until) = (utc("2026-11-01T00:00:00Z"), utc("2026-11-11T00:00:00Z"));
+        let first = plan_span(&spec, &t, after, until);
+        assert!(first.truncated);
+        assert_eq!(first.visits.len(), cron::MAX_SLOTS);
+        assert_eq!(first.up_to, after + ChronoDuration::minutes(10_000));
+        let second = plan_span(&spec, &t, first.up_to, until);
+        assert!(!second.truncated);
+        assert_eq!(second.up_to, until);
+        assert_eq!(first.visits.len() + second.visits.len(), 14_400);
     }
 
     #[test]

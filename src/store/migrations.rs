@@ -164,4 +164,22 @@ ALTER TABLE mailbox_checkpoints ADD COLUMN read_at BIGINT;
 CREATE INDEX visits_state_deadline ON visits (state, reply_deadline)
 "#,
     ),
+    (
+        4,
+        // Governance: one row per business locked while a visit to it is checked against
+        // `min_interval` and inserted (serialises planners on both backends). Retention: when
+        // each kind of evidence was purged, so a report can tell purged from never recorded;
+        // `transcript` is where call transcripts go (purged with `retention.transcripts`).
+        r#"
+CREATE TABLE plan_locks (
+    business_id TEXT PRIMARY KEY,
+    locked_at BIGINT NOT NULL
+);
+ALTER TABLE messages ADD COLUMN raw_purged_at BIGINT;
+ALTER TABLE rule_results ADD COLUMN evidence_purged_at BIGINT;
+ALTER TABLE visits ADD COLUMN recording_purged_at BIGINT;
+ALTER TABLE visits ADD COLUMN transcript TEXT;
+ALTER TABLE visits ADD COLUMN transcript_purged_at BIGINT
+"#,
+    ),
 ];

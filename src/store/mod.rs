@@ -5,8 +5,10 @@
 //! a crash between two steps leaves a state a restart knows how to resume.
 
 mod aggregate;
+mod governance;
 mod messages;
 mod migrations;
+mod retention;
 mod visits;
 pub use aggregate::{
     percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
@@ -16,6 +18,8 @@ pub use aggregate::{
 mod seed;
 #[cfg(feature = "seed")]
 pub use seed::SeedVisit;
+pub use governance::Planned;
+pub use retention::PurgeCounts;
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
 pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, Visit, VisitState};

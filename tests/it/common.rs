@@ -171,6 +171,7 @@ email = "claire.dupont@robot.test"
 [[groups]]
 id = "nord"
 name = "Réseau Nord"
+staff_notice = "2026-01-01"
 
 [[scenarios]]
 id = "devis"

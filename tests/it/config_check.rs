@@ -181,3 +181,82 @@ fn a_password_that_would_cross_the_network_in_clear_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("in clear"), "{out}");
 }
+
+#[test]
+fn check_warns_about_a_group_without_staff_notice_and_still_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let (code, out) = check(tmp.path(), VALID);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning:"), "{out}");
+    assert!(out.contains("group \"nord\" has no staff_notice"), "{out}");
+    assert!(
+        out.contains("governance: group nord: staff_notice none"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_each_governance_rule_and_the_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let governed = VALID
+        .replace(
+            "url = \"sqlite://mystery.db\"",
+            "url = \"sqlite://mystery.db\"\nretention = { raw_mail = \"180d\", recordings = \"90d\" }",
+        )
+        .replace(
+            "language = \"fr\", period = \"7d\" }",
+            "language = \"fr\", period = \"7d\" }\nstaff_notice = \"2026-09-01\"\nmin_interval = \"14d\"\npaused = true",
+        )
+        .replace(
+            "city = \"Lille\"",
+            "city = \"Lille\"\npaused = true",
+        );
+    let (code, out) = check(tmp.path(), &governed);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("staff_notice:"), "{out}");
+    assert!(
+        out.contains("governance: group nord: staff_notice 2026-09-01, min_interval 14d, paused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("governance: business lille-centre: paused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("governance: retention: raw_mail 180d, recordings 90d, transcripts kept"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_governance_values_are_errors_on_their_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("branches.csv"), CSV).unwrap();
+    let broken = VALID
+        .replace(
+            "url = \"sqlite://mystery.db\"",
+            "url = \"sqlite://mystery.db\"\nretention = { raw_mail = \"six months\", recordings = \"0d\" }",
+        )
+        .replace(
+            "language = \"fr\", period = \"7d\" }",
+            "language = \"fr\", period = \"7d\" }\nstaff_notice = \"01/09/2026\"\nmin_interval = \"fortnight\"",
+        );
+    let (code, out) = check(tmp.path(), &broken);
+    assert_eq!(code, 1, "{out}");
+    let line_of = |needle: &str| broken.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let toml = tmp.path().join("mystery.toml");
+    for (needle, what) in [
+        ("01/09/2026", "staff_notice"),
+        ("fortnight", "min_interval"),
+        ("six months", "retention.raw_mail"),
+        ("six months", "retention.recordings"),
+    ] {
+        let e = format!("{}:{}:", toml.display(), line_of(needle));
+        assert!(
+            out.lines().any(|l| l.starts_with(&e) && l.contains(what)),
+            "missing {e} … {what} in:\n{out}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod common;
 mod config_check;
 mod digest;
 mod email_lab;
+mod governance;
 mod planning;
 mod report;
 mod store;

@@ -374,3 +374,198 @@ async fn migrations_run_once_when_a_store_is_opened_again() {
     let b = Store::connect(&url).await.unwrap();
     assert_eq!(b.count_by_state("planned").await.unwrap(), 1);
 }
+
+const DAY: i64 = 86_400_000;
+
+/// An email visit answered `age_days` ago, its reply stored with its bytes and rule evidence.
+async fn answered_email(store: &Store, key: &str, now: i64, age_days: i64) -> String {
+    let at = now - age_days * DAY;
+    let v = visit(key, "email", at);
+    store.plan_visit(&v, at).await.unwrap();
+    store
+        .claim_due("me", at, 60_000, 1, Some(&v.id))
+        .await
+        .unwrap();
+    store
+        .mark_sending(
+            &v.id,
+            "me",
+            &Sending {
+                message_id: &format!("{key}@robot.test"),
+                subject: "Devis",
+                business_email: "c@l.test",
+                reply_deadline_ms: at + DAY,
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    store.mark_sent(&v.id, at, at + DAY).await.unwrap();
+    let m = NewMessage {
+        arrived_at: at + 1_000,
+        message_id: Some(format!("reply-{key}@x")),
+        ..message(at / 1_000, Some(&v.id))
+    };
+    assert!(store
+        .record_message(&m, &human(&v.id, at + 1_000))
+        .await
+        .unwrap());
+    v.id
+}
+
+/// A call visit dialled `age_days` ago with a recording file (`path`), a transcript and rule
+/// evidence, written as the call channel would.
+async fn recorded_call(store: &Store, key: &str, now: i64, age_days: i64, path: &str) -> String {
+    let at = now - age_days * DAY;
+    let v = visit(key, "call", at);
+    store.plan_visit(&v, at).await.unwrap();
+    sqlx::query(
+        "UPDATE visits SET state = 'done', outcome = 'answered', dialed_at = $2, answer_ms = 4200,
+           recording = $3, transcript = 'Bonjour, agence de Lille, Marie à l''appareil' WHERE id = $1",
+    )
+    .bind(&v.id)
+    .bind(at)
+    .bind(path)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence)
+         VALUES ($1, 'accueil', 0, 1, 1, 'Bonjour, agence de Lille')",
+    )
+    .bind(&v.id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    v.id
+}
+
+async fn raw_of(store: &Store, key: &str) -> Option<Vec<u8>> {
+    sqlx::query_scalar("SELECT raw FROM messages WHERE message_id = $1")
+        .bind(format!("reply-{key}@x"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+async fn transcript_of(store: &Store, id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT transcript FROM visits WHERE id = $1")
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+store_test!(
+    retention_purges_old_personal_data_and_keeps_measurements,
+    |store| {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = dir.path().join("recordings");
+        std::fs::create_dir_all(&recordings).unwrap();
+        let wav = |name: &str| {
+            let p = recordings.join(name);
+            std::fs::write(&p, b"RIFF").unwrap();
+            p
+        };
+        let outside = dir.path().join("elsewhere.wav");
+        std::fs::write(&outside, b"RIFF").unwrap();
+        let now = 1_000 * DAY;
+        let retention = mystery::config::Retention {
+            raw_mail: Some(std::time::Duration::from_secs(180 * 86_400)),
+            recordings: Some(std::time::Duration::from_secs(90 * 86_400)),
+            transcripts: Some(std::time::Duration::from_secs(365 * 86_400)),
+        };
+        let old_mail = answered_email(&store, "old", now, 200).await;
+        let new_mail = answered_email(&store, "new", now, 10).await;
+        let (old_wav, new_wav) = (wav("old.wav"), wav("new.wav"));
+        // 200 days: past the recordings' 90 days, inside the transcripts' 365.
+        let old_call = recorded_call(&store, "call-old", now, 200, old_wav.to_str().unwrap()).await;
+        let new_call = recorded_call(&store, "call-new", now, 10, new_wav.to_str().unwrap()).await;
+        // 400 days: past everything; its recording lies outside the folder and is never deleted.
+        let ancient = recorded_call(&store, "call-400", now, 400, outside.to_str().unwrap()).await;
+
+        // Dry run: counts, and not one byte changes.
+        let dry = store
+            .purge(&retention, &recordings, now, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            (dry.raw_mail, dry.evidence, dry.recordings, dry.transcripts),
+            (1, 2, 2, 1),
+            "{dry:?}"
+        );
+        assert!(raw_of(&store, "old").await.is_some());
+        assert!(old_wav.exists() && outside.exists());
+        assert!(store.rules(&old_mail).await.unwrap()[0].evidence.is_some());
+        assert!(transcript_of(&store, &ancient).await.is_some());
+
+        let done = store
+            .purge(&retention, &recordings, now, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                done.raw_mail,
+                done.evidence,
+                done.recordings,
+                done.recordings_failed,
+                done.transcripts
+            ),
+            (1, 2, 1, 1, 1),
+            "{done:?}"
+        );
+        // Raw mail: old bytes gone, recent ones kept; the measurements of both untouched.
+        assert!(raw_of(&store, "old").await.is_none());
+        assert!(raw_of(&store, "new").await.is_some());
+        let old = store.visit(&old_mail).await.unwrap().unwrap();
+        assert_eq!(old.outcome.as_deref(), Some("replied"));
+        assert_eq!(old.score, Some(75.0));
+        assert!(old.time_to_reply_ms.is_some());
+        let rules = store.rules(&old_mail).await.unwrap();
+        assert_eq!(
+            (rules[0].hit, rules[0].weight, rules[0].evidence.clone()),
+            (true, 3, None)
+        );
+        assert!(store.rules(&new_mail).await.unwrap()[0].evidence.is_some());
+        // Recordings: the old file deleted and forgotten, the recent one kept, the stray kept.
+        assert!(!old_wav.exists() && new_wav.exists() && outside.exists());
+        let call = store.visit(&old_call).await.unwrap().unwrap();
+        assert_eq!((call.recording, call.answer_ms), (None, Some(4200)));
+        assert!(store
+            .visit(&new_call)
+            .await
+            .unwrap()
+            .unwrap()
+            .recording
+            .is_some());
+        assert!(store
+            .visit(&ancient)
+            .await
+            .unwrap()
+            .unwrap()
+            .recording
+            .is_some());
+        // Transcripts: only past 365 days, with that call's evidence; the 200-day one stays.
+        assert!(transcript_of(&store, &ancient).await.is_none());
+        assert!(store.rules(&ancient).await.unwrap()[0].evidence.is_none());
+        assert!(store.rules(&ancient).await.unwrap()[0].hit);
+        assert!(transcript_of(&store, &old_call).await.is_some());
+        assert!(store.rules(&old_call).await.unwrap()[0].evidence.is_some());
+
+        // A second purge has nothing left to do but the stray recording it refuses to delete.
+        let again = store
+            .purge(&retention, &recordings, now, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                again.raw_mail,
+                again.evidence,
+                again.recordings,
+                again.transcripts
+            ),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(again.recordings_failed, 1);
+    }
+);
