@@ -155,4 +155,19 @@ ALTER TABLE digests ADD COLUMN recipients TEXT;
 CREATE INDEX visits_group_channel ON visits (group_id, channel, due_at)
 "#,
     ),
+    (
+        5,
+        // Send once (issue 7): every attempt of a visit sends the same bytes under the same
+        // Message-ID, recorded before the first attempt; a send whose verdict was lost after
+        // the final dot keeps the instant that dot was written.
+        r#"
+ALTER TABLE visits ADD COLUMN data_end_at BIGINT;
+CREATE TABLE enquiries (
+    visit_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    raw {blob} NOT NULL,
+    created_at BIGINT NOT NULL
+)
+"#,
+    ),
 ];
