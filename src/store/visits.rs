@@ -350,6 +350,18 @@ impl Store {
         .bind(reply_deadline_ms)
         .execute(&self.pool)
         .await?;
+        // A reply that came while we waited for the 250 ended the visit already: it keeps its
+        // outcome and gets its send time and reply times.
+        sqlx::query(
+            "UPDATE visits SET sent_at = $2, time_to_reply_ms = first_reply_at - $2,
+               time_to_ack_ms = first_ack_at - $2, updated_at = $2
+             WHERE id = $1 AND state = 'done' AND sent_at IS NULL AND data_end_at IS NULL
+               AND send_uncertain = 0 AND message_id IS NOT NULL",
+        )
+        .bind(id)
+        .bind(sent_at_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -373,6 +385,21 @@ impl Store {
         .bind(error)
         .bind(data_end_ms)
         .bind(reply_deadline_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        // The branch may have answered while we still waited for the verdict (the visit is
+        // already `done`): it keeps its outcome and gets the flag and its times from the dot.
+        sqlx::query(
+            "UPDATE visits SET send_uncertain = 1, error = $2, data_end_at = $3,
+               time_to_reply_ms = first_reply_at - $3, time_to_ack_ms = first_ack_at - $3,
+               updated_at = $4
+             WHERE id = $1 AND state = 'done' AND sent_at IS NULL AND data_end_at IS NULL
+               AND message_id IS NOT NULL",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(data_end_ms)
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
