@@ -526,6 +526,32 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_the_body_is_marked_only_once_its_last_part_was_taken() {
+        // issue7: this mark is what tells a failure before the final dot from one after it.
+        let mark = OnceLock::new();
+        let mut parts = BodyThenMark {
+            body: Some(b"Subject: x\r\n\r\nhello\r\n"),
+            written: &mark,
+        };
+        assert!(parts.next().is_some());
+        assert!(mark.get().is_none(), "not before the body was written");
+        assert!(parts.next().is_none());
+        let first = *mark.get().expect("marked once the iterator ends");
+        assert!(parts.next().is_none());
+        assert_eq!(mark.get(), Some(&first), "the first mark stays");
+    }
+
+    #[test]
+    fn without_a_reply_code_a_failure_before_the_dot_is_transient_and_never_uncertain() {
+        for phase in [Phase::Connect, Phase::Data, Phase::Body] {
+            let e = refused(phase, Cause::TimedOut(Duration::from_secs(3)));
+            assert!(e.is_transient() && !e.is_uncertain(), "{e}");
+        }
+        let e = unsupported(Phase::MailFrom, "8BITMIME");
+        assert!(e.is_permanent(), "{e}");
+    }
+
+    #[test]
     fn an_enquiry_carries_no_header_that_names_a_tool() {
         let m = build_enquiry(&Enquiry {
             from_name: "Claire Dupont",

@@ -327,14 +327,18 @@ async fn verdict_lost_after_the_dot(fault: Fault) {
     };
     daemon.stop().await;
 
-    let truth = common::lab()
-        .sim_events()
-        .into_iter()
-        .find(|e| e["branch"].as_str() == Some(branch.as_str()) && e["auto"].as_bool() == Some(false));
+    let truth = common::lab().sim_events().into_iter().find(|e| {
+        e["branch"].as_str() == Some(branch.as_str()) && e["auto"].as_bool() == Some(false)
+    });
     eprintln!(
         "{fault:?}: outcome {:?}, error {:?}, time_to_reply_ms {:?} (from the final dot); \
          due {} dot {:?} reply {:?}; simulator picked up at {:?}, replied at {:?}",
-        v.outcome, v.error, v.time_to_reply_ms, v.due_at, v.data_end_at, v.first_reply_at,
+        v.outcome,
+        v.error,
+        v.time_to_reply_ms,
+        v.due_at,
+        v.data_end_at,
+        v.first_reply_at,
         truth.as_ref().map(|t| t["received_at_ms"].clone()),
         truth.as_ref().map(|t| t["sent_at_ms"].clone()),
     );
