@@ -13,6 +13,7 @@ mod context;
 pub mod digest;
 pub mod dispatch;
 pub mod email;
+pub mod fault;
 pub mod outage;
 pub mod report;
 pub mod schedule;

@@ -5,14 +5,12 @@ use crate::call::CallRequest;
 use crate::clock::to_ms;
 use crate::config::{Business, Channel, Persona, Scenario};
 use crate::email::compose::{self, VisitContext};
-use crate::email::send::{build_enquiry, Enquiry, SendError};
-use crate::store::{NewVisit, Sending, Visit};
+use crate::email::send::{build_enquiry, Enquiry};
+use crate::store::{NewVisit, Sending, StoredEnquiry, Visit};
 use crate::Context;
-use anyhow::Result;
+use anyhow::{anyhow, Context as _, Result};
+use lettre::address::Envelope;
 use std::sync::Arc;
-
-/// Set in the environment, makes the process abort right after an SMTP 250 (crash tests).
-pub const FAULT_ABORT_AFTER_SEND: &str = "MYSTERY_FAULT_ABORT_AFTER_SEND";
 
 /// Transient SMTP failures are retried this many times before the visit ends `send_failed`.
 const MAX_SEND_ATTEMPTS: i64 = 3;
@@ -83,46 +81,32 @@ async fn run_email(
     persona: &Persona,
 ) -> Result<()> {
     let now = cx.clock.now();
-    let Some(to) = business.email.as_deref() else {
+    if business.email.is_none() {
         return cx
             .store
             .mark_send_failed(&visit.id, "the business has no email address", to_ms(now))
             .await;
+    }
+    // Step 1: the enquiry, rendered and recorded (with its Message-ID) before the first
+    // attempt; a retry sends the very same bytes, so every attempt carries one Message-ID.
+    let enquiry = match cx.store.enquiry(&visit.id).await? {
+        Some(e) => e,
+        None => match compose_enquiry(visit, business, scenario, persona, now) {
+            Ok(e) => cx.store.keep_enquiry(&visit.id, &e, to_ms(now)).await?,
+            Err(e) => {
+                return cx
+                    .store
+                    .mark_send_failed(&visit.id, &format!("{e:#}"), to_ms(now))
+                    .await
+            }
+        },
     };
-    // Step 1: render.
-    let context = VisitContext {
-        id: visit.id.clone(),
-        reference: visit.reference.clone().unwrap_or_default(),
-        scenario: scenario.id.clone(),
-        date: now
-            .with_timezone(&business.timezone)
-            .format("%d/%m/%Y")
-            .to_string(),
-    };
-    let rendered = match compose::render(scenario, business, persona, &context) {
-        Ok(r) => r,
+    let (envelope, subject, to) = match addressed(&enquiry.raw) {
+        Ok(a) => a,
         Err(e) => {
             return cx
                 .store
-                .mark_send_failed(&visit.id, &e.to_string(), to_ms(now))
-                .await
-        }
-    };
-    let message_id = compose::new_message_id(&persona.email);
-    let message = match build_enquiry(&Enquiry {
-        from_name: &persona.name,
-        from_email: &persona.email,
-        to_email: to,
-        subject: &rendered.subject,
-        body: &rendered.body,
-        message_id: &message_id,
-        date: now,
-    }) {
-        Ok(m) => m,
-        Err(e) => {
-            return cx
-                .store
-                .mark_send_failed(&visit.id, &e.to_string(), to_ms(now))
+                .mark_send_failed(&visit.id, &format!("{e:#}"), to_ms(now))
                 .await
         }
     };
@@ -134,9 +118,9 @@ async fn run_email(
             &visit.id,
             &cx.instance,
             &Sending {
-                message_id: &message_id,
-                subject: &rendered.subject,
-                business_email: to,
+                message_id: &enquiry.message_id,
+                subject: &subject,
+                business_email: &to,
                 reply_deadline_ms: deadline_ms(to_ms(now)),
             },
             to_ms(now),
@@ -146,7 +130,7 @@ async fn run_email(
         tracing::warn!(visit = %visit.id, "claim lost before sending (lease expired): left to its new owner");
         return Ok(());
     }
-    // Step 3: send; `sent_at` is the server's 250 to DATA.
+    // Step 3: send; `sent_at` is the server's 250 to the final dot.
     let mailer = match cx.mailer().await {
         Ok(m) => m,
         Err(e) => {
@@ -156,28 +140,33 @@ async fn run_email(
                 .await
         }
     };
-    match mailer.send(message).await {
-        Ok(instant) => {
-            if std::env::var_os(FAULT_ABORT_AFTER_SEND).is_some() {
-                // Fault injection for the crash tests: dies like `kill -9` would, after the
-                // server accepted the message and before the store knows.
-                std::process::abort();
-            }
-            let sent_at = to_ms(cx.clock.at(instant));
+    // Step 4: record the verdict. Only a refusal may be retried; a lost verdict never is.
+    match mailer.send_raw(&envelope, &enquiry.raw).await {
+        Ok(sent) => {
+            let sent_at = to_ms(cx.clock.at(sent.accepted));
             cx.store
                 .mark_sent(&visit.id, sent_at, deadline_ms(sent_at))
                 .await?;
             tracing::info!(visit = %visit.id, business = %business.id, "enquiry sent");
         }
-        Err(SendError::Uncertain(e)) => {
-            tracing::warn!(visit = %visit.id, "send outcome unknown: {e}");
+        Err(e) if e.is_uncertain() => {
+            let data_end = e
+                .data_end()
+                .map_or_else(|| cx.now_ms(), |i| to_ms(cx.clock.at(i)));
+            tracing::warn!(visit = %visit.id, business = %business.id, "enquiry sent, but its verdict was lost after the final dot: never resent, waiting for replies: {e}");
             cx.store
-                .mark_send_uncertain(&visit.id, &e, deadline_ms(cx.now_ms()), cx.now_ms())
+                .mark_send_uncertain(
+                    &visit.id,
+                    &e.to_string(),
+                    data_end,
+                    deadline_ms(data_end),
+                    cx.now_ms(),
+                )
                 .await?;
         }
         Err(e) if e.is_transient() && visit.attempts < MAX_SEND_ATTEMPTS => {
             let retry_at = cx.now_ms() + 60_000 * visit.attempts.max(1);
-            tracing::warn!(visit = %visit.id, "send failed, retrying later: {e}");
+            tracing::warn!(visit = %visit.id, "send refused for now, retrying later: {e}");
             cx.store
                 .retry_later(&visit.id, retry_at, &e.to_string(), cx.now_ms())
                 .await?;
@@ -190,6 +179,67 @@ async fn run_email(
         }
     }
     Ok(())
+}
+
+/// Renders and formats the enquiry of a visit under a new Message-ID.
+fn compose_enquiry(
+    visit: &Visit,
+    business: &Business,
+    scenario: &Scenario,
+    persona: &Persona,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<StoredEnquiry> {
+    let to = business
+        .email
+        .as_deref()
+        .ok_or_else(|| anyhow!("the business has no email address"))?;
+    let context = VisitContext {
+        id: visit.id.clone(),
+        reference: visit.reference.clone().unwrap_or_default(),
+        scenario: scenario.id.clone(),
+        date: now
+            .with_timezone(&business.timezone)
+            .format("%d/%m/%Y")
+            .to_string(),
+    };
+    let rendered = compose::render(scenario, business, persona, &context)?;
+    let message_id = compose::new_message_id(&persona.email);
+    let message = build_enquiry(&Enquiry {
+        from_name: &persona.name,
+        from_email: &persona.email,
+        to_email: to,
+        subject: &rendered.subject,
+        body: &rendered.body,
+        message_id: &message_id,
+        date: now,
+    })?;
+    Ok(StoredEnquiry {
+        message_id,
+        raw: message.formatted(),
+    })
+}
+
+/// The envelope (From to To), subject and recipient of a recorded enquiry: read from its
+/// bytes, so a retry goes where the first attempt went even if the configuration changed.
+fn addressed(raw: &[u8]) -> Result<(Envelope, String, String)> {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| anyhow!("the recorded enquiry does not parse"))?;
+    let address = |a: Option<&mail_parser::Address<'_>>, what: &str| -> Result<String> {
+        a.and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("the recorded enquiry has no {what} address"))
+    };
+    let from = address(parsed.from(), "From")?;
+    let to = address(parsed.to(), "To")?;
+    let envelope = Envelope::new(
+        Some(from.parse().with_context(|| format!("From {from:?}"))?),
+        vec![to.parse().with_context(|| format!("To {to:?}"))?],
+    )
+    .context("the enquiry's envelope")?;
+    let subject = parsed.subject().unwrap_or_default().to_owned();
+    Ok((envelope, subject, to))
 }
 
 async fn run_call(

@@ -162,7 +162,7 @@ fn answers_a_message_we_do_not_know(cx: &Arc<Context>, ids: &[String]) -> bool {
 }
 
 fn as_candidate(v: &Visit) -> Option<Candidate> {
-    let sent = v.sent_at.unwrap_or(v.due_at);
+    let sent = v.measured_from().unwrap_or(v.due_at);
     Some(Candidate {
         visit_id: v.id.clone(),
         message_id: v.message_id.clone()?,
@@ -183,7 +183,7 @@ fn effect(
     arrived_at: DateTime<Utc>,
 ) -> Effect {
     let arrived = to_ms(arrived_at);
-    let since_sent = visit.sent_at.map(|s| arrived - s);
+    let since_sent = visit.measured_from().map(|s| arrived - s);
     match class {
         MailClass::Bounce => {
             let r = mail.report.clone().unwrap_or_default();
@@ -219,7 +219,7 @@ fn effect(
                         .map(Duration::from_millis),
                 },
             );
-            let business_ms = visit.sent_at.and_then(|sent| {
+            let business_ms = visit.measured_from().and_then(|sent| {
                 let b = config.business(&visit.business_id)?;
                 Some(match &b.hours {
                     Some(h) => {

@@ -295,7 +295,7 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
     if visits.iter().any(|v| v.send_uncertain) {
         writeln!(
             out,
-            "* send uncertain: the process stopped while sending; never resent."
+            "* send uncertain: the server's verdict on the enquiry was lost; never resent."
         )?;
     }
     write_unmatched_footer(out, unmatched)

@@ -182,4 +182,19 @@ ALTER TABLE visits ADD COLUMN transcript TEXT;
 ALTER TABLE visits ADD COLUMN transcript_purged_at BIGINT
 "#,
     ),
+    (
+        5,
+        // Send once (issue 7): every attempt of a visit sends the same bytes under the same
+        // Message-ID, recorded before the first attempt; a send whose verdict was lost after
+        // the final dot keeps the instant that dot was written.
+        r#"
+ALTER TABLE visits ADD COLUMN data_end_at BIGINT;
+CREATE TABLE enquiries (
+    visit_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    raw {blob} NOT NULL,
+    created_at BIGINT NOT NULL
+)
+"#,
+    ),
 ];

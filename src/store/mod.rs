@@ -22,7 +22,7 @@ pub use governance::Planned;
 pub use retention::PurgeCounts;
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
-pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, Visit, VisitState};
+pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, StoredEnquiry, Visit, VisitState};
 
 use anyhow::{Context, Result};
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -81,7 +81,10 @@ pub struct Visit {
     pub subject: Option<String>,
     pub business_email: Option<String>,
     pub send_uncertain: bool,
+    /// The server's 250 to the final dot.
     pub sent_at: Option<i64>,
+    /// When the final dot was written, for a send whose verdict never came (`send_uncertain`).
+    pub data_end_at: Option<i64>,
     pub reply_deadline: Option<i64>,
     pub first_reply_at: Option<i64>,
     pub reply_date: Option<i64>,
@@ -109,6 +112,25 @@ pub struct Visit {
     pub jitter_ms: Option<f64>,
     pub recording: Option<String>,
     pub early_media_recording: Option<String>,
+}
+
+impl Visit {
+    /// What reply times are measured from: the server's 250, or, when it never came, the
+    /// moment the final dot was written (the enquiry cannot have arrived earlier, and a
+    /// server's 250 follows its dot within milliseconds). None when even that is unknown (a
+    /// process that died while sending).
+    pub fn measured_from(&self) -> Option<i64> {
+        self.sent_at.or(self.data_end_at)
+    }
+}
+
+/// The enquiry of a visit as it goes out on every attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEnquiry {
+    /// Without `<>`.
+    pub message_id: String,
+    /// The formatted message (CRLF line ends), as handed to SMTP.
+    pub raw: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +173,7 @@ fn visit_from_row(r: &AnyRow) -> Result<Visit> {
         business_email: s("business_email")?,
         send_uncertain: r.try_get::<i64, _>("send_uncertain")? != 0,
         sent_at: opt_i64(r, "sent_at")?,
+        data_end_at: opt_i64(r, "data_end_at")?,
         reply_deadline: opt_i64(r, "reply_deadline")?,
         first_reply_at: opt_i64(r, "first_reply_at")?,
         reply_date: opt_i64(r, "reply_date")?,
@@ -327,30 +350,99 @@ impl Store {
         .bind(reply_deadline_ms)
         .execute(&self.pool)
         .await?;
+        // A reply that came while we waited for the 250 ended the visit already: it keeps its
+        // outcome and gets its send time and reply times.
+        sqlx::query(
+            "UPDATE visits SET sent_at = $2, time_to_reply_ms = first_reply_at - $2,
+               time_to_ack_ms = first_ack_at - $2, updated_at = $2
+             WHERE id = $1 AND state = 'done' AND sent_at IS NULL AND data_end_at IS NULL
+               AND send_uncertain = 0 AND message_id IS NOT NULL",
+        )
+        .bind(id)
+        .bind(sent_at_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// The SMTP exchange broke after DATA may have been accepted: wait for replies as if sent,
-    /// flagged so reports say the send time is unknown.
+    /// The final dot was written and no verdict came back: wait for replies as if sent, never
+    /// send again, flagged so reports say the send is uncertain. `sent_at` stays unknown;
+    /// `data_end_at` is when the dot was written.
     pub async fn mark_send_uncertain(
         &self,
         id: &str,
         error: &str,
+        data_end_ms: i64,
         reply_deadline_ms: i64,
         now_ms: i64,
     ) -> Result<()> {
         sqlx::query(
             "UPDATE visits SET state = 'awaiting_reply', send_uncertain = 1, error = $2,
-               reply_deadline = $3, updated_at = $4
+               data_end_at = $3, reply_deadline = $4, updated_at = $5
              WHERE id = $1 AND state = 'sending'",
         )
         .bind(id)
         .bind(error)
+        .bind(data_end_ms)
         .bind(reply_deadline_ms)
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
+        // The branch may have answered while we still waited for the verdict (the visit is
+        // already `done`): it keeps its outcome and gets the flag and its times from the dot.
+        sqlx::query(
+            "UPDATE visits SET send_uncertain = 1, error = $2, data_end_at = $3,
+               time_to_reply_ms = first_reply_at - $3, time_to_ack_ms = first_ack_at - $3,
+               updated_at = $4
+             WHERE id = $1 AND state = 'done' AND sent_at IS NULL AND data_end_at IS NULL
+               AND message_id IS NOT NULL",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(data_end_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// The enquiry recorded for this visit by an earlier attempt, if any.
+    pub async fn enquiry(&self, visit_id: &str) -> Result<Option<StoredEnquiry>> {
+        let row = sqlx::query("SELECT message_id, raw FROM enquiries WHERE visit_id = $1")
+            .bind(visit_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(StoredEnquiry {
+                message_id: r.try_get("message_id")?,
+                raw: r.try_get("raw")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the enquiry of a visit before its first attempt, unless one is recorded
+    /// already, and returns the one that is: every attempt sends it, so all of them carry one
+    /// Message-ID and a reply to any of them finds the visit.
+    pub async fn keep_enquiry(
+        &self,
+        visit_id: &str,
+        e: &StoredEnquiry,
+        now_ms: i64,
+    ) -> Result<StoredEnquiry> {
+        sqlx::query(
+            "INSERT INTO enquiries (visit_id, message_id, raw, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (visit_id) DO NOTHING",
+        )
+        .bind(visit_id)
+        .bind(&e.message_id)
+        .bind(e.raw.clone())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        self.enquiry(visit_id).await?.ok_or_else(|| {
+            anyhow::anyhow!("the enquiry of visit {visit_id} vanished after recording")
+        })
     }
 
     /// A send that failed for sure (the server refused): the visit ends `send_failed`.
@@ -367,10 +459,11 @@ impl Store {
         Ok(())
     }
 
-    /// A transient failure before anything was accepted: try again later.
+    /// A transient failure before anything was accepted: try again later, with the same
+    /// enquiry and Message-ID (kept, so the visit stays reachable by it).
     pub async fn retry_later(&self, id: &str, due_ms: i64, error: &str, now_ms: i64) -> Result<()> {
         sqlx::query(
-            "UPDATE visits SET state = 'planned', due_at = $2, error = $3, message_id = NULL,
+            "UPDATE visits SET state = 'planned', due_at = $2, error = $3,
                claimed_by = NULL, lease_until = NULL, updated_at = $4
              WHERE id = $1 AND state IN ('running', 'sending')",
         )

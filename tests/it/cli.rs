@@ -208,7 +208,7 @@ async fn a_crash_between_sending_and_recording_never_sends_the_enquiry_twice() {
         {
             let mut c = mystery(&config);
             c.args(["visit", "paris", "devis"])
-                .env(mystery::visit::FAULT_ABORT_AFTER_SEND, "1");
+                .env(mystery::fault::ABORT_AFTER_SEND, "1");
             c
         },
         Duration::from_secs(60),

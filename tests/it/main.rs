@@ -10,6 +10,7 @@ mod email_lab;
 mod governance;
 mod planning;
 mod report;
+mod send_faults;
 mod store;
 mod tls;
 mod trust;
