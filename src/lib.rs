@@ -13,6 +13,8 @@ mod context;
 pub mod digest;
 pub mod dispatch;
 pub mod email;
+#[cfg(test)]
+mod hostile;
 pub mod report;
 pub mod schedule;
 pub mod score;

@@ -1,9 +1,9 @@
 //! Phase one of start-up: TOML text → a valid `Config`, or every problem with its line.
 
 use super::raw::*;
+use super::template::{self, VisitContext};
 use super::*;
 use crate::call::Transport;
-use super::template::{self, VisitContext};
 use crate::schedule::Window;
 use crate::score::{Builtin, Rule};
 use std::collections::HashSet;

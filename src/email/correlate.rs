@@ -404,18 +404,38 @@ mod tests {
     /// Two branches on gmail.com got the same templated subject; B was sent last.
     fn shared_gmail() -> Vec<Candidate> {
         vec![
-            cand("douai", "QK7M-3Z", "Demande de devis", "agence.douai@gmail.com", 9),
-            cand("lens", "TW4R-8N", "Demande de devis", "agence.lens@gmail.com", 10),
+            cand(
+                "douai",
+                "QK7M-3Z",
+                "Demande de devis",
+                "agence.douai@gmail.com",
+                9,
+            ),
+            cand(
+                "lens",
+                "TW4R-8N",
+                "Demande de devis",
+                "agence.lens@gmail.com",
+                10,
+            ),
         ]
     }
 
     #[test]
     fn issue7_finding5_a_subject_only_reply_on_a_shared_gmail_domain_goes_to_its_own_branch() {
         let c = shared_gmail();
-        let m = reply("agence.douai@gmail.com", "RE: Demande de devis", "Oui, 90 €.");
+        let m = reply(
+            "agence.douai@gmail.com",
+            "RE: Demande de devis",
+            "Oui, 90 €.",
+        );
         let (v, e) = correlate(&m, &c, at(12)).expect("matched");
         assert_eq!((v.visit_id.as_str(), e), ("douai", Evidence::Subject));
-        let m = reply("agence.lens@gmail.com", "RE: Demande de devis", "Oui, 80 €.");
+        let m = reply(
+            "agence.lens@gmail.com",
+            "RE: Demande de devis",
+            "Oui, 80 €.",
+        );
         let (v, _) = correlate(&m, &c, at(12)).expect("matched");
         assert_eq!(v.visit_id, "lens");
     }
@@ -429,8 +449,15 @@ mod tests {
         }
         // On a branch's own domain a colleague still counts (unchanged).
         let c = candidates();
-        let m = reply("secretariat@lille.test", "RE: Demande de devis – Lille", "x");
-        assert_eq!(correlate(&m, &c, at(12)).expect("matched").0.visit_id, "lille");
+        let m = reply(
+            "secretariat@lille.test",
+            "RE: Demande de devis – Lille",
+            "x",
+        );
+        assert_eq!(
+            correlate(&m, &c, at(12)).expect("matched").0.visit_id,
+            "lille"
+        );
     }
 
     #[test]
@@ -480,7 +507,14 @@ mod tests {
             assert_eq!(*d, d.to_ascii_lowercase(), "{d}");
             assert!(seen.insert(*d), "{d} twice");
         }
-        for d in ["orange.fr", "Wanadoo.FR", "free.fr", "laposte.net", "sfr.fr", "outlook.fr"] {
+        for d in [
+            "orange.fr",
+            "Wanadoo.FR",
+            "free.fr",
+            "laposte.net",
+            "sfr.fr",
+            "outlook.fr",
+        ] {
             assert!(is_public_provider(d), "{d}");
         }
         assert!(!is_public_provider("lille.branch.test"));

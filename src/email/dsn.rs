@@ -6,7 +6,7 @@
 //! never a panic; a field the report lacks stays `None` rather than being guessed.
 
 use crate::text::fold;
-use mail_parser::{HeaderName, Message, MimeHeaders, MessageParser, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use std::sync::LazyLock;
 

@@ -7,7 +7,9 @@
 
 use super::dsn::{clean_id, delivery_report, looks_like_classic_bounce, report_from_text};
 use chrono::{DateTime, Utc};
-use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{
+    Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
+};
 
 /// The delivery-status part of a bounce; read by `dsn`, kept here under its old path too.
 pub use super::dsn::DeliveryReport;
@@ -61,6 +63,10 @@ pub enum ParseError {
 pub const MAX_MESSAGE_BYTES: usize = 25 * 1024 * 1024;
 /// HTML nesting kept track of; deeper markup is flattened (its text is still kept).
 const MAX_HTML_DEPTH: usize = 256;
+/// `> ` marks written before a quoted line at most: quote stripping only asks whether a line
+/// is quoted, and one mark per level let 260 KB of nested `<blockquote>` grow to 100 MB of
+/// text (issue 7, hostile input).
+const MAX_QUOTE_MARKS: usize = 8;
 
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     if raw.len() > MAX_MESSAGE_BYTES {
@@ -430,7 +436,7 @@ impl TextBuilder {
             } else {
                 last_blank = false;
             }
-            let prefixed = format!("{}{line}", "> ".repeat(*depth));
+            let prefixed = format!("{}{line}", "> ".repeat((*depth).min(MAX_QUOTE_MARKS)));
             out.push_str(prefixed.trim_end());
             out.push('\n');
         }
@@ -586,6 +592,20 @@ mod tests {
         assert_eq!(html_to_text("&amp;&bogus;&#233;&#xE9;"), "&&bogus;éé");
         assert_eq!(html_to_text("<STYLE>p{}</Style>a<title>t</title>"), "a");
         assert_eq!(html_to_text("a<title>unclosed"), "aunclosed");
+    }
+
+    #[test]
+    fn issue7_deeply_nested_quotes_get_a_bounded_number_of_quote_marks() {
+        let text = html_to_text(&"<blockquote>x".repeat(1000));
+        let longest = text.lines().map(str::len).max().unwrap_or_default();
+        assert_eq!(
+            longest,
+            MAX_QUOTE_MARKS * 2 + 1,
+            "{:?}",
+            text.lines().last()
+        );
+        assert!(text.lines().all(|l| l.ends_with('x')));
+        assert_eq!(html_to_text("<blockquote><blockquote>a"), "> > a");
     }
 
     #[test]

@@ -9,5 +9,6 @@ mod digest;
 mod email_lab;
 mod planning;
 mod report;
+mod secrets;
 mod store;
 mod tls;
