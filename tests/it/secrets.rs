@@ -10,7 +10,7 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use sqlx::{Connection, Row};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The lab accepts only its own passwords; the wrong ones are distinctive strings of ours.
@@ -192,35 +192,52 @@ fn mystery(config: &Path, p: &Passwords<'_>) -> Command {
         .env("MYSTERY_SECRET_SMTP", p.smtp)
         .env("MYSTERY_SECRET_IMAP", p.imap)
         .env("MYSTERY_SECRET_SIP", p.sip)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     c
 }
 
-/// Runs to its end (bounded); stdout then stderr as one text.
-fn run(mut c: Command, limit: Duration) -> (Output, String) {
+/// Runs to its end (bounded) with stdout and stderr in files beside the config (trace logs
+/// would fill a pipe nobody reads); returns (stdout, stdout + stderr).
+fn run(mut c: Command, config: &Path, name: &str, limit: Duration) -> (String, String) {
+    let out_path = config.with_file_name(format!("{name}.stdout"));
+    let err_path = config.with_file_name(format!("{name}.stderr"));
+    c.stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"));
     let mut child = c.spawn().expect("spawn mystery");
     let start = Instant::now();
+    let mut finished = true;
     while child.try_wait().expect("wait").is_none() {
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("mystery did not finish in {limit:?}");
+            let _ = child.wait();
+            finished = false;
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = child.wait_with_output().expect("output");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out, text)
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let text = stdout.clone() + &std::fs::read_to_string(&err_path).unwrap_or_default();
+    if !finished {
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        panic!(
+            "mystery {name} did not finish in {limit:?}; last lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    (stdout, text)
 }
 
 /// `mystery visit BUSINESS SCENARIO --wait`: the outcome (second stdout line) and all output.
-fn visit(config: &Path, p: &Passwords<'_>, business: &str, scenario: &str) -> (String, String) {
+fn visit(
+    config: &Path,
+    p: &Passwords<'_>,
+    business: &str,
+    scenario: &str,
+    name: &str,
+) -> (String, String) {
     let mut c = mystery(config, p);
     c.args(["visit", business, scenario, "--wait"]);
-    let (out, text) = run(c, Duration::from_secs(90));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (stdout, text) = run(c, config, name, Duration::from_secs(90));
     let outcome = stdout.lines().nth(1).unwrap_or_default().trim().to_owned();
     (outcome, text)
 }
@@ -366,7 +383,7 @@ async fn no_password_reaches_a_log_line_a_store_column_or_a_written_file_after_r
         ("lille", "devis", "replied"),
         ("standard", "appel", "answered"),
     ] {
-        let (outcome, text) = visit(&config, &right, business, scenario);
+        let (outcome, text) = visit(&config, &right, business, scenario, business);
         assert_eq!(outcome, want, "{business}/{scenario}:\n{text}");
         outcomes.push(format!("{business}/{scenario}: {outcome}"));
         logs.push_str(&text);
@@ -381,7 +398,8 @@ async fn no_password_reaches_a_log_line_a_store_column_or_a_written_file_after_r
         ("lille", "devis", "send_failed"),
         ("standard", "appel", "failed"),
     ] {
-        let (outcome, text) = visit(&config, &wrong, business, scenario);
+        let name = format!("{business}-wrong");
+        let (outcome, text) = visit(&config, &wrong, business, scenario, &name);
         assert_eq!(outcome, want, "{business}/{scenario}:\n{text}");
         outcomes.push(format!("{business}/{scenario} (wrong password): {outcome}"));
         logs.push_str(&text);
