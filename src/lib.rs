@@ -15,6 +15,8 @@ pub mod dispatch;
 pub mod email;
 pub mod fault;
 pub mod outage;
+#[cfg(test)]
+mod hostile;
 pub mod report;
 pub mod schedule;
 pub mod score;

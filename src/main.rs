@@ -108,7 +108,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+                // async-imap traces every command it sends, LOGIN and its password included
+                // (issue 7, secrets test): never below debug, whatever RUST_LOG says.
+                .add_directive(
+                    "async_imap::imap_stream=debug"
+                        .parse()
+                        .expect("static directive"),
+                ),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -4,8 +4,9 @@
 //! either returns a fully valid `Config` or every problem it found, each with file and line.
 //! Secrets come from the environment and live in `Secret`, never in the file or the store.
 
-mod businesses_csv;
+pub(crate) mod businesses_csv;
 mod raw;
+pub mod template;
 mod validate;
 
 pub use businesses_csv::{parse_businesses_csv, CsvBusiness};

@@ -1,9 +1,9 @@
 //! Phase one of start-up: TOML text → a valid `Config`, or every problem with its line.
 
 use super::raw::*;
+use super::template::{self, VisitContext};
 use super::*;
 use crate::call::Transport;
-use crate::email::compose::{self, VisitContext};
 use crate::schedule::Window;
 use crate::score::{Builtin, Rule};
 use std::collections::HashSet;
@@ -949,7 +949,7 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                         format!("scenario {sid:?}: an email scenario needs a {what}"),
                     ),
                     Some(v) => {
-                        if let Err(e) = compose::compile_check(v.get_ref()) {
+                        if let Err(e) = template::compile_check(v.get_ref()) {
                             let line = cx.line(v.span()) + e.line().unwrap_or(1).saturating_sub(1);
                             cx.err_line(
                                 line,
@@ -1264,7 +1264,7 @@ fn check_renders(
                 scenario: sc.id.clone(),
                 date: "01/01/2026".into(),
             };
-            if let Err(e) = compose::render(sc, b, persona, &visit) {
+            if let Err(e) = template::render(sc, b, persona, &visit) {
                 cx.err_line(
                     line,
                     format!("scenario {:?} for business {:?}: {e}", sc.id, b.id),

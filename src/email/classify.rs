@@ -9,6 +9,7 @@
 //! is not a failure: it is classed `AutoReply` with a `why` starting "delivery status
 //! notification", so callers can tell it from a business's acknowledgement.
 
+use super::dsn::looks_like_classic_bounce;
 use super::message::InboundMail;
 use crate::text::fold;
 use regex::Regex;
@@ -36,13 +37,6 @@ static SUBJECT_TAGS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*((\[[^\]]{1,20}\]|\*\*?[a-z]{2,10}\*\*?)\s*|(re|tr|fwd?|aw)\s*:\s*)+")
         .expect("static regex")
 });
-static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(undelivered mail returned to sender|undeliverable|undelivered|non remis|non distribuable|delivery status notification \((failure|echec)\)|mail delivery failed|returned mail|delivery failure|failure notice|message non delivre|echec de (la )?(remise|distribution)|unzustellbar|notification d'etat de remise \(echec\)|impossible de remettre)",
-    )
-    .expect("static regex")
-});
-
 pub fn classify(mail: &InboundMail) -> MailClass {
     if let Some(report) = &mail.report {
         let action = report.action.as_deref().unwrap_or("failed");
@@ -53,7 +47,12 @@ pub fn classify(mail: &InboundMail) -> MailClass {
             _ => MailClass::Bounce,
         };
     }
-    if looks_like_classic_bounce(mail) {
+    let sender = mail.from.as_ref();
+    if looks_like_classic_bounce(
+        sender.map(|f| f.address.as_str()),
+        sender.and_then(|f| f.name.as_deref()),
+        &mail.subject,
+    ) {
         return MailClass::Bounce;
     }
     if let Some(why) = auto_reply_header(mail) {
@@ -63,23 +62,6 @@ pub fn classify(mail: &InboundMail) -> MailClass {
         return MailClass::AutoReply { why };
     }
     MailClass::HumanReply
-}
-
-/// A bounce without a proper report part: sent by the mail system (MAILER-DAEMON,
-/// postmaster, "Mail Delivery Subsystem") with a bounce subject.
-pub(crate) fn looks_like_classic_bounce(mail: &InboundMail) -> bool {
-    let Some(from) = &mail.from else {
-        return false;
-    };
-    let local = from.address.split('@').next().unwrap_or_default();
-    let system_sender = matches!(
-        local,
-        "mailer-daemon" | "postmaster" | "mail-daemon" | "maildaemon" | "mailerdaemon"
-    ) || from
-        .name
-        .as_deref()
-        .is_some_and(|n| fold(n).contains("mail delivery"));
-    system_sender && BOUNCE_SUBJECT.is_match(&fold(&mail.subject))
 }
 
 fn auto_reply_header(mail: &InboundMail) -> Option<String> {

@@ -4,6 +4,12 @@
 //! stronger one (header → reference code → subject+sender+window), and within one kind the
 //! most recent visit sent before the message arrived wins, so a reply is never credited to an
 //! older visit of the same business when a newer one fits as well.
+//!
+//! Subject matching trusts the sender's *domain* only when the domain is the business's own:
+//! on a public mail provider (`PUBLIC_PROVIDER_DOMAINS`) thousands of strangers, and often
+//! several of our branches, share the domain, so there the sender must be the business's own
+//! mailbox (`same_mailbox`). Issue 7, finding 5: two branches on gmail.com with the same
+//! templated subject had their replies credited to whichever was sent last.
 
 use super::message::InboundMail;
 use crate::text::fold;
@@ -33,7 +39,8 @@ pub enum Evidence {
     Header,
     /// The visit's reference code appears in the subject or body.
     Reference,
-    /// Normalised subject from the business's address or domain, inside the window.
+    /// Normalised subject from the business's own domain (its exact mailbox on a public
+    /// provider), inside the window.
     Subject,
 }
 
@@ -85,17 +92,14 @@ pub fn correlate<'a>(
     }
 
     let norm = normalise_subject(&mail.subject);
-    let sender = mail.from.as_ref().map(|f| f.address.to_lowercase());
+    let sender = mail.from.as_ref().map(|f| f.address.as_str());
     let by_subject = |c: &Candidate| {
-        let Some(sender) = sender.as_deref() else {
+        let Some(sender) = sender else {
             return false;
         };
-        let business = c.business_email.to_lowercase();
-        let same_party = sender == business
-            || matches!((domain(sender), domain(&business)), (Some(a), Some(b)) if a == b);
         !norm.is_empty()
             && norm == normalise_subject(&c.subject)
-            && same_party
+            && same_party(sender, &c.business_email)
             && c.sent_at <= received_at
             && received_at <= c.window_end
     };
@@ -114,6 +118,115 @@ fn best<'a>(
         .max_by_key(|c| c.sent_at)
         .or_else(|| all.iter().min_by_key(|c| c.sent_at))
         .copied()
+}
+
+/// Public mail providers: domains where anyone can open a mailbox, so a shared domain says
+/// nothing about who wrote. Lower-case, compared to the whole domain after the `@`. The one
+/// list of them (DESIGN.md, Email channel → Correlate); add a provider here when a branch
+/// turns out to use one. Missing one here means a stranger on that domain with the same
+/// subject could be credited to a branch, so when unsure, add it.
+pub const PUBLIC_PROVIDER_DOMAINS: &[&str] = &[
+    // Google, Microsoft, Yahoo, Apple, AOL, GMX, Proton, Zoho, Yandex, Mail.ru.
+    "gmail.com",
+    "googlemail.com",
+    "hotmail.com",
+    "hotmail.fr",
+    "hotmail.be",
+    "hotmail.co.uk",
+    "outlook.com",
+    "outlook.fr",
+    "live.com",
+    "live.fr",
+    "live.be",
+    "msn.com",
+    "windowslive.com",
+    "yahoo.com",
+    "yahoo.fr",
+    "yahoo.be",
+    "yahoo.co.uk",
+    "ymail.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "aol.com",
+    "aol.fr",
+    "gmx.fr",
+    "gmx.com",
+    "gmx.net",
+    "gmx.de",
+    "web.de",
+    "protonmail.com",
+    "protonmail.ch",
+    "proton.me",
+    "pm.me",
+    "zoho.com",
+    "yandex.com",
+    "yandex.ru",
+    "mail.ru",
+    "mail.com",
+    // French access providers and the post office.
+    "orange.fr",
+    "wanadoo.fr",
+    "free.fr",
+    "aliceadsl.fr",
+    "laposte.net",
+    "sfr.fr",
+    "neuf.fr",
+    "club-internet.fr",
+    "cegetel.net",
+    "bbox.fr",
+    "numericable.fr",
+    "noos.fr",
+    "voila.fr",
+    "tiscali.fr",
+    // Belgium and Switzerland.
+    "skynet.be",
+    "telenet.be",
+    "bluewin.ch",
+];
+
+/// Whether anyone can open a mailbox on this domain (case-insensitive).
+pub fn is_public_provider(domain: &str) -> bool {
+    let d = domain.trim().trim_end_matches('.');
+    PUBLIC_PROVIDER_DOMAINS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(d))
+}
+
+/// Did the business itself send this? On its own domain, anyone at that domain (a colleague
+/// answering for the branch); on a public provider, only its own mailbox.
+fn same_party(sender: &str, business: &str) -> bool {
+    if same_mailbox(sender, business) {
+        return true;
+    }
+    match (domain(sender), domain(business)) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b) && !is_public_provider(b),
+        _ => false,
+    }
+}
+
+/// Whether two addresses name one mailbox: case-insensitive, a `+tag` subaddress (RFC 5233)
+/// ignored on either side, and on Gmail dots in the local part and `googlemail.com` ignored,
+/// as Gmail itself does. These are the same person's mailbox, so the branch that wrote from
+/// `agence.douai+devis@gmail.com` is the branch at `agencedouai@gmail.com`.
+pub fn same_mailbox(a: &str, b: &str) -> bool {
+    match (mailbox_key(a), mailbox_key(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn mailbox_key(address: &str) -> Option<String> {
+    let address = address.trim().to_lowercase();
+    let (local, domain) = address.rsplit_once('@')?;
+    let local = local.split_once('+').map_or(local, |(base, _)| base);
+    if local.is_empty() || domain.is_empty() {
+        return None;
+    }
+    Some(match domain {
+        "gmail.com" | "googlemail.com" => format!("{}@gmail.com", local.replace('.', "")),
+        _ => format!("{local}@{domain}"),
+    })
 }
 
 fn domain(address: &str) -> Option<&str> {
@@ -286,5 +399,124 @@ mod tests {
         assert!(correlate(&late, &c, at(8) + chrono::Duration::hours(47)).is_some());
         let other_subject = reply("contact@lille.test", "Newsletter", "x");
         assert!(correlate(&other_subject, &c, at(12)).is_none());
+    }
+
+    /// Two branches on gmail.com got the same templated subject; B was sent last.
+    fn shared_gmail() -> Vec<Candidate> {
+        vec![
+            cand(
+                "douai",
+                "QK7M-3Z",
+                "Demande de devis",
+                "agence.douai@gmail.com",
+                9,
+            ),
+            cand(
+                "lens",
+                "TW4R-8N",
+                "Demande de devis",
+                "agence.lens@gmail.com",
+                10,
+            ),
+        ]
+    }
+
+    #[test]
+    fn issue7_finding5_a_subject_only_reply_on_a_shared_gmail_domain_goes_to_its_own_branch() {
+        let c = shared_gmail();
+        let m = reply(
+            "agence.douai@gmail.com",
+            "RE: Demande de devis",
+            "Oui, 90 €.",
+        );
+        let (v, e) = correlate(&m, &c, at(12)).expect("matched");
+        assert_eq!((v.visit_id.as_str(), e), ("douai", Evidence::Subject));
+        let m = reply(
+            "agence.lens@gmail.com",
+            "RE: Demande de devis",
+            "Oui, 80 €.",
+        );
+        let (v, _) = correlate(&m, &c, at(12)).expect("matched");
+        assert_eq!(v.visit_id, "lens");
+    }
+
+    #[test]
+    fn issue7_finding5_a_stranger_on_a_public_provider_matches_no_branch_there() {
+        let c = shared_gmail();
+        for from in ["someone.else@gmail.com", "agence.douai@yahoo.fr"] {
+            let m = reply(from, "RE: Demande de devis", "x");
+            assert!(correlate(&m, &c, at(12)).is_none(), "{from}");
+        }
+        // On a branch's own domain a colleague still counts (unchanged).
+        let c = candidates();
+        let m = reply(
+            "secretariat@lille.test",
+            "RE: Demande de devis – Lille",
+            "x",
+        );
+        assert_eq!(
+            correlate(&m, &c, at(12)).expect("matched").0.visit_id,
+            "lille"
+        );
+    }
+
+    #[test]
+    fn issue7_finding5_the_same_mailbox_is_recognised_across_case_subaddress_and_gmail_aliases() {
+        let c = shared_gmail();
+        for from in [
+            "Agence.Douai@GMAIL.com",
+            "agence.douai+devis@gmail.com",
+            "agencedouai@googlemail.com",
+        ] {
+            let m = reply(from, "RE: Demande de devis", "x");
+            assert_eq!(
+                correlate(&m, &c, at(12)).map(|(v, _)| v.visit_id.as_str()),
+                Some("douai"),
+                "{from}"
+            );
+        }
+        // Dots only fold on Gmail: elsewhere they are part of the address.
+        assert!(!same_mailbox("a.b@orange.fr", "ab@orange.fr"));
+        assert!(same_mailbox("A.B+x@Orange.FR", "a.b@orange.fr"));
+        assert!(!same_mailbox("@gmail.com", "@gmail.com"));
+        assert!(!same_mailbox("", ""));
+    }
+
+    #[test]
+    fn issue7_finding5_a_reference_code_beats_a_subject_and_sender_that_fit_another_branch() {
+        let c = shared_gmail();
+        // Lens's mailbox, the common subject, but Douai's code: Douai's enquiry, forwarded.
+        let m = reply(
+            "agence.lens@gmail.com",
+            "RE: Demande de devis",
+            "Pour votre demande QK7M-3Z : 95 €.",
+        );
+        let (v, e) = correlate(&m, &c, at(12)).expect("matched");
+        assert_eq!((v.visit_id.as_str(), e), ("douai", Evidence::Reference));
+        // Thread headers naming Lens's Message-ID still win over Douai's code.
+        let mut m = m;
+        m.in_reply_to = vec!["lens@robot.test".into()];
+        let (v, e) = correlate(&m, &c, at(12)).expect("matched");
+        assert_eq!((v.visit_id.as_str(), e), ("lens", Evidence::Header));
+    }
+
+    #[test]
+    fn the_public_provider_list_is_lower_case_without_duplicates_and_covers_the_french_ones() {
+        let mut seen = std::collections::HashSet::new();
+        for d in PUBLIC_PROVIDER_DOMAINS {
+            assert_eq!(*d, d.to_ascii_lowercase(), "{d}");
+            assert!(seen.insert(*d), "{d} twice");
+        }
+        for d in [
+            "orange.fr",
+            "Wanadoo.FR",
+            "free.fr",
+            "laposte.net",
+            "sfr.fr",
+            "outlook.fr",
+        ] {
+            assert!(is_public_provider(d), "{d}");
+        }
+        assert!(!is_public_provider("lille.branch.test"));
     }
 }

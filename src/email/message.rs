@@ -5,30 +5,20 @@
 //! by `> ` whatever the client (plain text, Gmail/Apple/Thunderbird HTML), so quote stripping
 //! works the same on every reply.
 
-use super::classify::looks_like_classic_bounce;
+use super::dsn::{clean_id, delivery_report, looks_like_classic_bounce, report_from_text};
 use chrono::{DateTime, Utc};
 use mail_parser::{
     Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
 };
-use regex::Regex;
-use std::sync::LazyLock;
+
+/// The delivery-status part of a bounce; read by `dsn`, kept here under its old path too.
+pub use super::dsn::DeliveryReport;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
     pub name: Option<String>,
     /// Lower-cased.
     pub address: String,
-}
-
-/// The delivery-status part of a bounce (RFC 3464).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliveryReport {
-    pub final_recipient: Option<String>,
-    pub action: Option<String>,
-    pub status: Option<String>,
-    pub diagnostic_code: Option<String>,
-    /// Message-ID of the message that bounced (from the returned headers), without `<>`.
-    pub original_message_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -73,18 +63,10 @@ pub enum ParseError {
 pub const MAX_MESSAGE_BYTES: usize = 25 * 1024 * 1024;
 /// HTML nesting kept track of; deeper markup is flattened (its text is still kept).
 const MAX_HTML_DEPTH: usize = 256;
-
-static MESSAGE_ID_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?im)^\s*message-id:\s*<?([^<>\s]+@[^<>\s]+?)>?\s*$").expect("static regex")
-});
-static STATUS_CODE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b([245]\.\d{1,3}\.\d{1,3})\b").expect("static regex"));
-static ANGLE_ADDRESS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"<([^<>@\s]+@[^<>\s]+\.[a-zA-Z]{2,})>").expect("static regex"));
-static BARE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-        .expect("static regex")
-});
+/// `> ` marks written before a quoted line at most: quote stripping only asks whether a line
+/// is quoted, and one mark per level let 260 KB of nested `<blockquote>` grow to 100 MB of
+/// text (issue 7, hostile input).
+const MAX_QUOTE_MARKS: usize = 8;
 
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     if raw.len() > MAX_MESSAGE_BYTES {
@@ -134,18 +116,18 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
     };
     mail.text = best_text(&msg, mail.html.as_deref());
     mail.report = delivery_report(&msg);
-    if mail.report.is_none() && looks_like_classic_bounce(&mail) {
-        mail.report = Some(report_from_text(&msg, &mail.text, &mail.to));
+    let sender = mail.from.as_ref();
+    if mail.report.is_none()
+        && looks_like_classic_bounce(
+            sender.map(|f| f.address.as_str()),
+            sender.and_then(|f| f.name.as_deref()),
+            &mail.subject,
+        )
+    {
+        let ours: Vec<&str> = mail.to.iter().map(|m| m.address.as_str()).collect();
+        mail.report = Some(report_from_text(&msg, &mail.text, &ours));
     }
     Ok(mail)
-}
-
-fn clean_id(id: &str) -> String {
-    id.trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim()
-        .to_string()
 }
 
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
@@ -258,163 +240,15 @@ fn best_text(msg: &Message<'_>, html: Option<&str>) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
-/// RFC 3464 report: the message/delivery-status part, and the returned message's id.
-fn delivery_report(msg: &Message<'_>) -> Option<DeliveryReport> {
-    let is_report = msg.root_part().headers.iter().any(|h| {
-        h.name == HeaderName::ContentType
-            && h.value.as_content_type().is_some_and(|ct| {
-                ct.ctype().eq_ignore_ascii_case("multipart")
-                    && ct
-                        .subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-                    && ct
-                        .attribute("report-type")
-                        .is_some_and(|r| r.to_ascii_lowercase().contains("delivery-status"))
-            })
-    });
-    let mut report: Option<DeliveryReport> = None;
-    let mut original = None;
-    for part in &msg.parts {
-        let Some(ct) = part.content_type() else {
-            continue;
-        };
-        let full = format!(
-            "{}/{}",
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or_default().to_ascii_lowercase()
-        );
-        match full.as_str() {
-            "message/delivery-status" | "message/global-delivery-status" => {
-                let text = String::from_utf8_lossy(part.contents()).into_owned();
-                report = Some(parse_status_fields(&text));
-            }
-            "message/rfc822" | "message/global" | "text/rfc822-headers" if original.is_none() => {
-                original = returned_message_id(&part.body);
-            }
-            _ => {}
-        }
-    }
-    if report.is_none() && is_report {
-        report = Some(DeliveryReport::default());
-    }
-    report.map(|mut r| {
-        r.original_message_id = original;
-        r
-    })
-}
-
-fn returned_message_id(body: &PartType<'_>) -> Option<String> {
-    match body {
-        PartType::Message(m) => m.message_id().map(clean_id).or_else(|| {
-            MESSAGE_ID_LINE
-                .captures(&String::from_utf8_lossy(m.raw_message()))
-                .map(|c| clean_id(&c[1]))
-        }),
-        PartType::Text(t) | PartType::Html(t) => MessageParser::default()
-            .parse_headers(t.as_bytes())
-            .and_then(|h| h.message_id().map(clean_id))
-            .or_else(|| MESSAGE_ID_LINE.captures(t).map(|c| clean_id(&c[1]))),
-        PartType::Binary(b) | PartType::InlineBinary(b) => MESSAGE_ID_LINE
-            .captures(&String::from_utf8_lossy(b))
-            .map(|c| clean_id(&c[1])),
-        PartType::Multipart(_) => None,
-    }
-}
-
-/// Per-message then per-recipient fields; the first recipient's values are kept.
-fn parse_status_fields(text: &str) -> DeliveryReport {
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = fields.last_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-    let get = |name: &str| {
-        fields
-            .iter()
-            .find(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
-    let recipient = get("final-recipient")
-        .or_else(|| get("original-recipient"))
-        .map(|v| strip_type(&v).to_lowercase());
-    DeliveryReport {
-        final_recipient: recipient,
-        action: get("action").map(|a| a.to_ascii_lowercase()),
-        status: get("status").map(|s| s.split_whitespace().next().unwrap_or_default().to_string()),
-        diagnostic_code: get("diagnostic-code").map(|d| strip_type(&d).to_string()),
-        original_message_id: None,
-    }
-}
-
-/// `rfc822; a@b` → `a@b`, `smtp; 550 …` → `550 …`.
-fn strip_type(v: &str) -> &str {
-    match v.split_once(';') {
-        Some((t, rest)) if !t.contains(' ') && t.len() <= 12 => rest.trim(),
-        _ => v.trim(),
-    }
-}
-
-/// A bounce without a report part: what the human-readable text says, best effort.
-fn report_from_text(msg: &Message<'_>, text: &str, to: &[Mailbox]) -> DeliveryReport {
-    let status = STATUS_CODE.captures(text).map(|c| c[1].to_string());
-    let diagnostic = status.as_ref().and_then(|s| {
-        text.lines()
-            .find(|l| l.contains(s.as_str()))
-            .map(|l| l.trim().to_string())
-    });
-    let mut original = None;
-    for part in msg.parts.iter().skip(1) {
-        original = returned_message_id(&part.body);
-        if original.is_some() {
-            break;
-        }
-    }
-    DeliveryReport {
-        final_recipient: failed_recipient(text, to),
-        action: status
-            .as_ref()
-            .filter(|s| s.starts_with('5'))
-            .map(|_| "failed".to_string()),
-        status,
-        diagnostic_code: diagnostic,
-        original_message_id: original
-            .or_else(|| MESSAGE_ID_LINE.captures(text).map(|c| clean_id(&c[1]))),
-    }
-}
-
-/// The first address in a bounce's text that is neither ours (its To) nor the mail system's;
-/// `<…>` forms first, as Postfix and qmail write the failed recipient that way.
-fn failed_recipient(text: &str, to: &[Mailbox]) -> Option<String> {
-    let acceptable = |a: &str| {
-        let a = a.to_lowercase();
-        let local = a.split('@').next().unwrap_or_default().to_string();
-        let ours = to.iter().any(|m| m.address == a);
-        let system = matches!(local.as_str(), "mailer-daemon" | "postmaster");
-        (!ours && !system).then_some(a)
-    };
-    ANGLE_ADDRESS
-        .captures_iter(text)
-        .find_map(|c| acceptable(&c[1]))
-        .or_else(|| {
-            BARE_ADDRESS
-                .find_iter(text)
-                .find_map(|m| acceptable(m.as_str()))
-        })
-}
-
 /// HTML → text lines; lines inside `<blockquote>` or Gmail/Yahoo quote containers get one
 /// `> ` per level, as a plain-text client would have written them.
 pub fn html_to_text(html: &str) -> String {
     let mut b = TextBuilder::default();
     let mut rest = html;
+    // Tags (script, style, title) whose end tag is known not to occur in what is left: looking
+    // again for each later unclosed one would make the reading quadratic (issue 7, hostile
+    // input: 100 000 `<script>` took minutes).
+    let mut unclosed: [bool; 3] = [false; 3];
     while !rest.is_empty() {
         let Some(lt) = rest.find('<') else {
             b.text(rest);
@@ -438,11 +272,17 @@ pub fn html_to_text(html: &str) -> String {
             .unwrap_or(tag.len());
         let name = tag[..name_end].to_ascii_lowercase();
         let attrs = tag[name_end..].to_ascii_lowercase();
-        if !closing && matches!(name.as_str(), "script" | "style" | "title") {
+        let skipped = ["script", "style", "title"].iter().position(|t| *t == name);
+        if let (false, Some(k)) = (closing, skipped) {
             // Without its end tag the element is ignored rather than swallowing the mail.
-            if let Some(e) = find_ascii_ci(rest, &format!("</{name}")) {
-                rest = &rest[e..];
-                continue;
+            if !unclosed[k] {
+                match find_ascii_ci(rest, &format!("</{name}")) {
+                    Some(e) => {
+                        rest = &rest[e..];
+                        continue;
+                    }
+                    None => unclosed[k] = true,
+                }
             }
         }
         b.tag(&name, &attrs, closing);
@@ -596,7 +436,7 @@ impl TextBuilder {
             } else {
                 last_blank = false;
             }
-            let prefixed = format!("{}{line}", "> ".repeat(*depth));
+            let prefixed = format!("{}{line}", "> ".repeat((*depth).min(MAX_QUOTE_MARKS)));
             out.push_str(prefixed.trim_end());
             out.push('\n');
         }
@@ -752,6 +592,20 @@ mod tests {
         assert_eq!(html_to_text("&amp;&bogus;&#233;&#xE9;"), "&&bogus;éé");
         assert_eq!(html_to_text("<STYLE>p{}</Style>a<title>t</title>"), "a");
         assert_eq!(html_to_text("a<title>unclosed"), "aunclosed");
+    }
+
+    #[test]
+    fn issue7_deeply_nested_quotes_get_a_bounded_number_of_quote_marks() {
+        let text = html_to_text(&"<blockquote>x".repeat(1000));
+        let longest = text.lines().map(str::len).max().unwrap_or_default();
+        assert_eq!(
+            longest,
+            MAX_QUOTE_MARKS * 2 + 1,
+            "{:?}",
+            text.lines().last()
+        );
+        assert!(text.lines().all(|l| l.ends_with('x')));
+        assert_eq!(html_to_text("<blockquote><blockquote>a"), "> > a");
     }
 
     #[test]

@@ -293,16 +293,19 @@ fn trailing_contact_block(lines: &[&str]) -> Option<usize> {
 }
 
 fn take_mobile_footers(mut body: Vec<&str>) -> (Vec<&str>, Vec<&str>) {
+    // Collected last-first and turned round once: inserting each at the front made a reply
+    // of 100 000 footer lines quadratic (issue 7, hostile input).
     let mut footers = Vec::new();
     while let Some(last) = body.iter().rposition(|l| !l.trim().is_empty()) {
         let line = fold(body[last].trim());
         if line.chars().count() <= 80 && MOBILE_FOOTER.is_match(&line) {
-            footers.insert(0, body[last]);
+            footers.push(body[last]);
             body.truncate(last);
         } else {
             break;
         }
     }
+    footers.reverse();
     (body, footers)
 }
 

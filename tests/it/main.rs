@@ -11,6 +11,7 @@ mod governance;
 mod planning;
 mod report;
 mod send_faults;
+mod secrets;
 mod store;
 mod tls;
 mod trust;
