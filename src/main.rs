@@ -66,13 +66,19 @@ enum Command {
         #[arg(long)]
         summary: bool,
     },
-    /// Render or send a group's digest.
+    /// Render, send or resend a group's digest (of the last slot, or of `--at`).
     Digest {
         group: String,
-        #[arg(long, conflicts_with = "preview")]
+        #[arg(long, conflicts_with_all = ["preview", "resend"])]
         send: bool,
         #[arg(long)]
         preview: Option<PathBuf>,
+        /// Send again a digest already claimed (uncertain after a crash, failed, or sent).
+        #[arg(long, conflicts_with = "preview")]
+        resend: bool,
+        /// A slot of the group's cron, RFC 3339 (e.g. 2026-03-30T08:00:00+02:00).
+        #[arg(long, value_parser = mystery::digest::command::parse_slot)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Load businesses from a CSV file (id,name,group,email,phone,timezone,city,hours).
     Import { file: PathBuf },
@@ -151,10 +157,20 @@ fn main() -> ExitCode {
                 group,
                 send,
                 preview,
-            } => {
-                mystery::digest::command(&cli.config, &group, send, preview.as_deref(), &mut out)
-                    .await
-            }
+                resend,
+                at,
+            } => match commands::load_config(&cli.config) {
+                Ok(config) => {
+                    let args = mystery::digest::CommandArgs {
+                        send,
+                        resend,
+                        preview: preview.as_deref(),
+                        at,
+                    };
+                    mystery::digest::command(config, &group, args, &mut out).await
+                }
+                Err(e) => Err(e),
+            },
             Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
         }
     });

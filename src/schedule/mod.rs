@@ -19,7 +19,7 @@
 
 pub mod cron;
 pub mod hours;
-mod local;
+pub(crate) mod local;
 pub mod window;
 
 pub use self::cron::CronExpr;
