@@ -127,10 +127,14 @@ impl DigestPeriod {
             return None;
         }
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let n: u32 = rest[..digits].parse().ok()?;
             rest = rest[digits..].trim_start();
-            let unit = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
             let per = match &rest[..unit] {
                 "d" | "day" | "days" => 1,
                 "w" | "week" | "weeks" => 7,

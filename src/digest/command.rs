@@ -96,7 +96,11 @@ pub async fn run_command(
         writeln!(out, "  (the period is not over yet: figures so far)")?;
     }
     let row = super::find_claim(cx, g, p).await?;
-    writeln!(out, "  state:         {}", state_line(cx, g, tz, row.as_ref()))?;
+    writeln!(
+        out,
+        "  state:         {}",
+        state_line(cx, g, tz, row.as_ref())
+    )?;
     let in_progress = super::in_progress_for(cx);
     for other in ledger::unresolved(&cx.store, &g.id, i64::MIN).await? {
         let this = row
@@ -304,7 +308,7 @@ async fn resend(cx: &Context, g: &Group, slot: DateTime<Utc>, out: &mut dyn Writ
                 (cx.now_ms() - r.claimed_at) / 1000,
                 utc_instant(r.claimed_at + super::in_progress_for(cx))
             )?;
-            1
+            Ok(1)
         }
         Resend::Raced(r) => {
             writeln!(
@@ -313,7 +317,7 @@ async fn resend(cx: &Context, g: &Group, slot: DateTime<Utc>, out: &mut dyn Writ
                  `mystery digest {}`",
                 r.state, r.message_id, g.id
             )?;
-            1
+            Ok(1)
         }
     }
 }
@@ -329,6 +333,9 @@ mod tests {
             Ok("2026-03-30T06:00:00+00:00".to_owned())
         );
         let e = parse_slot("2026-03-30 08:00").unwrap_err();
-        assert!(e.contains("RFC 3339") && e.contains("2026-03-30 08:00"), "{e}");
+        assert!(
+            e.contains("RFC 3339") && e.contains("2026-03-30 08:00"),
+            "{e}"
+        );
     }
 }

@@ -55,7 +55,7 @@ pub enum Delivery {
         sent_at: i64,
     },
     /// Another daemon or an earlier run has it (sent, sending, failed or waiting to retry).
-    AlreadyClaimed(ledger::DigestRecord),
+    AlreadyClaimed(Box<ledger::DigestRecord>),
     /// Nothing was accepted; the claim is released for a retry at this time.
     RetryLater {
         at: i64,
@@ -278,8 +278,7 @@ async fn send_claimed(
         Err(e @ SendError::Transient(_)) => {
             let at = cx.now_ms() + RETRY_AFTER.as_millis() as i64;
             let error = e.to_string();
-            ledger::mark_retry(&cx.store, &group.id, period_start, &message_id, &error, at)
-                .await?;
+            ledger::mark_retry(&cx.store, &group.id, period_start, &message_id, &error, at).await?;
             Ok(Delivery::RetryLater { at, error })
         }
         Err(e @ SendError::Uncertain(_)) => {
@@ -327,10 +326,12 @@ pub async fn find_claim(
     group: &Group,
     period: Period,
 ) -> Result<Option<ledger::DigestRecord>> {
-    Ok(match ledger::find(&cx.store, &group.id, period.start_ms).await? {
-        Some(row) => Some(row),
-        None => ledger::find_by_end(&cx.store, &group.id, period.end_ms).await?,
-    })
+    Ok(
+        match ledger::find(&cx.store, &group.id, period.start_ms).await? {
+            Some(row) => Some(row),
+            None => ledger::find_by_end(&cx.store, &group.id, period.end_ms).await?,
+        },
+    )
 }
 
 /// Sends the digest of the period ending at `slot`, unless it was claimed before: claim,
@@ -343,7 +344,7 @@ pub async fn deliver(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result
             && existing.period_start == period.start_ms
             && existing.retry_at.is_some_and(|t| t <= cx.now_ms());
         if !retry_due {
-            return Ok(Delivery::AlreadyClaimed(existing));
+            return Ok(Delivery::AlreadyClaimed(Box::new(existing)));
         }
     }
     // A configuration that cannot send is an error before the claim: the period stays free
@@ -368,7 +369,7 @@ pub async fn deliver(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result
         let existing = ledger::find(&cx.store, &group.id, period.start_ms)
             .await?
             .ok_or_else(|| anyhow!("digest claim lost and no row found"))?;
-        return Ok(Delivery::AlreadyClaimed(existing));
+        return Ok(Delivery::AlreadyClaimed(Box::new(existing)));
     }
     send_claimed(cx, group, period.start_ms, message_id, message).await
 }
@@ -380,13 +381,13 @@ pub enum Resend {
     FirstSend(Delivery),
     /// Sent again over the row shown (its state before the resend), with the outcome.
     Again {
-        before: ledger::DigestRecord,
+        before: Box<ledger::DigestRecord>,
         outcome: Delivery,
     },
     /// The row is `sending` and young: its sender may still be at it. Not sent.
-    InProgress(ledger::DigestRecord),
+    InProgress(Box<ledger::DigestRecord>),
     /// Someone else changed the row between the look and the claim. Not sent.
-    Raced(ledger::DigestRecord),
+    Raced(Box<ledger::DigestRecord>),
 }
 
 /// `--resend`: a person decided to send the digest of `slot` again, whatever its state
@@ -400,7 +401,7 @@ pub async fn resend(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result<
     };
     let now = cx.now_ms();
     if seen.state == "sending" && !is_uncertain(&seen, now, in_progress_for(cx)) {
-        return Ok(Resend::InProgress(seen));
+        return Ok(Resend::InProgress(Box::new(seen)));
     }
     cx.mailer().await?;
     let (rendered, message_id, message) = prepare(cx, group, digest, period).await?;
@@ -422,13 +423,13 @@ pub async fn resend(cx: &Context, group: &Group, slot: DateTime<Utc>) -> Result<
     .await?;
     if !claimed {
         let now_row = find_claim(cx, group, period).await?.unwrap_or(seen);
-        return Ok(Resend::Raced(now_row));
+        return Ok(Resend::Raced(Box::new(now_row)));
     }
     tracing::warn!(group = %group.id, earlier = %seen.message_id, %message_id,
         "digest resent on a person's decision (--resend), was {}", seen.state);
     let outcome = send_claimed(cx, group, period.start_ms, message_id, message).await?;
     Ok(Resend::Again {
-        before: seen,
+        before: Box::new(seen),
         outcome,
     })
 }
@@ -477,7 +478,9 @@ pub fn uncertain_line(group: &Group, row: &ledger::DigestRecord) -> String {
         ),
         _ => format!(
             "uncertain since {since}: may or may not have been delivered ({})",
-            row.error.as_deref().unwrap_or("the server's answer was lost")
+            row.error
+                .as_deref()
+                .unwrap_or("the server's answer was lost")
         ),
     };
     format!(

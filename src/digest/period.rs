@@ -88,12 +88,12 @@ impl<'a> Rule<'a> {
                     end: end.to_rfc3339(),
                 })?
             }
-            (None, Some(cron)) => previous_slot(cron, self.tz, end).ok_or_else(|| {
-                PeriodError::NoEarlierSlot {
+            (None, Some(cron)) => {
+                previous_slot(cron, self.tz, end).ok_or_else(|| PeriodError::NoEarlierSlot {
                     cron: cron.to_string(),
                     end: end.to_rfc3339(),
-                }
-            })?,
+                })?
+            }
             // Unreachable through `of`; a rule with neither counts one week.
             (None, None) => end - Duration::days(7),
         };
@@ -280,7 +280,10 @@ mod tests {
     fn a_fixed_duration_period_would_have_counted_an_hour_twice_or_lost_one() {
         // What the digest did before issue 7: slot − 168 h, which starts at 07:00 or 09:00.
         let monday = cron("0 8 * * Mon");
-        let exact = rule(&monday, Some(DigestPeriod::Exact(StdDuration::from_secs(7 * 86_400))));
+        let exact = rule(
+            &monday,
+            Some(DigestPeriod::Exact(StdDuration::from_secs(7 * 86_400))),
+        );
         let spring = exact.ending_at(utc("2026-03-30T08:00:00+02:00")).unwrap();
         assert_eq!(bounds(spring).0, utc("2026-03-23T07:00:00+01:00"));
         let autumn = exact.ending_at(utc("2026-10-26T08:00:00+01:00")).unwrap();
@@ -368,7 +371,10 @@ mod tests {
     #[test]
     fn hours_and_other_units_stay_exact_durations() {
         let daily = cron("0 8 * * *");
-        let r = rule(&daily, Some(DigestPeriod::Exact(StdDuration::from_secs(12 * 3600))));
+        let r = rule(
+            &daily,
+            Some(DigestPeriod::Exact(StdDuration::from_secs(12 * 3600))),
+        );
         let p = r.ending_at(utc("2026-03-29T08:00:00+02:00")).unwrap();
         assert_eq!(len_h(p), 12);
         assert_eq!(DigestPeriod::calendar_days("7d"), Some(7));

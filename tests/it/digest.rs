@@ -852,27 +852,39 @@ digest = {{ cron = "0 8 1 * *", timezone = "Europe/Paris", to = ["q@mois.test"],
     let (code, said) = say(&cx, "nord", at("2026-03-30T08:00:00+02:00")).await;
     assert_eq!(code, 0);
     println!("{}", said.lines().take(4).collect::<Vec<_>>().join("\n"));
-    assert!(said.contains(
-        "  period:        2026-03-23 08:00 +01:00 (2026-03-23T07:00:00Z) → \
+    assert!(
+        said.contains(
+            "  period:        2026-03-23 08:00 +01:00 (2026-03-23T07:00:00Z) → \
          2026-03-30 08:00 +02:00 (2026-03-30T06:00:00Z), 167 h\n"
-    ), "{said}");
-    assert!(said.contains(
-        "  period before: 2026-03-16 08:00 +01:00 (2026-03-16T07:00:00Z) → \
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "  period before: 2026-03-16 08:00 +01:00 (2026-03-16T07:00:00Z) → \
          2026-03-23 08:00 +01:00 (2026-03-23T07:00:00Z), 168 h\n"
-    ), "{said}");
+        ),
+        "{said}"
+    );
     assert!(said.contains("  state:         not sent yet\n"), "{said}");
     let (_, said) = say(&cx, "nord", at("2026-10-26T07:00:00Z")).await;
     println!("{}", said.lines().take(4).collect::<Vec<_>>().join("\n"));
-    assert!(said.contains(
-        "  period:        2026-10-19 08:00 +02:00 (2026-10-19T06:00:00Z) → \
+    assert!(
+        said.contains(
+            "  period:        2026-10-19 08:00 +02:00 (2026-10-19T06:00:00Z) → \
          2026-10-26 08:00 +01:00 (2026-10-26T07:00:00Z), 169 h\n"
-    ), "{said}");
+        ),
+        "{said}"
+    );
     // A monthly cron: the calendar month, March less an hour, October plus one.
     let (_, said) = say(&cx, "mois", at("2026-04-01T08:00:00+02:00")).await;
     assert!(said.contains("  period:        2026-03-01 08:00 +01:00 (2026-03-01T07:00:00Z) → 2026-04-01 08:00 +02:00 (2026-04-01T06:00:00Z), 743 h\n"), "{said}");
     assert!(said.contains("  period before: 2026-02-01 08:00 +01:00 (2026-02-01T07:00:00Z) → 2026-03-01 08:00 +01:00 (2026-03-01T07:00:00Z), 672 h\n"), "{said}");
     let (_, said) = say(&cx, "mois", at("2026-11-01T08:00:00+01:00")).await;
-    assert!(said.contains("→ 2026-11-01 08:00 +01:00 (2026-11-01T07:00:00Z), 745 h\n"), "{said}");
+    assert!(
+        said.contains("→ 2026-11-01 08:00 +01:00 (2026-11-01T07:00:00Z), 745 h\n"),
+        "{said}"
+    );
 
     // An instant that is no slot is refused, naming the slots around it.
     let mut out = Vec::new();
@@ -1006,15 +1018,32 @@ timezone = "Europe/Paris"
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((row.state.as_str(), row.message_id.as_str()), ("sending", lost.as_str()));
     assert_eq!(
-        store.schedule_cursor(&format!("digest:{group}")).await.unwrap(),
+        (row.state.as_str(), row.message_id.as_str()),
+        ("sending", lost.as_str())
+    );
+    assert_eq!(
+        store
+            .schedule_cursor(&format!("digest:{group}"))
+            .await
+            .unwrap(),
         Some(slot_ms)
     );
     // Nor does a plain --send.
-    let (code, said) = say(&cx, &group, digest::CommandArgs { send: true, ..at_slot }).await;
+    let (code, said) = say(
+        &cx,
+        &group,
+        digest::CommandArgs {
+            send: true,
+            ..at_slot
+        },
+    )
+    .await;
     assert_eq!(code, 0);
-    assert!(said.contains("already sending") && said.contains("not sent again"), "{said}");
+    assert!(
+        said.contains("already sending") && said.contains("not sent again"),
+        "{said}"
+    );
 
     // A person decides: --resend sends it, once, with a new Message-ID.
     let (code, said) = say(&cx, &group, resend).await;
@@ -1031,7 +1060,15 @@ timezone = "Europe/Paris"
     assert_eq!(row.earlier_message_ids.as_deref(), Some(lost.as_str()));
     assert!(row.claimed_by.as_deref().unwrap().starts_with("--resend "));
     // A second plain --send: already sent.
-    let (code, said) = say(&cx, &group, digest::CommandArgs { send: true, ..at_slot }).await;
+    let (code, said) = say(
+        &cx,
+        &group,
+        digest::CommandArgs {
+            send: true,
+            ..at_slot
+        },
+    )
+    .await;
     assert_eq!(code, 0);
     assert!(said.contains("already sent"), "{said}");
     assert!(said.contains("resent 1 time(s) by --resend"), "{said}");
@@ -1047,7 +1084,9 @@ timezone = "Europe/Paris"
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(got.len(), 1);
-    let msg = mail_parser::MessageParser::default().parse(&got[0]).unwrap();
+    let msg = mail_parser::MessageParser::default()
+        .parse(&got[0])
+        .unwrap();
     assert_eq!(msg.message_id(), Some(row.message_id.as_str()));
 
     // --resend on a digest marked sent is a person's explicit choice: it goes again, said so.
@@ -1065,7 +1104,10 @@ timezone = "Europe/Paris"
         if n == 2 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "{n} digests in the lab");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{n} digests in the lab"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
