@@ -265,6 +265,61 @@ store_test!(
     }
 );
 
+store_test!(
+    a_resend_takes_a_claim_back_once_and_keeps_the_earlier_message_id,
+    |store| {
+        // issue 7: `--resend` is a compare-and-swap on the row the person was shown.
+        let claim = |mid: &'static str, owner: &'static str, now: i64| ledger::NewClaim {
+            group_id: "nord",
+            period_start: 1_000,
+            period_end: 2_000,
+            message_id: mid,
+            subject: "s",
+            recipients: "q@x.test",
+            owner,
+            now_ms: now,
+        };
+        assert!(ledger::claim(&store, &claim("m1", "crashed", 10))
+            .await
+            .unwrap());
+        let seen = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!((seen.state.as_str(), seen.claimed_at), ("sending", 10));
+        let p = Period {
+            start_ms: 1_000,
+            end_ms: 2_000,
+        };
+        let (c2, c3) = (claim("m2", "--resend a", 50), claim("m3", "--resend b", 50));
+        let (a, b) = tokio::join!(
+            ledger::reclaim_for_resend(&store, &seen, p, &c2),
+            ledger::reclaim_for_resend(&store, &seen, p, &c3),
+        );
+        assert!(
+            a.unwrap() ^ b.unwrap(),
+            "two resends of one row: exactly one sends"
+        );
+        let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!(row.state, "sending");
+        assert_eq!((row.attempts, row.resends, row.resent_at), (2, 1, Some(50)));
+        assert_eq!(row.earlier_message_ids.as_deref(), Some("m1"));
+        assert_eq!(row.claimed_at, 50);
+        ledger::mark_sent(&store, "nord", 1_000, &row.message_id, 60)
+            .await
+            .unwrap();
+        let sent = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert!(
+            ledger::reclaim_for_resend(&store, &sent, p, &claim("m4", "--resend c", 70))
+                .await
+                .unwrap()
+        );
+        let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!(
+            row.earlier_message_ids.as_deref(),
+            Some(format!("m1 {}", sent.message_id).as_str())
+        );
+        assert_eq!(row.resends, 2);
+    }
+);
+
 #[test]
 fn business_time_counts_only_opening_hours() {
     use chrono::TimeZone;
