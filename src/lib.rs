@@ -14,9 +14,9 @@ pub mod digest;
 pub mod dispatch;
 pub mod email;
 pub mod fault;
-pub mod outage;
 #[cfg(test)]
 mod hostile;
+pub mod outage;
 pub mod report;
 pub mod schedule;
 pub mod score;

@@ -69,13 +69,19 @@ enum Command {
         #[arg(long)]
         summary: bool,
     },
-    /// Render or send a group's digest.
+    /// Render, send or resend a group's digest (of the last slot, or of `--at`).
     Digest {
         group: String,
-        #[arg(long, conflicts_with = "preview")]
+        #[arg(long, conflicts_with_all = ["preview", "resend"])]
         send: bool,
         #[arg(long)]
         preview: Option<PathBuf>,
+        /// Send again a digest already claimed (uncertain after a crash, failed, or sent).
+        #[arg(long, conflicts_with = "preview")]
+        resend: bool,
+        /// A slot of the group's cron, RFC 3339 (e.g. 2026-03-30T08:00:00+02:00).
+        #[arg(long, value_parser = mystery::digest::command::parse_slot)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Apply `[storage] retention` now: drop old raw mail, recordings and transcripts.
     Purge {
@@ -171,10 +177,20 @@ fn main() -> ExitCode {
                 group,
                 send,
                 preview,
-            } => {
-                mystery::digest::command(&cli.config, &group, send, preview.as_deref(), &mut out)
-                    .await
-            }
+                resend,
+                at,
+            } => match mystery::config::load_for_run(&cli.config) {
+                Ok(config) => {
+                    let args = mystery::digest::CommandArgs {
+                        send,
+                        resend,
+                        preview: preview.as_deref(),
+                        at,
+                    };
+                    mystery::digest::command(config, &group, args, &mut out).await
+                }
+                Err(e) => Err(e),
+            },
             Command::Purge { dry_run } => commands::purge(&cli.config, dry_run, &mut out).await,
             Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
         }

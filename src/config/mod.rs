@@ -139,7 +139,46 @@ pub struct DigestConfig {
     pub timezone: Tz,
     pub to: Vec<String>,
     pub language: Language,
-    pub period: Duration,
+    /// `None`: from the previous cron slot.
+    pub period: Option<DigestPeriod>,
+}
+
+/// `digest.period`: whole days and weeks are calendar days of the group's time zone (a day
+/// across a clock change has 23 or 25 hours); any other unit is an exact duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestPeriod {
+    CalendarDays(u32),
+    Exact(Duration),
+}
+
+impl DigestPeriod {
+    /// The number of days when `text` is only whole days and weeks ("7d", "1w", "2 weeks 3
+    /// days"); `None` for anything else (left to the duration parser).
+    pub fn calendar_days(text: &str) -> Option<u32> {
+        let mut rest = text.trim();
+        let mut days: u32 = 0;
+        if rest.is_empty() {
+            return None;
+        }
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let n: u32 = rest[..digits].parse().ok()?;
+            rest = rest[digits..].trim_start();
+            let unit = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            let per = match &rest[..unit] {
+                "d" | "day" | "days" => 1,
+                "w" | "week" | "weeks" => 7,
+                _ => return None,
+            };
+            days = days.checked_add(n.checked_mul(per)?)?;
+            rest = rest[unit..].trim_start();
+        }
+        Some(days)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

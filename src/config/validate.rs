@@ -723,11 +723,18 @@ fn groups(cx: &mut Ctx<'_>, raws: &[S<RawGroup>]) -> Vec<Group> {
                     Language::Fr
                 }
             };
-            let period = d
-                .period
-                .as_ref()
-                .and_then(|p| cx.duration(p, "digest.period"))
-                .unwrap_or(Duration::from_secs(7 * 86400));
+            let period = d.period.as_ref().and_then(|p| {
+                let period = match DigestPeriod::calendar_days(p.get_ref()) {
+                    Some(days) => DigestPeriod::CalendarDays(days),
+                    None => DigestPeriod::Exact(cx.duration(p, "digest.period")?),
+                };
+                if matches!(period, DigestPeriod::CalendarDays(0))
+                    || period == DigestPeriod::Exact(Duration::ZERO)
+                {
+                    cx.err(p.span(), "digest.period: must be longer than zero");
+                }
+                Some(period)
+            });
             DigestConfig {
                 cron: cron.unwrap_or_else(|| "0 8 * * Mon".parse().expect("literal cron")),
                 timezone,

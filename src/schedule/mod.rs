@@ -20,7 +20,7 @@
 pub mod cron;
 pub mod governance;
 pub mod hours;
-mod local;
+pub(crate) mod local;
 pub mod window;
 
 pub use self::cron::CronExpr;

@@ -49,8 +49,7 @@ impl Store {
             return Ok(Planned::Exists);
         }
         if *rules != BranchRules::default() {
-            let others =
-                other_due_times(&mut tx, &v.business_id, from_ms(v.due_at), rules).await?;
+            let others = other_due_times(&mut tx, &v.business_id, from_ms(v.due_at), rules).await?;
             if let Err(refusal) = governance::check(rules, from_ms(v.due_at), &others) {
                 return Ok(Planned::Refused(refusal));
             }

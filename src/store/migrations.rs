@@ -197,4 +197,16 @@ CREATE TABLE enquiries (
 )
 "#,
     ),
+    (
+        6,
+        // Digests (issue 7): when the current claim was taken (a `sending` row older than a
+        // send can last is uncertain), and the resends a person asked for (`--resend`), with
+        // the Message-IDs sent before so replies and bounces to them stay traceable.
+        r#"
+ALTER TABLE digests ADD COLUMN claimed_at BIGINT;
+ALTER TABLE digests ADD COLUMN resends BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE digests ADD COLUMN resent_at BIGINT;
+ALTER TABLE digests ADD COLUMN earlier_message_ids TEXT
+"#,
+    ),
 ];

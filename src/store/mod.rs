@@ -16,10 +16,10 @@ pub use aggregate::{
 };
 #[cfg(feature = "seed")]
 mod seed;
-#[cfg(feature = "seed")]
-pub use seed::SeedVisit;
 pub use governance::Planned;
 pub use retention::PurgeCounts;
+#[cfg(feature = "seed")]
+pub use seed::SeedVisit;
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
 pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, StoredEnquiry, Visit, VisitState};

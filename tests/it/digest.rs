@@ -1,6 +1,7 @@
 //! Digests (issue 4): aggregation against hand-computed figures on both backends, the
 //! send-once ledger, and a digest sent by the daemon through the lab, read back over IMAP and
-//! checked against the seeded store.
+//! checked against the seeded store. Issue 7: periods across clock changes (`--at`), and a
+//! digest left `sending` by a crash, shown, never resent by the daemon, resent on `--resend`.
 
 use crate::common::{self, store_test, Backend};
 use futures::StreamExt;
@@ -15,6 +16,13 @@ const H: i64 = 3_600_000;
 const DAY: i64 = 24 * H;
 /// A Monday 08:00 Paris (07:00 UTC), 2026-11-23: the end of the hand-computed period.
 const T: i64 = 1_795_417_200_000;
+
+const SEND: digest::CommandArgs<'static> = digest::CommandArgs {
+    send: true,
+    resend: false,
+    preview: None,
+    at: None,
+};
 
 fn email(business: &str, due: i64, outcome: &str, ttr: Option<i64>) -> SeedVisit {
     SeedVisit {
@@ -257,6 +265,61 @@ store_test!(
     }
 );
 
+store_test!(
+    a_resend_takes_a_claim_back_once_and_keeps_the_earlier_message_id,
+    |store| {
+        // issue 7: `--resend` is a compare-and-swap on the row the person was shown.
+        let claim = |mid: &'static str, owner: &'static str, now: i64| ledger::NewClaim {
+            group_id: "nord",
+            period_start: 1_000,
+            period_end: 2_000,
+            message_id: mid,
+            subject: "s",
+            recipients: "q@x.test",
+            owner,
+            now_ms: now,
+        };
+        assert!(ledger::claim(&store, &claim("m1", "crashed", 10))
+            .await
+            .unwrap());
+        let seen = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!((seen.state.as_str(), seen.claimed_at), ("sending", 10));
+        let p = Period {
+            start_ms: 1_000,
+            end_ms: 2_000,
+        };
+        let (c2, c3) = (claim("m2", "--resend a", 50), claim("m3", "--resend b", 50));
+        let (a, b) = tokio::join!(
+            ledger::reclaim_for_resend(&store, &seen, p, &c2),
+            ledger::reclaim_for_resend(&store, &seen, p, &c3),
+        );
+        assert!(
+            a.unwrap() ^ b.unwrap(),
+            "two resends of one row: exactly one sends"
+        );
+        let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!(row.state, "sending");
+        assert_eq!((row.attempts, row.resends, row.resent_at), (2, 1, Some(50)));
+        assert_eq!(row.earlier_message_ids.as_deref(), Some("m1"));
+        assert_eq!(row.claimed_at, 50);
+        ledger::mark_sent(&store, "nord", 1_000, &row.message_id, 60)
+            .await
+            .unwrap();
+        let sent = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert!(
+            ledger::reclaim_for_resend(&store, &sent, p, &claim("m4", "--resend c", 70))
+                .await
+                .unwrap()
+        );
+        let row = ledger::find(&store, "nord", 1_000).await.unwrap().unwrap();
+        assert_eq!(
+            row.earlier_message_ids.as_deref(),
+            Some(format!("m1 {}", sent.message_id).as_str())
+        );
+        assert_eq!(row.resends, 2);
+    }
+);
+
 #[test]
 fn business_time_counts_only_opening_hours() {
     use chrono::TimeZone;
@@ -429,7 +492,21 @@ targets = {{ reply_within = "8h business", answer_within = "15s" }}
     };
     // It went out on a cron slot (a multiple of 10 s), after the daemons started.
     assert_eq!(first.period_end % 10_000, 0);
-    assert_eq!(first.period_end - first.period_start, 7 * DAY);
+    // Seven calendar days in Paris: 168 h, or 167/169 h when the week holds a clock change.
+    let offset_ms = |ms: i64| {
+        use chrono::{Offset, TimeZone};
+        let at = mystery::clock::from_ms(ms).naive_utc();
+        i64::from(
+            chrono_tz::Europe::Paris
+                .offset_from_utc_datetime(&at)
+                .fix()
+                .local_minus_utc(),
+        ) * 1000
+    };
+    assert_eq!(
+        first.period_end - first.period_start,
+        7 * DAY + offset_ms(first.period_start) - offset_ms(first.period_end)
+    );
     assert!(first.period_end > now);
     // Let a few more slots pass with both daemons running, then restart one.
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -621,7 +698,11 @@ phone = "sip:nice@127.0.0.1:5080"
 
     let preview = tmp.path().join("est.html");
     let mut out = Vec::new();
-    let code = digest::run_command(&cx, "est", false, Some(&preview), &mut out)
+    let args = digest::CommandArgs {
+        preview: Some(&preview),
+        ..Default::default()
+    };
+    let code = digest::run_command(&cx, "est", args, &mut out)
         .await
         .unwrap();
     assert_eq!(code, 0);
@@ -634,7 +715,7 @@ phone = "sip:nice@127.0.0.1:5080"
     assert!(!html.contains("<img"));
 
     let mut out = Vec::new();
-    digest::run_command(&cx, "sud", false, None, &mut out)
+    digest::run_command(&cx, "sud", Default::default(), &mut out)
         .await
         .unwrap();
     let text = plain(&String::from_utf8(out).unwrap());
@@ -708,16 +789,17 @@ timezone = "Europe/London"
 
     let mut out = Vec::new();
     assert_eq!(
-        digest::run_command(&cx, &group, true, None, &mut out)
+        digest::run_command(&cx, &group, SEND, &mut out)
             .await
             .unwrap(),
         0
     );
     let said = String::from_utf8(out).unwrap();
-    assert!(said.starts_with("sent <digest."), "{said}");
+    assert!(said.contains("\nsent <digest."), "{said}");
+    assert!(said.contains("  period:        "), "{said}");
     let mut out = Vec::new();
     assert_eq!(
-        digest::run_command(&cx, &group, true, None, &mut out)
+        digest::run_command(&cx, &group, SEND, &mut out)
             .await
             .unwrap(),
         0
@@ -725,7 +807,9 @@ timezone = "Europe/London"
     let said = String::from_utf8(out).unwrap();
     assert!(said.contains("already sent"), "{said}");
 
-    let row = ledger::find(&store, &group, slot - 7 * DAY)
+    let g = cx.config.group(&group).unwrap();
+    let period = digest::period_ending(g, mystery::clock::from_ms(slot)).unwrap();
+    let row = ledger::find(&store, &group, period.start_ms)
         .await
         .unwrap()
         .unwrap();
@@ -767,4 +851,318 @@ timezone = "Europe/London"
         "names are escaped in HTML"
     );
     assert!(html.contains("<html lang=\"en\">"));
+}
+
+// ---- Issue 7: periods in the group's time zone, and digests lost in a crash ----
+
+fn rfc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    digest::command::parse_slot(s).unwrap()
+}
+
+async fn say(
+    cx: &std::sync::Arc<mystery::Context>,
+    group: &str,
+    args: digest::CommandArgs<'_>,
+) -> (i32, String) {
+    let mut out = Vec::new();
+    let code = digest::run_command(cx, group, args, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("mystery digest {group}: {e:#}"));
+    (code, String::from_utf8(out).unwrap())
+}
+
+/// issue 7, finding 4: `mystery digest GROUP --at SLOT` prints the period of that slot,
+/// counted in the group's zone: 167 h and 169 h for the weeks of the 2026 changes.
+#[tokio::test]
+async fn digest_at_a_slot_prints_its_period_in_local_time_across_both_2026_clock_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = common::store_url(Backend::Sqlite, tmp.path()).await;
+    let text = format!(
+        r#"
+[storage]
+url = "{url}"
+
+[[groups]]
+id = "nord"
+name = "Réseau Nord"
+digest = {{ cron = "0 8 * * Mon", timezone = "Europe/Paris", to = ["q@nord.test"], language = "fr" }}
+
+[[groups]]
+id = "mois"
+name = "Réseau Mensuel"
+digest = {{ cron = "0 8 1 * *", timezone = "Europe/Paris", to = ["q@mois.test"], language = "en" }}
+"#
+    );
+    let config = common::config_from(tmp.path(), &text);
+    let store = Store::connect(&url).await.unwrap();
+    let cx = std::sync::Arc::new(mystery::Context::with_store(
+        config,
+        store,
+        mystery::clock::Clock::manual(rfc("2026-11-29T12:00:00+01:00")),
+    ));
+    let at = |s: &str| digest::CommandArgs {
+        at: Some(rfc(s)),
+        ..Default::default()
+    };
+    let (code, said) = say(&cx, "nord", at("2026-03-30T08:00:00+02:00")).await;
+    assert_eq!(code, 0);
+    println!("{}", said.lines().take(4).collect::<Vec<_>>().join("\n"));
+    assert!(
+        said.contains(
+            "  period:        2026-03-23 08:00 +01:00 (2026-03-23T07:00:00Z) → \
+         2026-03-30 08:00 +02:00 (2026-03-30T06:00:00Z), 167 h\n"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "  period before: 2026-03-16 08:00 +01:00 (2026-03-16T07:00:00Z) → \
+         2026-03-23 08:00 +01:00 (2026-03-23T07:00:00Z), 168 h\n"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("  state:         not sent yet\n"), "{said}");
+    let (_, said) = say(&cx, "nord", at("2026-10-26T07:00:00Z")).await;
+    println!("{}", said.lines().take(4).collect::<Vec<_>>().join("\n"));
+    assert!(
+        said.contains(
+            "  period:        2026-10-19 08:00 +02:00 (2026-10-19T06:00:00Z) → \
+         2026-10-26 08:00 +01:00 (2026-10-26T07:00:00Z), 169 h\n"
+        ),
+        "{said}"
+    );
+    // A monthly cron: the calendar month, March less an hour, October plus one.
+    let (_, said) = say(&cx, "mois", at("2026-04-01T08:00:00+02:00")).await;
+    assert!(said.contains("  period:        2026-03-01 08:00 +01:00 (2026-03-01T07:00:00Z) → 2026-04-01 08:00 +02:00 (2026-04-01T06:00:00Z), 743 h\n"), "{said}");
+    assert!(said.contains("  period before: 2026-02-01 08:00 +01:00 (2026-02-01T07:00:00Z) → 2026-03-01 08:00 +01:00 (2026-03-01T07:00:00Z), 672 h\n"), "{said}");
+    let (_, said) = say(&cx, "mois", at("2026-11-01T08:00:00+01:00")).await;
+    assert!(
+        said.contains("→ 2026-11-01 08:00 +01:00 (2026-11-01T07:00:00Z), 745 h\n"),
+        "{said}"
+    );
+
+    // An instant that is no slot is refused, naming the slots around it.
+    let mut out = Vec::new();
+    let e = digest::run_command(&cx, "nord", at("2026-03-30T09:00:00+02:00"), &mut out)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a slot"), "{e}");
+    assert!(
+        e.contains("2026-03-30T08:00:00+02:00 (before) and 2026-04-06T08:00:00+02:00 (after)"),
+        "{e}"
+    );
+    // A slot to come is previewed (figures so far) but never sent.
+    let (_, said) = say(&cx, "nord", at("2026-11-30T08:00:00+01:00")).await;
+    assert!(said.contains("not over yet"), "{said}");
+    let future = digest::CommandArgs {
+        send: true,
+        ..at("2026-11-30T08:00:00+01:00")
+    };
+    let e = digest::run_command(&cx, "nord", future, &mut Vec::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has not come yet"), "{e}");
+}
+
+/// issue 7 (chaos: a digest left `sending` by a crash is never silently lost): the row a
+/// crashed sender left is shown as uncertain, logged once, never sent by the daemon, and sent
+/// once through the lab on `--resend`; a plain `--send` afterwards says it was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_left_sending_by_a_crash_is_shown_and_sent_again_only_on_resend() {
+    let lab = common::lab();
+    let u = common::unique();
+    let group = format!("crash{u}");
+    let tmp = tempfile::tempdir().unwrap();
+    let url = common::store_url(Backend::Sqlite, tmp.path()).await;
+    let extra = format!(
+        r#"
+[[groups]]
+id = "{group}"
+name = "Réseau Crash"
+digest = {{ cron = "0 8 * * Mon", timezone = "Europe/Paris", to = ["qualite@robot.test"], language = "fr" }}
+
+[[businesses]]
+id = "arras"
+name = "Agence Arras"
+group = "{group}"
+email = "arras.{u}@lille.branch.test"
+timezone = "Europe/Paris"
+"#
+    );
+    let config = common::config_from(tmp.path(), &common::lab_config(lab, &url, &[], &extra));
+    let store = Store::connect(&url).await.unwrap();
+    let slot = rfc("2026-03-30T08:00:00+02:00");
+    let slot_ms = slot.timestamp_millis();
+    let clock = mystery::clock::Clock::manual(slot + chrono::Duration::minutes(2));
+    let cx = std::sync::Arc::new(mystery::Context::with_store(
+        config,
+        store.clone(),
+        clock.clone(),
+    ));
+    let g = cx.config.group(&group).unwrap().clone();
+    let mut seed = email("arras", slot_ms - 2 * DAY, "replied", Some(2 * H));
+    seed.group_id = Some(group.clone());
+    store.seed_finished_visits(&[seed]).await.unwrap();
+    let period = digest::period_ending(&g, slot).unwrap();
+    assert_eq!(period.end_ms - period.start_ms, 167 * H);
+
+    // A daemon claimed the period one second after the slot and died before recording it.
+    let lost = format!("digest.{group}.{}.lost@robot.test", period.start_ms);
+    let claim = ledger::NewClaim {
+        group_id: &group,
+        period_start: period.start_ms,
+        period_end: period.end_ms,
+        message_id: &lost,
+        subject: "s",
+        recipients: "qualite@robot.test",
+        owner: "crashed-daemon",
+        now_ms: slot_ms + 1_000,
+    };
+    assert!(ledger::claim(&store, &claim).await.unwrap());
+    let at_slot = digest::CommandArgs {
+        at: Some(slot),
+        ..Default::default()
+    };
+    let resend = digest::CommandArgs {
+        resend: true,
+        ..at_slot
+    };
+
+    // Two minutes on, it may still be in progress: shown so, and `--resend` waits.
+    let (_, said) = say(&cx, &group, at_slot).await;
+    assert!(said.contains("probably still in progress"), "{said}");
+    let (code, said) = say(&cx, &group, resend).await;
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("may still be sending it"), "{said}");
+    assert_eq!(digest::new_uncertain(&cx, &g).await.unwrap().0.len(), 0);
+
+    // An hour on, its sender is gone: uncertain, in `mystery digest` with or without --at.
+    clock.set(slot + chrono::Duration::hours(1));
+    for args in [at_slot, Default::default()] {
+        let (code, said) = say(&cx, &group, args).await;
+        assert_eq!(code, 0);
+        assert!(
+            said.contains(
+                "  state:         sending since 2026-03-30 08:00:01 +02:00 \
+                 (2026-03-30T06:00:01Z), uncertain: may or may not have been delivered"
+            ),
+            "{said}"
+        );
+        assert!(
+            said.contains(&format!(
+                "`mystery digest {group} --resend --at 2026-03-30T08:00:00+02:00`"
+            )),
+            "{said}"
+        );
+    }
+    // The daemon's warning: once per digest.
+    let (lines, _) = digest::new_uncertain(&cx, &g).await.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&lost), "{}", lines[0]);
+    assert!(digest::new_uncertain(&cx, &g).await.unwrap().0.is_empty());
+
+    // The daemon reaches that slot (its cursor is before it) and does not send it.
+    store
+        .set_schedule_cursor(&format!("digest:{group}"), slot_ms - 1)
+        .await
+        .unwrap();
+    digest::step(&cx).await.unwrap();
+    let row = ledger::find(&store, &group, period.start_ms)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.message_id.as_str()),
+        ("sending", lost.as_str())
+    );
+    assert_eq!(
+        store
+            .schedule_cursor(&format!("digest:{group}"))
+            .await
+            .unwrap(),
+        Some(slot_ms)
+    );
+    // Nor does a plain --send.
+    let (code, said) = say(
+        &cx,
+        &group,
+        digest::CommandArgs {
+            send: true,
+            ..at_slot
+        },
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        said.contains("already sending") && said.contains("not sent again"),
+        "{said}"
+    );
+
+    // A person decides: --resend sends it, once, with a new Message-ID.
+    let (code, said) = say(&cx, &group, resend).await;
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("it was sending (<"), "{said}");
+    assert!(said.contains("\nsent <digest."), "{said}");
+    let row = ledger::find(&store, &group, period.start_ms)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, "sent");
+    assert_ne!(row.message_id, lost);
+    assert_eq!((row.attempts, row.resends), (2, 1));
+    assert_eq!(row.earlier_message_ids.as_deref(), Some(lost.as_str()));
+    assert!(row.claimed_by.as_deref().unwrap().starts_with("--resend "));
+    // A second plain --send: already sent.
+    let (code, said) = say(
+        &cx,
+        &group,
+        digest::CommandArgs {
+            send: true,
+            ..at_slot
+        },
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(said.contains("already sent"), "{said}");
+    assert!(said.contains("resent 1 time(s) by --resend"), "{said}");
+
+    // The lab's mailbox has exactly the resent digest: the lost claim never left.
+    let prefix = format!("digest.{group}.");
+    let start = Instant::now();
+    let got = loop {
+        let got = fetch_by_message_id(&cx, &prefix).await;
+        if !got.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(got.len(), 1);
+    let msg = mail_parser::MessageParser::default()
+        .parse(&got[0])
+        .unwrap();
+    assert_eq!(msg.message_id(), Some(row.message_id.as_str()));
+
+    // --resend on a digest marked sent is a person's explicit choice: it goes again, said so.
+    let (code, said) = say(&cx, &group, resend).await;
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("it was already sent (<"), "{said}");
+    let row = ledger::find(&store, &group, period.start_ms)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.state.as_str(), row.resends), ("sent", 2));
+    let start = Instant::now();
+    loop {
+        let n = fetch_by_message_id(&cx, &prefix).await.len();
+        if n == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{n} digests in the lab"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
