@@ -7,9 +7,8 @@ use crate::common::{self, Backend, Lab};
 use crate::email_lab::{plan_now, wait_done, Daemon};
 use mystery::store::Visit;
 use mystery::Context;
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PASSWORD_ENV: &str = "MYSTERY_TEST_TLS_PASSWORD";
@@ -189,26 +188,6 @@ async fn an_enquiry_sent_over_implicit_tls_is_answered_and_read_after_imap_start
     );
 }
 
-/// A `tracing` writer into memory, so a test can read what the process logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// Standard base64 with padding (RFC 4648), as SASL sends credentials.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -241,19 +220,11 @@ fn base64_matches_rfc_4648() {
     assert_eq!(base64(b"\0u\0p"), "AHUAcA==");
 }
 
-// Single-threaded runtime: every task of the visit runs on this thread, so the subscriber set
-// as this thread's default sees all of their events.
+// The logs of a failed login are searched for the password by `secrets.rs`, through the binary
+// at trace level: an in-process capture here (a thread-local subscriber) came back empty now
+// and then while other tests registered theirs, failing on the capture, not on the product.
 #[tokio::test(flavor = "current_thread")]
 async fn a_wrong_smtp_password_ends_the_visit_send_failed_without_revealing_the_password() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let lab = common::lab();
     let u = common::unique();
     let a = reply_address("reply-d300", &u);
@@ -287,14 +258,8 @@ async fn a_wrong_smtp_password_ends_the_visit_send_failed_without_revealing_the_
         base64(format!("\0{user}\0{WRONG_PASSWORD}").as_bytes()),
         base64(WRONG_PASSWORD.as_bytes()),
     ];
-    let logged = logs.text();
-    assert!(
-        logged.contains("send failed") && logged.contains("535"),
-        "the capture works and holds the failure:\n{logged}"
-    );
     for form in &forms {
         assert!(!error.contains(form.as_str()), "{form} in the stored error");
-        assert!(!logged.contains(form.as_str()), "{form} in the logs");
         assert!(
             !format!("{v:?}").contains(form.as_str()),
             "{form} in the visit"
