@@ -102,11 +102,12 @@ enum FormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // sqlx's own notices ("relation … already exists, skipping") say nothing to a user.
+    // sqlx's own notices ("relation … already exists, skipping") and its slow-query and
+    // slow-pool warnings (a loaded machine) say nothing a user can act on; our errors do.
     let default_level = if matches!(cli.command, Command::Run) {
-        "info,sqlx=warn"
+        "info,sqlx=error"
     } else {
-        "warn"
+        "warn,sqlx=error"
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
