@@ -18,6 +18,9 @@ pub struct Context {
     pub instance: String,
     mailer: OnceCell<Mailer>,
     call_agent: OnceCell<CallAgent>,
+    /// The SMTP server as all of this process's visits see it: one line when it goes away and
+    /// one when it is back, however many visits meet the outage.
+    pub smtp_outage: std::sync::Mutex<crate::outage::Outage>,
 }
 
 impl Context {
@@ -31,7 +34,6 @@ impl Context {
     pub fn with_store(config: Config, store: Store, clock: Clock) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         Self {
-            config: Arc::new(config),
             store,
             clock,
             instance: format!(
@@ -39,6 +41,11 @@ impl Context {
                 std::process::id(),
                 &uuid::Uuid::new_v4().to_string()[..8]
             ),
+            smtp_outage: std::sync::Mutex::new(crate::outage::Outage::new(match &config.smtp {
+                Some(s) => format!("the SMTP server {}:{}", s.host, s.port),
+                None => "the SMTP server".to_owned(),
+            })),
+            config: Arc::new(config),
             mailer: OnceCell::new(),
             call_agent: OnceCell::new(),
         }

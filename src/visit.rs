@@ -148,6 +148,7 @@ async fn run_email(
                 .mark_sent(&visit.id, sent_at, deadline_ms(sent_at))
                 .await?;
             tracing::info!(visit = %visit.id, business = %business.id, "enquiry sent");
+            smtp_outage(cx, None);
         }
         Err(e) if e.is_uncertain() => {
             let data_end = e
@@ -166,7 +167,14 @@ async fn run_email(
         }
         Err(e) if e.is_transient() && visit.attempts < MAX_SEND_ATTEMPTS => {
             let retry_at = cx.now_ms() + 60_000 * visit.attempts.max(1);
-            tracing::warn!(visit = %visit.id, "send refused for now, retrying later: {e}");
+            // No SMTP code: the server itself is away (refused, timed out), an outage said
+            // once for all visits; a coded refusal concerns this enquiry.
+            if e.reply_code().is_none() {
+                smtp_outage(cx, Some(&e));
+                tracing::info!(visit = %visit.id, "send deferred, retrying later: {e}");
+            } else {
+                tracing::warn!(visit = %visit.id, "send refused for now, retrying later: {e}");
+            }
             cx.store
                 .retry_later(&visit.id, retry_at, &e.to_string(), cx.now_ms())
                 .await?;
@@ -179,6 +187,19 @@ async fn run_email(
         }
     }
     Ok(())
+}
+
+/// Tells the process's SMTP outage tracker how a send went (`None`: the server answered).
+fn smtp_outage(cx: &Context, failure: Option<&crate::email::send::SendError>) {
+    let Ok(mut outage) = cx.smtp_outage.lock() else {
+        return;
+    };
+    match failure {
+        None => outage.ok(),
+        Some(e) => {
+            outage.failed(&anyhow::anyhow!("{e}"));
+        }
+    }
 }
 
 /// Renders and formats the enquiry of a visit under a new Message-ID.
