@@ -351,10 +351,13 @@ impl Store {
         .execute(&self.pool)
         .await?;
         // A reply that came while we waited for the 250 ended the visit already: it keeps its
-        // outcome and gets its send time and reply times.
+        // outcome and gets its send time and reply times. Seen before we read the 250 (a slow
+        // process, a fast relay), it counts as answered at once, never in negative time.
         sqlx::query(
-            "UPDATE visits SET sent_at = $2, time_to_reply_ms = first_reply_at - $2,
-               time_to_ack_ms = first_ack_at - $2, updated_at = $2
+            "UPDATE visits SET sent_at = $2,
+               time_to_reply_ms = CASE WHEN first_reply_at > $2 THEN first_reply_at - $2 ELSE 0 END,
+               time_to_ack_ms = CASE WHEN first_ack_at > $2 THEN first_ack_at - $2 ELSE 0 END,
+               updated_at = $2
              WHERE id = $1 AND state = 'done' AND sent_at IS NULL AND data_end_at IS NULL
                AND send_uncertain = 0 AND message_id IS NOT NULL",
         )
@@ -392,7 +395,8 @@ impl Store {
         // already `done`): it keeps its outcome and gets the flag and its times from the dot.
         sqlx::query(
             "UPDATE visits SET send_uncertain = 1, error = $2, data_end_at = $3,
-               time_to_reply_ms = first_reply_at - $3, time_to_ack_ms = first_ack_at - $3,
+               time_to_reply_ms = CASE WHEN first_reply_at > $3 THEN first_reply_at - $3 ELSE 0 END,
+               time_to_ack_ms = CASE WHEN first_ack_at > $3 THEN first_ack_at - $3 ELSE 0 END,
                updated_at = $4
              WHERE id = $1 AND state = 'done' AND sent_at IS NULL AND data_end_at IS NULL
                AND message_id IS NOT NULL",

@@ -569,3 +569,46 @@ store_test!(
         assert_eq!(again.recordings_failed, 1);
     }
 );
+
+store_test!(
+    issue7_a_reply_seen_before_the_250_was_read_never_gets_a_negative_time_to_reply,
+    |store| {
+        let v = visit("early", "email", 0);
+        store.plan_visit(&v, 0).await.unwrap();
+        store.claim_due("me", 0, 60_000, 10, None).await.unwrap();
+        store
+            .mark_sending(
+                &v.id,
+                "me",
+                &Sending {
+                    message_id: &format!("{}@r", v.id),
+                    subject: "D",
+                    business_email: "c@l.test",
+                    reply_deadline_ms: 10_000,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        // The watcher takes the reply in (at 5 000) before this process reads the 250 (5 180).
+        let mut reply = human(&v.id, 5_000);
+        if let Effect::HumanReply {
+            time_to_reply_ms,
+            time_to_reply_business_ms,
+            ..
+        } = &mut reply
+        {
+            *time_to_reply_ms = None;
+            *time_to_reply_business_ms = None;
+        }
+        store
+            .record_message(&message(1, Some(&v.id)), &reply)
+            .await
+            .unwrap();
+        store.mark_sent(&v.id, 5_180, 15_180).await.unwrap();
+        let got = store.visit(&v.id).await.unwrap().unwrap();
+        assert_eq!(got.outcome.as_deref(), Some("replied"));
+        assert_eq!(got.sent_at, Some(5_180));
+        assert_eq!(got.time_to_reply_ms, Some(0), "{got:?}");
+    }
+);
