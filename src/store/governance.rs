@@ -54,25 +54,9 @@ impl Store {
                 return Ok(Planned::Refused(refusal));
             }
         }
-        sqlx::query(
-            "INSERT INTO visits (id, slot_key, schedule_id, business_id, group_id, scenario_id,
-               channel, persona_id, state, due_at, window_end, reference, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'planned', $9, $10, $11, $12, $12)",
-        )
-        .bind(&v.id)
-        .bind(&v.slot_key)
-        .bind(v.schedule_id.clone())
-        .bind(&v.business_id)
-        .bind(v.group_id.clone())
-        .bind(&v.scenario_id)
-        .bind(&v.channel)
-        .bind(v.persona_id.clone())
-        .bind(v.due_at)
-        .bind(v.window_end)
-        .bind(&v.reference)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        if !super::visits::insert_planned(&mut *tx, v, now_ms).await? {
+            return Ok(Planned::Exists);
+        }
         tx.commit().await?;
         Ok(Planned::Created)
     }

@@ -217,27 +217,7 @@ pub struct Sending<'a> {
 impl Store {
     /// Creates the visit unless its slot key exists. True when created.
     pub async fn plan_visit(&self, v: &NewVisit, now_ms: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO visits (id, slot_key, schedule_id, business_id, group_id, scenario_id,
-               channel, persona_id, state, due_at, window_end, reference, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'planned', $9, $10, $11, $12, $12)
-             ON CONFLICT (slot_key) DO NOTHING",
-        )
-        .bind(&v.id)
-        .bind(&v.slot_key)
-        .bind(v.schedule_id.clone())
-        .bind(&v.business_id)
-        .bind(v.group_id.clone())
-        .bind(&v.scenario_id)
-        .bind(&v.channel)
-        .bind(v.persona_id.clone())
-        .bind(v.due_at)
-        .bind(v.window_end)
-        .bind(&v.reference)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        insert_planned(&self.pool, v, now_ms).await
     }
 
     /// Claims up to `limit` due visits for `owner` (planned → running, with a lease). Several
@@ -692,4 +672,33 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// The one INSERT of a planned visit, on the pool or inside a caller's transaction. A slot key
+/// that exists already makes it a no-op: false.
+pub(super) async fn insert_planned<'c, E>(ex: E, v: &NewVisit, now_ms: i64) -> Result<bool>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let r = sqlx::query(
+        "INSERT INTO visits (id, slot_key, schedule_id, business_id, group_id, scenario_id,
+           channel, persona_id, state, due_at, window_end, reference, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'planned', $9, $10, $11, $12, $12)
+         ON CONFLICT (slot_key) DO NOTHING",
+    )
+    .bind(&v.id)
+    .bind(&v.slot_key)
+    .bind(v.schedule_id.clone())
+    .bind(&v.business_id)
+    .bind(v.group_id.clone())
+    .bind(&v.scenario_id)
+    .bind(&v.channel)
+    .bind(v.persona_id.clone())
+    .bind(v.due_at)
+    .bind(v.window_end)
+    .bind(&v.reference)
+    .bind(now_ms)
+    .execute(ex)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
