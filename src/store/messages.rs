@@ -142,21 +142,22 @@ impl Store {
     /// The instant up to which every one of `mailboxes` has been read (the oldest `read_at`),
     /// or None while one of them never was: a reply may still sit unread there.
     pub async fn read_horizon(&self, account: &str, mailboxes: &[String]) -> Result<Option<i64>> {
-        let mut horizon = i64::MAX;
-        for mailbox in mailboxes {
-            let read_at: Option<Option<i64>> = sqlx::query_scalar(
-                "SELECT read_at FROM mailbox_checkpoints WHERE account = $1 AND mailbox = $2",
-            )
-            .bind(account)
-            .bind(mailbox)
-            .fetch_optional(&self.pool)
-            .await?;
-            match read_at.flatten() {
-                Some(t) => horizon = horizon.min(t),
-                None => return Ok(None),
-            }
+        // One query per dispatch tick, whatever the number of folders.
+        let rows =
+            sqlx::query("SELECT mailbox, read_at FROM mailbox_checkpoints WHERE account = $1")
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut read = std::collections::HashMap::new();
+        for r in &rows {
+            let mailbox: String = r.try_get("mailbox")?;
+            let at: Option<i64> = r.try_get("read_at")?;
+            read.insert(mailbox, at);
         }
-        Ok(Some(horizon))
+        Ok(mailboxes
+            .iter()
+            .map(|m| read.get(m).copied().flatten())
+            .try_fold(i64::MAX, |h, at| at.map(|t| h.min(t))))
     }
 
     /// Stores a message, applies its effect and advances the checkpoint, atomically. Returns
