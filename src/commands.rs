@@ -25,6 +25,25 @@ pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
             for line in c.governance_lines() {
                 writeln!(out, "governance: {line}")?;
             }
+            if c.scenarios.iter().any(|s| s.channel == config::Channel::Call) {
+                let t = &c.transcribe;
+                match crate::transcribe::model::check(&t.model) {
+                    Ok(m) => writeln!(
+                        out,
+                        "transcription: {} model {} ({}), language {}, {} worker(s) × {} thread(s)",
+                        m.size,
+                        t.model.display(),
+                        if m.multilingual { "multilingual" } else { "English only" },
+                        t.language,
+                        t.workers,
+                        t.threads
+                    )?,
+                    Err(e) => writeln!(
+                        out,
+                        "warning: call visits will have no transcript or score: {e}"
+                    )?,
+                }
+            }
             writeln!(
                 out,
                 "{}: ok ({} businesses, {} scenarios, {} schedules)",
@@ -124,6 +143,7 @@ pub async fn visit(
         return Ok(0);
     }
     let outcome = wait_for_outcome(&cx, &id, daemon).await?;
+    wait_for_transcript(&cx, &id, daemon).await?;
     writeln!(out, "{outcome}")?;
     if let Some(v) = cx.store.visit(&id).await? {
         let j = report::VisitJson::from_visit(&v, cx.store.rules(&id).await?);
@@ -241,6 +261,42 @@ async fn wait_for_outcome(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<S
     watchers.cancel();
     while tasks.join_next().await.is_some() {}
     result
+}
+
+/// Waits until a call visit's transcript and score are in. Alone, this process transcribes
+/// it itself (loading the model now); with a daemon, the daemon's workers do.
+async fn wait_for_transcript(cx: &Arc<Context>, id: &str, daemon: bool) -> Result<()> {
+    let mut stop = std::pin::pin!(wait_for_signal());
+    loop {
+        let v = cx
+            .store
+            .visit(id)
+            .await?
+            .ok_or_else(|| anyhow!("visit {id} vanished"))?;
+        if v.transcript_status.as_deref() != Some("pending") {
+            return Ok(());
+        }
+        if !daemon {
+            let (cx, id) = (cx.clone(), id.to_string());
+            let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let rt = tokio::runtime::Handle::current();
+            let flag = stopped.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                crate::transcribe::work_one(&cx, &rt, Some(&id), &flag)
+            });
+            tokio::select! {
+                r = work => { r??; }
+                _ = &mut stop => {
+                    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(anyhow!("interrupted; the transcript stays queued for the daemon"));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = &mut stop => return Err(anyhow!("interrupted; the transcript stays queued for the daemon")),
+        }
+    }
 }
 
 pub struct ReportArgs {

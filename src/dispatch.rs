@@ -252,6 +252,13 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             ));
         }
     }
+    // Transcription workers only where calls are placed; the model loads on first use.
+    let transcribing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let transcribers = if cx.config.sip.is_some() {
+        crate::transcribe::spawn_workers(&cx, transcribing.clone())
+    } else {
+        Vec::new()
+    };
     let mut tasks = JoinSet::new();
     let mut last_plan = tokio::time::Instant::now() - PLAN_AHEAD;
     let mut last_beat = tokio::time::Instant::now();
@@ -316,6 +323,11 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     }
     watchers.cancel();
     while background.join_next().await.is_some() {}
+    transcribing.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in transcribers {
+        // A transcription in progress is aborted by its callback and its job given back.
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     cx.store.release_lease(&daemon_lease, &cx.instance).await?;
     tracing::info!("daemon stopped");
     Ok(())

@@ -23,5 +23,7 @@ pub mod score;
 pub mod secret;
 pub mod store;
 pub mod text;
+pub mod transcribe;
+pub mod transcript;
 pub mod visit;
 pub use context::Context;

@@ -66,6 +66,7 @@ pub async fn run(cx: &Arc<Context>, visit: Visit) -> Result<()> {
                     name: String::new(),
                     email: String::new(),
                     phone: None,
+                    language: None,
                 });
             run_email(cx, &visit, business, scenario, &persona).await
         }
@@ -306,5 +307,11 @@ async fn run_call(
         })
         .await;
     tracing::info!(visit = %visit.id, business = %business.id, outcome = report.outcome.as_str(), "call ended");
-    cx.store.finish_call(&visit.id, &report, cx.now_ms()).await
+    let answered = report.outcome == crate::call::CallOutcome::Answered;
+    let rings = answered.then(|| cx.config.ring_cadence.rings(report.ring_ms.unwrap_or(0)));
+    let transcript =
+        crate::transcribe::initial_status(&cx.config, answered, report.recording.as_deref());
+    cx.store
+        .finish_call(&visit.id, &report, rings, transcript, cx.now_ms())
+        .await
 }

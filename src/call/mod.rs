@@ -53,6 +53,9 @@ pub enum Step {
     Wait(Duration),
     Dtmf(String),
     Record(Duration),
+    /// Waits for the branch to finish speaking (voice, then 700 ms of silence), at most this
+    /// long: the robot asks its question after the greeting, as a caller does.
+    Listen(Duration),
     Hangup,
 }
 

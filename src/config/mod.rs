@@ -32,6 +32,9 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub imap: Option<ImapConfig>,
     pub sip: Option<CallSettings>,
+    /// `[sip] ring_cadence`, for counting rings (France by default).
+    pub ring_cadence: RingCadence,
+    pub transcribe: TranscribeConfig,
     pub personas: Vec<Persona>,
     pub groups: Vec<Group>,
     pub businesses: Vec<Business>,
@@ -123,6 +126,8 @@ pub struct Persona {
     pub name: String,
     pub email: String,
     pub phone: Option<String>,
+    /// Spoken language of the persona's calls (`fr`, `en`, …), for transcription.
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +246,76 @@ pub struct Scenario {
     pub expect: Vec<Expectation>,
     pub ring_timeout: Duration,
     pub script: Vec<Step>,
+    /// Spoken language of the branch's answer, for transcription.
+    pub language: Option<String>,
+}
+
+/// One ring cycle as the caller hears it: `on` of ring tone, then `off` of silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingCadence {
+    pub on: Duration,
+    pub off: Duration,
+}
+
+impl Default for RingCadence {
+    /// France: 1.5 s on, 3.5 s off.
+    fn default() -> Self {
+        RingCadence {
+            on: Duration::from_millis(1500),
+            off: Duration::from_millis(3500),
+        }
+    }
+}
+
+impl RingCadence {
+    /// Rings heard before an answer after `ring_ms` of ringing: a ring that has begun counts.
+    pub fn rings(&self, ring_ms: i64) -> i64 {
+        let cycle = (self.on + self.off).as_millis().max(1) as i64;
+        if ring_ms <= 0 {
+            0
+        } else {
+            ring_ms / cycle + 1
+        }
+    }
+}
+
+/// `[transcribe]`, with its defaults when the table is absent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscribeConfig {
+    /// A whisper.cpp ggml model file.
+    pub model: PathBuf,
+    /// `fr`, `en`, … or `auto`; a scenario's or persona's `language` comes first.
+    pub language: String,
+    pub workers: usize,
+    /// Threads per transcription.
+    pub threads: usize,
+    /// Only this much of a recording is heard (the greeting and the answer are at the start).
+    pub max_audio: Duration,
+}
+
+impl TranscribeConfig {
+    /// Where `scripts/fetch-model` installs the model: one per-user path for every
+    /// configuration, so a model is fetched once per machine.
+    pub fn default_model() -> PathBuf {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("/var/lib"));
+        base.join("mystery/models/ggml-base.bin")
+    }
+}
+
+impl Default for TranscribeConfig {
+    fn default() -> Self {
+        TranscribeConfig {
+            model: Self::default_model(),
+            language: "fr".into(),
+            workers: 1,
+            threads: 1,
+            max_audio: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

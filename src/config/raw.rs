@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub smtp: Option<RawSmtp>,
     pub imap: Option<RawImap>,
     pub sip: Option<RawSip>,
+    pub transcribe: Option<S<RawTranscribe>>,
     #[serde(default)]
     pub personas: Vec<S<RawPersona>>,
     #[serde(default)]
@@ -82,6 +83,26 @@ pub struct RawSip {
     pub password_env: Option<S<String>>,
     pub rtp_ports: Option<S<String>>,
     pub user_agent: Option<S<String>>,
+    pub ring_cadence: Option<S<RawCadence>>,
+}
+
+/// `[sip] ring_cadence = { on = "1.5s", off = "3.5s" }`: one ring cycle heard by a caller.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCadence {
+    pub on: S<String>,
+    pub off: S<String>,
+}
+
+/// `[transcribe]`: offline transcription of answered calls.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTranscribe {
+    pub model: Option<S<String>>,
+    pub language: Option<S<String>>,
+    pub workers: Option<S<u32>>,
+    pub threads: Option<S<u32>>,
+    pub max_audio: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +112,7 @@ pub struct RawPersona {
     pub name: S<String>,
     pub email: S<String>,
     pub phone: Option<S<String>>,
+    pub language: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +171,7 @@ pub struct RawScenario {
     #[serde(default)]
     pub expect: Vec<S<RawExpect>>,
     pub ring_timeout: Option<S<String>>,
+    pub language: Option<S<String>>,
     #[serde(default)]
     pub script: Vec<S<RawStep>>,
 }
@@ -164,6 +187,10 @@ pub struct RawExpect {
     pub builtin: Option<S<String>>,
     /// For `answers_within`.
     pub limit: Option<S<String>>,
+    /// `answered_within_rings`: the most rings a branch may let go by.
+    pub rings: Option<S<u32>>,
+    /// `names_business` / `greeting`: the names the branch may say, instead of its `name`.
+    pub names: Option<Vec<String>>,
     pub weight: Option<u32>,
 }
 
@@ -174,6 +201,7 @@ pub struct RawStep {
     pub wait: Option<String>,
     pub dtmf: Option<String>,
     pub record: Option<String>,
+    pub listen: Option<String>,
     pub hangup: Option<bool>,
 }
 

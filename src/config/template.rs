@@ -155,6 +155,7 @@ mod tests {
             expect: vec![],
             ring_timeout: Duration::from_secs(30),
             script: vec![],
+            language: None,
         }
     }
 
@@ -178,6 +179,7 @@ mod tests {
             name: "Claire Dupont".into(),
             email: "claire.dupont@robot.test".into(),
             phone: None,
+            language: None,
         }
     }
 

@@ -220,6 +220,7 @@ fn structural_errors(cx: &mut Ctx<'_>, first: &toml::de::Error) {
                 "smtp" => try_as::<RawSmtp>(&doc),
                 "imap" => try_as::<RawImap>(&doc),
                 "sip" => try_as::<RawSip>(&doc),
+                "transcribe" => try_as::<RawTranscribe>(&doc),
                 "businesses_csv" => Ok(()),
                 other => {
                     cx.err(span, format!("unknown key `{other}`"));
@@ -257,7 +258,9 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     let storage = storage(cx, raw.storage.take().unwrap_or_default());
     let smtp = raw.smtp.take().map(|s| smtp(cx, s));
     let imap = raw.imap.take().map(|i| imap(cx, i));
+    let ring_cadence = ring_cadence(cx, raw.sip.as_ref());
     let sip = raw.sip.take().map(|s| sip(cx, s, &storage));
+    let transcribe = transcribe(cx, raw.transcribe.take());
     let personas = personas(cx, &raw.personas);
     let groups = groups(cx, &raw.groups);
     let mut businesses = Vec::new();
@@ -322,6 +325,8 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         smtp,
         imap,
         sip,
+        ring_cadence,
+        transcribe,
         personas,
         groups,
         businesses,
@@ -330,6 +335,85 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         governance,
         warnings: Vec::new(),
     }
+}
+
+fn ring_cadence(cx: &mut Ctx<'_>, s: Option<&RawSip>) -> RingCadence {
+    let Some(c) = s.and_then(|s| s.ring_cadence.as_ref()) else {
+        return RingCadence::default();
+    };
+    let on = cx.duration(&c.get_ref().on, "sip.ring_cadence.on");
+    let off = cx.duration(&c.get_ref().off, "sip.ring_cadence.off");
+    match (on, off) {
+        (Some(on), Some(off)) if !(on + off).is_zero() => RingCadence { on, off },
+        (Some(_), Some(_)) => {
+            cx.err(c.span(), "sip.ring_cadence: on + off must be longer than 0");
+            RingCadence::default()
+        }
+        _ => RingCadence::default(),
+    }
+}
+
+/// A spoken language whisper knows (`fr`, `en`, …), or `auto` when `auto` is allowed.
+fn language(cx: &mut Ctx<'_>, v: &S<String>, what: &str, auto: bool) -> Option<String> {
+    let l = v.get_ref().trim().to_ascii_lowercase();
+    let known = (auto && l == "auto")
+        || (!l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_lowercase())
+            && whisper_rs::get_lang_id(&l).is_some());
+    if known {
+        Some(l)
+    } else {
+        let also = if auto { " or auto" } else { "" };
+        cx.err(
+            v.span(),
+            format!(
+                "{what}: unknown language {:?} (a code such as fr, en, de, es{also})",
+                v.get_ref()
+            ),
+        );
+        None
+    }
+}
+
+fn transcribe(cx: &mut Ctx<'_>, t: Option<S<RawTranscribe>>) -> TranscribeConfig {
+    let mut out = TranscribeConfig::default();
+    let Some(t) = t else { return out };
+    let t = t.into_inner();
+    if let Some(m) = &t.model {
+        let p = m.get_ref().trim();
+        out.model = match p.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(rest))
+                .unwrap_or_else(|| cx.resolve(p)),
+            None => cx.resolve(p),
+        };
+    }
+    if let Some(l) = &t.language {
+        if let Some(l) = language(cx, l, "transcribe.language", true) {
+            out.language = l;
+        }
+    }
+    for (v, slot, what) in [
+        (&t.workers, &mut out.workers, "transcribe.workers"),
+        (&t.threads, &mut out.threads, "transcribe.threads"),
+    ] {
+        if let Some(v) = v {
+            match *v.get_ref() {
+                n @ 1..=64 => *slot = n as usize,
+                n => cx.err(v.span(), format!("{what}: between 1 and 64, not {n}")),
+            }
+        }
+    }
+    if let Some(d) = &t.max_audio {
+        match cx.duration(d, "transcribe.max_audio") {
+            Some(d) if d >= Duration::from_secs(5) && d <= Duration::from_secs(3600) => {
+                out.max_audio = d
+            }
+            Some(_) => cx.err(d.span(), "transcribe.max_audio: between 5s and 1h"),
+            None => {}
+        }
+    }
+    out
 }
 
 /// DESIGN.md *Governance*: each group's `staff_notice`, `min_interval` and `paused`, and each
@@ -679,11 +763,16 @@ fn personas(cx: &mut Ctx<'_>, raws: &[S<RawPersona>]) -> Vec<Persona> {
                 None
             }
         });
+        let language = p
+            .language
+            .as_ref()
+            .and_then(|l| language(cx, l, &format!("persona {:?}: language", p.id.get_ref()), false));
         out.push(Persona {
             id: p.id.get_ref().clone(),
             name: p.name.get_ref().clone(),
             email: p.email.get_ref().to_ascii_lowercase(),
             phone,
+            language,
         });
     }
     out
@@ -1044,8 +1133,39 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                             continue;
                         }
                     },
+                    "greeting" => {
+                        let within = match &e.limit {
+                            Some(l) => match cx.duration(l, "greeting.limit") {
+                                Some(d) => d,
+                                None => continue,
+                            },
+                            None => Duration::from_secs(10),
+                        };
+                        Rule::Builtin(Builtin::Greeting {
+                            names: e.names.clone().unwrap_or_default(),
+                            within,
+                        })
+                    }
+                    "names_business" => Rule::Builtin(Builtin::NamesBusiness {
+                        names: e.names.clone().unwrap_or_default(),
+                    }),
+                    "answered_within_rings" => match &e.rings {
+                        Some(r) if *r.get_ref() >= 1 => {
+                            Rule::Builtin(Builtin::AnsweredWithinRings(*r.get_ref()))
+                        }
+                        _ => {
+                            cx.err(
+                                b.span(),
+                                format!(
+                                    "rule {:?}: answered_within_rings needs rings = 3 (1 or more)",
+                                    e.id.get_ref()
+                                ),
+                            );
+                            continue;
+                        }
+                    },
                     other => {
-                        cx.err(b.span(), format!("rule {:?}: unknown builtin {other:?} (personalised, signed, answers_within)", e.id.get_ref()));
+                        cx.err(b.span(), format!("rule {:?}: unknown builtin {other:?} (personalised, signed, answers_within; for calls greeting, names_business, answered_within_rings)", e.id.get_ref()));
                         continue;
                     }
                 }
@@ -1072,12 +1192,13 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                     v.wait.is_some(),
                     v.dtmf.is_some(),
                     v.record.is_some(),
+                    v.listen.is_some(),
                     v.hangup.is_some(),
                 ];
                 if set.iter().filter(|k| **k).count() != 1 {
                     cx.err(
                         span,
-                        "script step: give exactly one of play, wait, dtmf, record, hangup",
+                        "script step: give exactly one of play, wait, dtmf, record, listen, hangup",
                     );
                     continue;
                 }
@@ -1104,6 +1225,8 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                     dur(cx, w, "wait").map(Step::Wait)
                 } else if let Some(r) = &v.record {
                     dur(cx, r, "record").map(Step::Record)
+                } else if let Some(l) = &v.listen {
+                    dur(cx, l, "listen").map(Step::Listen)
                 } else if let Some(d) = &v.dtmf {
                     if d.is_empty() || !d.chars().all(|c| "0123456789*#ABCDabcd".contains(c)) {
                         cx.err(
@@ -1118,6 +1241,30 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                 script.extend(step);
             }
         }
+        for e in &expect {
+            let Rule::Builtin(b) = &e.rule else { continue };
+            let for_calls = matches!(
+                b,
+                Builtin::Greeting { .. }
+                    | Builtin::NamesBusiness { .. }
+                    | Builtin::AnsweredWithinRings(_)
+            );
+            if for_calls != (channel == Channel::Call) {
+                let (rule_kind, other) = if for_calls {
+                    ("a call rule", "an email")
+                } else {
+                    ("an email rule", "a call")
+                };
+                cx.err(
+                    s.id.span(),
+                    format!("scenario {sid:?}: rule {:?} is {rule_kind}, this is {other} scenario", e.id),
+                );
+            }
+        }
+        let language = s
+            .language
+            .as_ref()
+            .and_then(|l| language(cx, l, &format!("scenario {sid:?}: language"), false));
         out.push(Scenario {
             id: sid,
             channel,
@@ -1128,6 +1275,7 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
             expect,
             ring_timeout,
             script,
+            language,
         });
     }
     out

@@ -64,6 +64,14 @@ pub struct VisitJson {
     pub rtp_lost: Option<i64>,
     pub jitter_ms: Option<f64>,
     pub recording: Option<String>,
+    /// Calls: rings heard before the answer (`[sip] ring_cadence`).
+    pub rings: Option<i64>,
+    /// Calls: `pending`, `done`, `failed`, `no_model`, `purged`.
+    pub transcript_status: Option<String>,
+    pub transcript_reason: Option<String>,
+    pub transcript_language: Option<String>,
+    pub transcript: Option<String>,
+    pub segments: Option<Vec<crate::transcript::Segment>>,
     pub score: Option<f64>,
     pub rules: Vec<RuleJson>,
 }
@@ -106,6 +114,16 @@ impl VisitJson {
             rtp_lost: v.rtp_lost,
             jitter_ms: v.jitter_ms,
             recording: v.recording.clone(),
+            rings: v.rings,
+            transcript_status: v.transcript_status.clone(),
+            transcript_reason: v.transcript_reason.clone(),
+            transcript_language: v.transcript_language.clone(),
+            transcript: v.transcript.clone(),
+            // Stored by this program; a row it cannot read shows as no segments, not an error.
+            segments: v
+                .segments
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
             score: v.score,
             rules: rules
                 .into_iter()
@@ -174,6 +192,9 @@ pub const CSV_COLUMNS: &[&str] = &[
     "rtp_lost",
     "jitter_ms",
     "recording",
+    "rings",
+    "transcript_status",
+    "transcript",
     "score",
     "rules_hit",
     "rules_missed",
@@ -236,6 +257,9 @@ pub fn write_csv(out: &mut dyn Write, visits: &[VisitJson], opts: CsvOptions) ->
             n(v.rtp_lost),
             f(v.jitter_ms),
             o(&v.recording),
+            n(v.rings),
+            o(&v.transcript_status),
+            o(&v.transcript),
             f(v.score),
             hit.join(" "),
             missed.join(" "),
@@ -277,10 +301,12 @@ pub fn write_table(out: &mut dyn Write, visits: &[VisitJson], unmatched: usize) 
             (Some(o), false) => outcome_label(o).to_owned(),
             (None, _) => format!("({})", v.state),
         };
-        let score = v
-            .score
-            .map(|s| format!("{s:.0}"))
-            .unwrap_or_else(|| "–".into());
+        let score = match (v.score, v.transcript_status.as_deref()) {
+            (Some(s), _) => format!("{s:.0}"),
+            // A call whose transcript is still being made: its score is coming.
+            (None, Some("pending")) => "…".into(),
+            (None, _) => "–".into(),
+        };
         writeln!(
             out,
             "{:<16} {:<16} {:<10} {:<16} {:>12} {:>5}",

@@ -273,20 +273,7 @@ async fn apply(
             .await?
             .rows_affected();
             if updated == 1 {
-                for (i, r) in rules.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence)
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (visit_id, rule_id) DO NOTHING",
-                    )
-                    .bind(visit_id)
-                    .bind(&r.rule_id)
-                    .bind(i as i64)
-                    .bind(r.hit as i64)
-                    .bind(r.weight)
-                    .bind(r.evidence.clone())
-                    .execute(&mut **tx)
-                    .await?;
-                }
+                super::visits::insert_rules(tx, visit_id, rules).await?;
             }
         }
         Effect::Ack {

@@ -209,4 +209,23 @@ ALTER TABLE digests ADD COLUMN resent_at BIGINT;
 ALTER TABLE digests ADD COLUMN earlier_message_ids TEXT
 "#,
     ),
+    (
+        7,
+        // Call transcripts (issue 8): an answered call's received audio waits in a queue kept
+        // in the visit row (`transcript_status = 'pending'`); a worker holds it with a lease
+        // (`transcript_owner`, `transcript_lease_until`) so a crash frees it and two daemons
+        // never transcribe it twice. `segments` is JSON; `rings` is counted at hang-up from
+        // `ring_ms` and `[sip] ring_cadence`.
+        r#"
+ALTER TABLE visits ADD COLUMN transcript_status TEXT;
+ALTER TABLE visits ADD COLUMN transcript_reason TEXT;
+ALTER TABLE visits ADD COLUMN transcript_language TEXT;
+ALTER TABLE visits ADD COLUMN segments TEXT;
+ALTER TABLE visits ADD COLUMN rings BIGINT;
+ALTER TABLE visits ADD COLUMN transcript_owner TEXT;
+ALTER TABLE visits ADD COLUMN transcript_lease_until BIGINT;
+ALTER TABLE visits ADD COLUMN transcribed_at BIGINT;
+CREATE INDEX visits_transcript_queue ON visits (transcript_status, transcript_lease_until)
+"#,
+    ),
 ];

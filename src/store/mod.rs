@@ -9,6 +9,7 @@ mod governance;
 mod messages;
 mod migrations;
 mod retention;
+mod transcripts;
 mod visits;
 pub use aggregate::{
     percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
@@ -18,6 +19,7 @@ pub use aggregate::{
 mod seed;
 pub use governance::Planned;
 pub use retention::PurgeCounts;
+pub use transcripts::{TranscriptJob, TranscriptResult};
 #[cfg(feature = "seed")]
 pub use seed::SeedVisit;
 

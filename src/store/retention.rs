@@ -100,7 +100,8 @@ impl Store {
             counts.transcripts = self
                 .clear(
                     TRANSCRIPTS,
-                    "UPDATE visits SET transcript = NULL, transcript_purged_at = $2",
+                    "UPDATE visits SET transcript = NULL, segments = NULL, transcript_status = 'purged',
+                       transcript_purged_at = $2",
                     c,
                     now_ms,
                     dry_run,

@@ -112,6 +112,16 @@ pub struct Visit {
     pub jitter_ms: Option<f64>,
     pub recording: Option<String>,
     pub early_media_recording: Option<String>,
+    /// `pending`, `done`, `failed`, `no_model`, `purged`; None for calls with nothing to hear.
+    pub transcript_status: Option<String>,
+    /// Why a transcript failed, or what a done one should be read with (only part heard…).
+    pub transcript_reason: Option<String>,
+    pub transcript: Option<String>,
+    /// JSON array of `transcribe::Segment`.
+    pub segments: Option<String>,
+    pub transcript_language: Option<String>,
+    pub rings: Option<i64>,
+    pub transcript_purged_at: Option<i64>,
 }
 
 impl Visit {
@@ -201,7 +211,37 @@ fn visit_from_row(r: &AnyRow) -> Result<Visit> {
         jitter_ms: f("jitter_ms")?,
         recording: s("recording")?,
         early_media_recording: s("early_media_recording")?,
+        transcript_status: s("transcript_status")?,
+        transcript_reason: s("transcript_reason")?,
+        transcript: s("transcript")?,
+        segments: s("segments")?,
+        transcript_language: s("transcript_language")?,
+        rings: opt_i64(r, "rings")?,
+        transcript_purged_at: opt_i64(r, "transcript_purged_at")?,
     })
+}
+
+/// A visit's rule outcomes, in the scenario's order (email replies and call transcripts alike).
+pub(super) async fn insert_rules(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    visit_id: &str,
+    rules: &[RuleRow],
+) -> Result<()> {
+    for (i, r) in rules.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (visit_id, rule_id) DO NOTHING",
+        )
+        .bind(visit_id)
+        .bind(&r.rule_id)
+        .bind(i as i64)
+        .bind(r.hit as i64)
+        .bind(r.weight)
+        .bind(r.evidence.clone())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// What is recorded when an enquiry is about to leave.
@@ -481,7 +521,16 @@ impl Store {
         Ok(())
     }
 
-    pub async fn finish_call(&self, id: &str, m: &CallReport, now_ms: i64) -> Result<()> {
+    /// Ends a call visit. `transcript_status` is `pending` when there is received audio to
+    /// hear (the visit enters the transcript queue), `no_model` when there is but no model.
+    pub async fn finish_call(
+        &self,
+        id: &str,
+        m: &CallReport,
+        rings: Option<i64>,
+        transcript_status: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
         let state = if m.outcome == CallOutcome::Failed {
             "failed"
         } else {
@@ -493,7 +542,8 @@ impl Store {
                answer_ms = $7, ring_ms = $8, final_code = $9, final_reason = $10,
                greeting_ms = $11, voice_ratio = $12, talk_ms = $13, rtp_sent = $14,
                rtp_received = $15, rtp_lost = $16, jitter_ms = $17, recording = $18,
-               early_media_recording = $19, updated_at = $20
+               early_media_recording = $19, updated_at = $20, rings = $21,
+               transcript_status = $22
              WHERE id = $1 AND state = 'running'",
         )
         .bind(id)
@@ -516,6 +566,8 @@ impl Store {
         .bind(path(&m.recording))
         .bind(path(&m.early_media_recording))
         .bind(now_ms)
+        .bind(rings)
+        .bind(transcript_status)
         // sqlx's Any driver types a NULL f64 as float4 on PostgreSQL; a cached statement
         // would then refuse a later real f64 (voice_ratio, jitter_ms): prepare it each time.
         .persistent(false)

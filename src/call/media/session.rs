@@ -129,6 +129,9 @@ enum Job {
     },
 }
 
+/// Silence after speech that ends a greeting (DESIGN.md: the `listen` step).
+pub const END_OF_SPEECH: Duration = Duration::from_millis(700);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not take the measurements down with it.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -267,6 +270,31 @@ impl MediaSession {
             })
             .map_err(|_| MediaError::Stopped)?;
         finished.await.map_err(|_| MediaError::Stopped)
+    }
+
+    /// Waits for the branch to speak and then fall silent for `END_OF_SPEECH` (a greeting has
+    /// ended), at most `max`; true when it did. Silence counts whether the branch sends quiet
+    /// audio or no packets at all.
+    pub async fn listen(&self, max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        loop {
+            let last_voice = lock(&self.received)
+                .answered
+                .as_ref()
+                .and_then(|a| a.last_voice);
+            let now = Instant::now();
+            if last_voice.is_some_and(|t| now.saturating_duration_since(t) >= END_OF_SPEECH) {
+                return true;
+            }
+            if now >= deadline {
+                return false;
+            }
+            let tick = Duration::from_millis(PTIME_MS).min(deadline - now);
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.cancel.cancelled() => return false,
+            }
+        }
     }
 
     /// Waits while recording (recording is always on once started).
@@ -501,6 +529,8 @@ struct Answered {
     frames: u64,
     voice_frames: u64,
     first_voice: Option<Instant>,
+    /// Arrival of the last voice frame, for `listen`.
+    last_voice: Option<Instant>,
     started: bool,
 }
 
@@ -514,6 +544,7 @@ impl Answered {
             frames: 0,
             voice_frames: 0,
             first_voice: None,
+            last_voice: None,
             started: false,
         }
     }
@@ -540,6 +571,7 @@ impl Answered {
             if self.detector.is_voice(frame) {
                 self.voice_frames += 1;
                 self.first_voice.get_or_insert(chunk.arrival);
+                self.last_voice = Some(chunk.arrival);
             }
         }
         self.pending.drain(..whole);

@@ -506,6 +506,12 @@ impl Call<'_> {
                             media.record_for(*d).await;
                             Ok(())
                         }
+                        Step::Listen(d) => {
+                            if !media.listen(*d).await {
+                                tracing::debug!("listen: the branch was still speaking (or silent) after {d:?}");
+                            }
+                            Ok(())
+                        }
                         Step::Hangup => break,
                     };
                     done.map_err(|e| format!("media: {e}"))?;

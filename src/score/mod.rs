@@ -11,6 +11,8 @@
 //! `any`/`all`/`none`/`regex`/`personalised` look at `new_text` only (the closing formula is
 //! part of it, see `email::quote`); `signed` looks at the signature and the end of `new_text`.
 
+pub mod call;
+
 use crate::email::quote::{is_closing, ReplyText, PHONE};
 use crate::text::{fold, fold_indexed};
 use regex::Regex;
@@ -24,6 +26,12 @@ pub enum Builtin {
     Signed,
     /// Replied within this time.
     AnswersWithin(Duration),
+    /// Call: a greeting word and the business's name within `within` of the first speech.
+    Greeting { names: Vec<String>, within: Duration },
+    /// Call: the business's name (or one of `names`) said anywhere, spelling-tolerant.
+    NamesBusiness { names: Vec<String> },
+    /// Call: picked up within this many rings.
+    AnsweredWithinRings(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +75,7 @@ pub struct Scorecard {
 
 pub fn score(expect: &[Expectation], input: &ScoreInput<'_>) -> Scorecard {
     let text = Folded::new(&input.reply.new_text);
-    let rules: Vec<RuleOutcome> = expect
+    let rules = expect
         .iter()
         .map(|e| {
             let (hit, evidence) = evaluate(&e.rule, &text, input);
@@ -79,6 +87,11 @@ pub fn score(expect: &[Expectation], input: &ScoreInput<'_>) -> Scorecard {
             }
         })
         .collect();
+    tally(rules)
+}
+
+/// The score of a set of rule outcomes.
+pub(crate) fn tally(rules: Vec<RuleOutcome>) -> Scorecard {
     let total: u64 = rules.iter().map(|r| u64::from(r.weight)).sum();
     let got: u64 = rules
         .iter()
@@ -146,7 +159,7 @@ fn term_regex(term: &str) -> Option<Regex> {
 }
 
 /// About 60 characters around the byte range, on one line, cut at word boundaries.
-fn snippet(text: &str, (start, end): (usize, usize)) -> String {
+pub(crate) fn snippet(text: &str, (start, end): (usize, usize)) -> String {
     const SIDE: usize = 30;
     let mut from = start;
     for (taken, (i, _)) in text[..start].char_indices().rev().enumerate() {
@@ -237,10 +250,14 @@ fn evaluate(rule: &Rule, text: &Folded<'_>, input: &ScoreInput<'_>) -> (bool, Op
             ),
             None => (false, Some("no reply time".to_string())),
         },
+        // Configuration refuses call rules on email scenarios; a stored scenario may not.
+        Rule::Builtin(
+            Builtin::Greeting { .. } | Builtin::NamesBusiness { .. } | Builtin::AnsweredWithinRings(_),
+        ) => (false, Some("a call rule, not for a reply".to_string())),
     }
 }
 
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 

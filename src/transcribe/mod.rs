@@ -1,0 +1,250 @@
+//! Offline transcription of answered calls, off the call's path (DESIGN.md *Calls: what the
+//! branch said*): a call ends with its visit `pending` in the store's queue; workers (threads
+//! at a lower CPU priority than the calls' RTP pacing) hear the recording with whisper.cpp,
+//! score the transcript against the scenario's rules and store both.
+//!
+//! Invariant: whatever the recording or the model is, a job ends with a status and a reason
+//! (`done`, `failed`, `no_model`), never a panic or a stuck queue; and a visit's outcome and
+//! timings are never touched here.
+
+pub mod audio;
+pub mod engine;
+pub mod model;
+
+use crate::config::{Config, Scenario};
+use crate::context::Context;
+use crate::score::call::{score_call, CallInput};
+use crate::store::{RuleRow, TranscriptResult, Visit};
+use crate::transcript::Transcript;
+use anyhow::Result;
+use engine::Engine;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A worker holds a job this long; `max_audio` bounds the work well below it.
+const LEASE: Duration = Duration::from_secs(3600);
+/// An idle worker looks at the queue this often.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Nice value of the workers' threads: calls' RTP pacing comes first.
+const WORKER_NICE: i32 = 10;
+
+/// The status a finished call enters the queue with: None when there is nothing to hear.
+pub fn initial_status(config: &Config, answered: bool, recording: Option<&Path>) -> Option<&'static str> {
+    if !answered || recording.is_none() {
+        return None;
+    }
+    if config.transcribe.model.is_file() {
+        Some("pending")
+    } else {
+        Some("no_model")
+    }
+}
+
+/// Loaded models, by path: loaded on first use, shared by every worker of the process.
+fn engine(path: &Path) -> Result<Arc<Engine>, model::ModelError> {
+    static ENGINES: Mutex<Vec<(PathBuf, Arc<Engine>)>> = Mutex::new(Vec::new());
+    let mut engines = ENGINES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, e)) = engines.iter().find(|(p, _)| p == path) {
+        return Ok(e.clone());
+    }
+    let started = std::time::Instant::now();
+    let e = Arc::new(Engine::load(path)?);
+    tracing::info!(model = %path.display(), ms = started.elapsed().as_millis() as u64, "transcription model loaded");
+    engines.push((path.to_path_buf(), e.clone()));
+    Ok(e)
+}
+
+/// The spoken language for a visit: the scenario's, else the persona's, else the default.
+pub fn language_for(config: &Config, scenario: Option<&Scenario>) -> String {
+    scenario
+        .and_then(|s| {
+            s.language.clone().or_else(|| {
+                config
+                    .persona(&s.persona)
+                    .and_then(|p| p.language.clone())
+            })
+        })
+        .unwrap_or_else(|| config.transcribe.language.clone())
+}
+
+/// Hears one visit's recording and scores it. Blocking (CPU-bound).
+pub fn transcribe_visit(config: &Config, visit: &Visit, stop: Arc<AtomicBool>) -> TranscriptResult {
+    let failed = |reason: String| TranscriptResult {
+        status: "failed",
+        reason: Some(reason),
+        ..Default::default()
+    };
+    let Some(recording) = visit.recording.as_deref().map(PathBuf::from) else {
+        return failed("the call has no recording".into());
+    };
+    if !recording.is_file() {
+        return failed(format!(
+            "the recording {} is gone (purged or moved)",
+            recording.display()
+        ));
+    }
+    let t = &config.transcribe;
+    let engine = match engine(&t.model) {
+        Ok(e) => e,
+        Err(e @ model::ModelError::Missing(_)) => {
+            return TranscriptResult {
+                status: "no_model",
+                reason: Some(e.to_string()),
+                ..Default::default()
+            }
+        }
+        Err(e) => return failed(e.to_string()),
+    };
+    let audio = match audio::load(&recording, t.max_audio) {
+        Ok(a) => a,
+        Err(e) => return failed(e),
+    };
+    let scenario = config.scenario(&visit.scenario_id);
+    let language = language_for(config, scenario);
+    let mut reasons = Vec::new();
+    if audio.heard_ms < audio.duration_ms {
+        reasons.push(format!(
+            "only the first {} of {} heard ([transcribe] max_audio)",
+            human_ms(audio.heard_ms),
+            human_ms(audio.duration_ms)
+        ));
+    }
+    let (segments, heard_language) = if audio.voice_frames == 0 {
+        reasons.push("no speech in the received audio".into());
+        (Vec::new(), None)
+    } else {
+        match engine.transcribe(&audio.samples, &language, t.threads, stop) {
+            Ok(h) => (h.segments, h.language),
+            Err(e) => return failed(e),
+        }
+    };
+    let transcript = Transcript::new(segments);
+    let (score, rules) = match scenario {
+        Some(s) => {
+            let name = config
+                .business(&visit.business_id)
+                .map(|b| b.name.as_str())
+                .unwrap_or(visit.business_id.as_str());
+            let card = score_call(
+                &s.expect,
+                &CallInput {
+                    transcript: &transcript,
+                    business_name: name,
+                    rings: visit.rings,
+                    ring_ms: visit.ring_ms,
+                },
+            );
+            let rules = card
+                .rules
+                .into_iter()
+                .map(|r| RuleRow {
+                    rule_id: r.id,
+                    hit: r.hit,
+                    weight: i64::from(r.weight),
+                    evidence: r.evidence,
+                })
+                .collect();
+            (Some(card.score), rules)
+        }
+        None => {
+            reasons.push(format!(
+                "not scored: scenario {:?} is no longer in the configuration",
+                visit.scenario_id
+            ));
+            (None, Vec::new())
+        }
+    };
+    TranscriptResult {
+        status: "done",
+        reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        transcript: Some(transcript.text.clone()),
+        segments: Some(serde_json::to_string(&transcript.segments).unwrap_or_else(|_| "[]".into())),
+        language: heard_language.or(Some(language)),
+        score,
+        rules,
+    }
+}
+
+fn human_ms(ms: i64) -> String {
+    humantime::format_duration(Duration::from_secs((ms / 1000).max(0) as u64)).to_string()
+}
+
+/// Claims and works one queued transcript (`only` that visit, when given). Returns whether
+/// there was one. Blocking: call from a worker thread or `spawn_blocking`.
+pub fn work_one(
+    cx: &Arc<Context>,
+    rt: &tokio::runtime::Handle,
+    only: Option<&str>,
+    stop: &Arc<AtomicBool>,
+) -> Result<bool> {
+    let owner = format!("{}:transcribe", cx.instance);
+    let now = cx.now_ms();
+    let Some(job) = rt.block_on(cx.store.claim_transcript(&owner, now, LEASE.as_millis() as i64, only))?
+    else {
+        return Ok(false);
+    };
+    let Some(visit) = rt.block_on(cx.store.visit(&job.visit_id))? else {
+        return Ok(true);
+    };
+    let started = std::time::Instant::now();
+    let result = transcribe_visit(&cx.config, &visit, stop.clone());
+    if stop.load(Ordering::Relaxed) && result.status == "failed" {
+        // Aborted by a shutdown: give the job back for the next worker.
+        rt.block_on(cx.store.release_transcripts(&owner))?;
+        return Ok(true);
+    }
+    tracing::info!(
+        visit = %visit.id,
+        status = result.status,
+        reason = result.reason.as_deref().unwrap_or(""),
+        ms = started.elapsed().as_millis() as u64,
+        "call transcribed"
+    );
+    if !rt.block_on(cx.store.finish_transcript(&visit.id, &owner, &result, cx.now_ms()))? {
+        tracing::warn!(visit = %visit.id, "transcript not stored: the job's lease was lost");
+    }
+    Ok(true)
+}
+
+/// Starts `[transcribe] workers` threads; they stop when `stop` is set (a transcription in
+/// progress is aborted and its job given back).
+pub fn spawn_workers(cx: &Arc<Context>, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Handle::current();
+    (0..cx.config.transcribe.workers)
+        .map(|n| {
+            let (cx, rt, stop) = (cx.clone(), rt.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("transcribe-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    let mut store = crate::outage::Outage::new("the store (transcription queue)");
+                    while !stop.load(Ordering::Relaxed) {
+                        match work_one(&cx, &rt, None, &stop) {
+                            Ok(true) => {
+                                store.ok();
+                                continue;
+                            }
+                            Ok(false) => {
+                                store.ok();
+                                std::thread::sleep(IDLE_POLL);
+                            }
+                            Err(e) => std::thread::sleep(store.failed(&e)),
+                        }
+                    }
+                })
+                .expect("spawning a transcription worker")
+        })
+        .collect()
+}
+
+/// This thread (and the threads whisper.cpp starts from it) runs at a lower priority.
+fn lower_priority() {
+    // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the calling thread on
+    // Linux (nice values are per thread); it reads no memory of ours.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE) };
+    if r != 0 {
+        tracing::debug!("transcription worker keeps its priority: setpriority failed");
+    }
+}
