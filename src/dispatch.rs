@@ -324,9 +324,12 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     watchers.cancel();
     while background.join_next().await.is_some() {}
     transcribing.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in transcribers {
-        // A transcription in progress is aborted by its callback and its job given back.
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    // Idle workers end within a poll; one in the middle of a recording is left to the process
+    // exit, and its job given back now (its late result would be refused: not the owner).
+    let idle = tokio::task::spawn_blocking(move || transcribers.into_iter().for_each(|t| drop(t.join())));
+    let _ = tokio::time::timeout(Duration::from_secs(2), idle).await;
+    if let Err(e) = crate::transcribe::release(&cx).await {
+        tracing::warn!("giving back transcripts in progress: {e:#}");
     }
     cx.store.release_lease(&daemon_lease, &cx.instance).await?;
     tracing::info!("daemon stopped");

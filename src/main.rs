@@ -91,6 +91,24 @@ enum Command {
     },
     /// Load businesses from a CSV file (id,name,group,email,phone,timezone,city,hours).
     Import { file: PathBuf },
+    /// Transcribe recordings (WAV) with the configured model, as call visits are; prints the
+    /// timed segments and the speed. The configuration file is optional here.
+    Transcribe {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A language code or `auto` (default: `[transcribe] language`, else fr).
+        #[arg(long)]
+        language: Option<String>,
+        /// Threads (default: `[transcribe] threads`).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// A whisper.cpp ggml model file (default: `[transcribe] model`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// One JSON object per file instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,6 +212,24 @@ fn main() -> ExitCode {
             },
             Command::Purge { dry_run } => commands::purge(&cli.config, dry_run, &mut out).await,
             Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
+            Command::Transcribe {
+                files,
+                language,
+                threads,
+                model,
+                json,
+            } => {
+                let args = mystery::transcribe::command::Args {
+                    files,
+                    language,
+                    threads,
+                    model,
+                    json,
+                };
+                tokio::task::block_in_place(|| {
+                    mystery::transcribe::command::run(&cli.config, args, &mut out)
+                })
+            }
         }
     });
     match result {

@@ -356,6 +356,8 @@ fn ring_cadence(cx: &mut Ctx<'_>, s: Option<&RawSip>) -> RingCadence {
 /// A spoken language whisper knows (`fr`, `en`, …), or `auto` when `auto` is allowed.
 fn language(cx: &mut Ctx<'_>, v: &S<String>, what: &str, auto: bool) -> Option<String> {
     let l = v.get_ref().trim().to_ascii_lowercase();
+    // whisper.cpp would print its own "unknown language" line to stderr.
+    whisper_rs::install_logging_hooks();
     let known = (auto && l == "auto")
         || (!l.is_empty()
             && l.bytes().all(|b| b.is_ascii_lowercase())
@@ -1542,5 +1544,62 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
             cfg.sip.unwrap().user_agent.as_deref(),
             Some("Yealink SIP-T46U")
         );
+    }
+
+    /// issue 8: `[transcribe]`, `ring_cadence`, the call rules, `listen` and the languages.
+    #[test]
+    fn call_content_settings_are_validated_where_they_are_written() {
+        let base = "[sip]\nbind = \"127.0.0.1:0\"\nfrom = \"sip:robot@robot.test\"\n\
+                    ring_cadence = { on = \"1s\", off = \"4s\" }\n\n\
+                    [transcribe]\nmodel = \"/models/ggml-small.bin\"\nlanguage = \"auto\"\n\
+                    workers = 2\nthreads = 2\nmax_audio = \"2m\"\n\n\
+                    [[personas]]\nid = \"p\"\nname = \"P\"\nemail = \"p@robot.test\"\nlanguage = \"en\"\n\n\
+                    [[scenarios]]\nid = \"appel\"\nchannel = \"call\"\npersona = \"p\"\nlanguage = \"fr\"\n\
+                    script = [{ listen = \"8s\" }, { hangup = true }]\n\
+                    expect = [\n\
+                      { id = \"accueil\", builtin = \"greeting\", limit = \"6s\" },\n\
+                      { id = \"nom\", builtin = \"names_business\", names = [\"Dupont\"] },\n\
+                      { id = \"sonneries\", builtin = \"answered_within_rings\", rings = 3 },\n\
+                    ]\n";
+        let cfg = from_str(Path::new("mystery.toml"), base, &|_| None).unwrap();
+        assert_eq!(cfg.ring_cadence.rings(0), 0);
+        assert_eq!(cfg.ring_cadence.rings(4_999), 1);
+        assert_eq!(cfg.ring_cadence.rings(5_000), 2);
+        assert_eq!(cfg.transcribe.model, PathBuf::from("/models/ggml-small.bin"));
+        assert_eq!((cfg.transcribe.workers, cfg.transcribe.threads), (2, 2));
+        assert_eq!(cfg.transcribe.language, "auto");
+        assert_eq!(cfg.transcribe.max_audio, Duration::from_secs(120));
+        assert_eq!(cfg.personas[0].language.as_deref(), Some("en"));
+        let sc = &cfg.scenarios[0];
+        assert_eq!(sc.language.as_deref(), Some("fr"));
+        assert_eq!(sc.script, vec![Step::Listen(Duration::from_secs(8)), Step::Hangup]);
+        assert!(matches!(
+            sc.expect[0].rule,
+            Rule::Builtin(Builtin::Greeting { within, .. }) if within == Duration::from_secs(6)
+        ));
+        assert!(matches!(sc.expect[2].rule, Rule::Builtin(Builtin::AnsweredWithinRings(3))));
+
+        for (bad, says) in [
+            ("language = \"fr\"\nscript", "unknown language \"klingon\""),
+            ("workers = 2", "transcribe.workers: between 1 and 64, not 0"),
+            ("rings = 3", "answered_within_rings needs rings = 3"),
+            ("on = \"1s\"", "sip.ring_cadence.on: invalid duration"),
+        ] {
+            let broken = match bad {
+                "language = \"fr\"\nscript" => base.replace(bad, "language = \"klingon\"\nscript"),
+                "workers = 2" => base.replace(bad, "workers = 0"),
+                "rings = 3" => base.replace(bad, "rings = 0"),
+                _ => base.replace(bad, "on = \"often\""),
+            };
+            let errors = from_str(Path::new("mystery.toml"), &broken, &|_| None).unwrap_err().0;
+            assert!(errors.iter().any(|e| e.message.contains(says)), "{says}: {errors:?}");
+        }
+        // A call rule on an email scenario, and the reverse, are refused.
+        let email = "[[personas]]\nid = \"p\"\nname = \"P\"\nemail = \"p@robot.test\"\n\n\
+                     [[scenarios]]\nid = \"devis\"\nchannel = \"email\"\npersona = \"p\"\n\
+                     subject = \"s\"\nbody = \"b\"\n\
+                     expect = [{ id = \"g\", builtin = \"greeting\" }]\n";
+        let errors = from_str(Path::new("mystery.toml"), email, &|_| None).unwrap_err().0;
+        assert!(errors.iter().any(|e| e.message.contains("is a call rule, this is an email scenario")), "{errors:?}");
     }
 }

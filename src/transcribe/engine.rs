@@ -41,7 +41,8 @@ impl Engine {
         Ok(Engine { ctx })
     }
 
-    /// Transcribes 16 kHz mono samples. `language` is a code or `auto`; `stop` aborts.
+    /// Transcribes 16 kHz mono samples. `language` is a code or `auto`; once `stop` is set,
+    /// nothing new starts.
     pub fn transcribe(
         &self,
         samples: &[f32],
@@ -72,7 +73,12 @@ impl Engine {
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
-        params.set_abort_callback_safe(move || stop.load(Ordering::Relaxed));
+        // No abort callback: whisper-rs 0.16's `set_abort_callback_safe` hands whisper.cpp a
+        // pointer of another type than its trampoline reads (it aborted every encode here).
+        // A transcription is bounded by `max_audio`; `stop` is checked before it starts.
+        if stop.load(Ordering::Relaxed) {
+            return Err("stopped".into());
+        }
         state
             .full(params, samples)
             .map_err(|e| format!("whisper.cpp: {e}"))?;

@@ -8,6 +8,7 @@
 //! timings are never touched here.
 
 pub mod audio;
+pub mod command;
 pub mod engine;
 pub mod model;
 
@@ -171,6 +172,15 @@ fn human_ms(ms: i64) -> String {
     humantime::format_duration(Duration::from_secs((ms / 1000).max(0) as u64)).to_string()
 }
 
+fn owner(cx: &Context) -> String {
+    format!("{}:transcribe", cx.instance)
+}
+
+/// Gives back the transcripts this process holds (at shutdown).
+pub async fn release(cx: &Context) -> Result<()> {
+    cx.store.release_transcripts(&owner(cx)).await
+}
+
 /// Claims and works one queued transcript (`only` that visit, when given). Returns whether
 /// there was one. Blocking: call from a worker thread or `spawn_blocking`.
 pub fn work_one(
@@ -179,7 +189,7 @@ pub fn work_one(
     only: Option<&str>,
     stop: &Arc<AtomicBool>,
 ) -> Result<bool> {
-    let owner = format!("{}:transcribe", cx.instance);
+    let owner = owner(cx);
     let now = cx.now_ms();
     let Some(job) = rt.block_on(cx.store.claim_transcript(&owner, now, LEASE.as_millis() as i64, only))?
     else {
@@ -240,6 +250,7 @@ pub fn spawn_workers(cx: &Arc<Context>, stop: Arc<AtomicBool>) -> Vec<std::threa
 }
 
 /// This thread (and the threads whisper.cpp starts from it) runs at a lower priority.
+#[allow(unsafe_code)] // one libc call, justified below
 fn lower_priority() {
     // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the calling thread on
     // Linux (nice values are per thread); it reads no memory of ours.
