@@ -216,6 +216,25 @@ pub fn summary_lines(d: &Digest) -> Vec<String> {
             });
         }
     }
+    if c.scored > 0 {
+        let score = l::decimal(lang, c.mean_score().unwrap_or(0.0), 0);
+        out.push(match (lang, c.greeting_checked > 0) {
+            (Language::Fr, true) => format!(
+                "Au téléphone : accueil conforme dans {} des appels écoutés ({} sur {}) ; note moyenne des appels : {score} / 100.",
+                pct(lang, c.greeting_rate()),
+                l::integer(lang, c.greeted),
+                l::integer(lang, c.greeting_checked)
+            ),
+            (Language::En, true) => format!(
+                "On the phone: greeting as required in {} of the calls heard ({} of {}); mean call score: {score} / 100.",
+                pct(lang, c.greeting_rate()),
+                l::integer(lang, c.greeted),
+                l::integer(lang, c.greeting_checked)
+            ),
+            (Language::Fr, false) => format!("Au téléphone : note moyenne des appels écoutés : {score} / 100."),
+            (Language::En, false) => format!("On the phone: mean score of the calls heard: {score} / 100."),
+        });
+    }
     let pending = n.email.pending + n.call.pending;
     if pending > 0 {
         out.push(match lang {
@@ -488,6 +507,35 @@ fn missed_rules_lines(d: &Digest) -> Vec<String> {
         .collect()
 }
 
+/// Per branch whose calls were heard: call score and greeting compliance.
+fn phone_lines(d: &Digest) -> Vec<String> {
+    let lang = d.language;
+    d.rows
+        .iter()
+        .filter(|r| r.figures.call.scored > 0)
+        .map(|r| {
+            let c = &r.figures.call;
+            let score = l::decimal(lang, c.mean_score().unwrap_or(0.0), 0);
+            let greeting = (c.greeting_checked > 0).then(|| match lang {
+                Language::Fr => format!(
+                    " ; accueil conforme {} sur {}",
+                    l::integer(lang, c.greeted),
+                    l::integer(lang, c.greeting_checked)
+                ),
+                Language::En => format!(
+                    "; greeting as required {} of {}",
+                    l::integer(lang, c.greeted),
+                    l::integer(lang, c.greeting_checked)
+                ),
+            });
+            match lang {
+                Language::Fr => format!("{} : note des appels {score} / 100{}", r.name, greeting.unwrap_or_default()),
+                Language::En => format!("{}: call score {score} / 100{}", r.name, greeting.unwrap_or_default()),
+            }
+        })
+        .collect()
+}
+
 fn never_answered(d: &Digest) -> Vec<&BranchRow> {
     d.rows.iter().filter(|r| r.never_answered()).collect()
 }
@@ -588,6 +636,16 @@ pub fn text(d: &Digest) -> String {
         ));
         for r in never {
             s.push_str(&wrap(&format!("- {}", never_line(lang, r)), 2));
+        }
+    }
+    let phone = phone_lines(d);
+    if !phone.is_empty() {
+        s.push_str(&format!(
+            "\n{}\n",
+            tr(lang, "Au téléphone, par agence", "On the phone, by branch")
+        ));
+        for line in phone {
+            s.push_str(&wrap(&format!("- {line}"), 2));
         }
     }
     for (title, list) in [
@@ -788,6 +846,17 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
             "<tr><td style=\"padding:2px 24px;font-size:12px;color:#6b7280;\">{}</td></tr>\n",
             esc(&t)
         ));
+    }
+    let phone = phone_lines(d);
+    if !phone.is_empty() {
+        section(&mut h, tr(lang, "Au téléphone, par agence", "On the phone, by branch"));
+        h.push_str(
+            "<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">",
+        );
+        for line in phone {
+            h.push_str(&format!("<li>{}</li>", esc(&line)));
+        }
+        h.push_str("</ul></td></tr>\n");
     }
     let never = never_answered(d);
     if !never.is_empty() {

@@ -121,11 +121,23 @@ pub struct CallFigures {
     pub answer: Quantiles,
     pub pdd: Quantiles,
     pub greeting: Quantiles,
+    /// Transcribed calls' scores (issue 8).
+    pub score_sum: f64,
+    pub scored: i64,
+    /// Transcribed calls whose scenario checks the greeting, and those that passed it.
+    pub greeting_checked: i64,
+    pub greeted: i64,
 }
 
 impl CallFigures {
     pub fn answer_rate(&self) -> Option<f64> {
         ratio(self.answered, self.reachable)
+    }
+    pub fn mean_score(&self) -> Option<f64> {
+        (self.scored > 0).then(|| self.score_sum / self.scored as f64)
+    }
+    pub fn greeting_rate(&self) -> Option<f64> {
+        ratio(self.greeted, self.greeting_checked)
     }
     fn add_counts(&mut self, o: &CallFigures) {
         self.calls += o.calls;
@@ -138,6 +150,10 @@ impl CallFigures {
         self.unreachable += o.unreachable;
         self.failed += o.failed;
         self.within_target += o.within_target;
+        self.score_sum += o.score_sum;
+        self.scored += o.scored;
+        self.greeting_checked += o.greeting_checked;
+        self.greeted += o.greeted;
     }
 }
 
@@ -348,7 +364,10 @@ impl Store {
                SUM(CASE WHEN outcome = 'rejected' THEN 1 ELSE 0 END) AS rejected,
                SUM(CASE WHEN outcome = 'unreachable' THEN 1 ELSE 0 END) AS unreachable,
                SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
-               SUM(CASE WHEN outcome = 'answered' AND answer_ms <= $5 THEN 1 ELSE 0 END) AS within_target
+               SUM(CASE WHEN outcome = 'answered' AND answer_ms <= $5 THEN 1 ELSE 0 END) AS within_target,
+               SUM(score) AS score_sum, COUNT(score) AS scored,
+               COUNT(greeted) AS greeting_checked,
+               SUM(CASE WHEN greeted = 1 THEN 1 ELSE 0 END) AS greeted
              FROM visits WHERE channel = 'call' AND {filter}
              GROUP BY business_id"
         );
@@ -369,6 +388,10 @@ impl Store {
                 unreachable: r.try_get("unreachable")?,
                 failed: r.try_get("failed")?,
                 within_target: r.try_get("within_target")?,
+                score_sum: r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0),
+                scored: r.try_get("scored")?,
+                greeting_checked: r.try_get("greeting_checked")?,
+                greeted: r.try_get::<Option<i64>, _>("greeted")?.unwrap_or(0),
                 ..Default::default()
             };
             agg.network.call.add_counts(&c);

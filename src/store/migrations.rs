@@ -215,7 +215,8 @@ ALTER TABLE digests ADD COLUMN earlier_message_ids TEXT
         // in the visit row (`transcript_status = 'pending'`); a worker holds it with a lease
         // (`transcript_owner`, `transcript_lease_until`) so a crash frees it and two daemons
         // never transcribe it twice. `segments` is JSON; `rings` is counted at hang-up from
-        // `ring_ms` and `[sip] ring_cadence`.
+        // `ring_ms` and `[sip] ring_cadence`; `greeted` (0/1) is the scenario's first
+        // `greeting` rule, kept on the visit so digests count compliance without the rules.
         r#"
 ALTER TABLE visits ADD COLUMN transcript_status TEXT;
 ALTER TABLE visits ADD COLUMN transcript_reason TEXT;
@@ -225,6 +226,7 @@ ALTER TABLE visits ADD COLUMN rings BIGINT;
 ALTER TABLE visits ADD COLUMN transcript_owner TEXT;
 ALTER TABLE visits ADD COLUMN transcript_lease_until BIGINT;
 ALTER TABLE visits ADD COLUMN transcribed_at BIGINT;
+ALTER TABLE visits ADD COLUMN greeted BIGINT;
 CREATE INDEX visits_transcript_queue ON visits (transcript_status, transcript_lease_until)
 "#,
     ),

@@ -9,7 +9,7 @@ impl Store {
     /// For tests and benchmarks: writes finished visits directly (one multi-row INSERT per
     /// batch, in one transaction), with their rule results.
     pub async fn seed_finished_visits(&self, visits: &[SeedVisit]) -> Result<()> {
-        const COLS: usize = 17;
+        const COLS: usize = 18;
         const BATCH: usize = 500;
         let mut tx = self.pool.begin().await?;
         for chunk in visits.chunks(BATCH) {
@@ -17,7 +17,7 @@ impl Store {
                 "INSERT INTO visits (id, slot_key, business_id, group_id, scenario_id, channel,
                    state, outcome, due_at, created_at, updated_at, sent_at, first_ack_at,
                    time_to_reply_ms, time_to_reply_business_ms, score, answer_ms, pdd_ms,
-                   greeting_ms, first_reply_at, time_to_ack_ms) VALUES ",
+                   greeting_ms, first_reply_at, time_to_ack_ms, greeted) VALUES ",
             );
             for i in 0..chunk.len() {
                 let b = i * COLS;
@@ -25,9 +25,10 @@ impl Store {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, 'done', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, 'done', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                     b + 1, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 7,
-                    b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15, b + 16, b + 17
+                    b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15, b + 16, b + 17,
+                    b + 18
                 ));
             }
             // Not a cached statement: sqlx's Any driver declares a NULL f64 as float4 on
@@ -60,7 +61,8 @@ impl Store {
                     .bind(v.pdd_ms)
                     .bind(v.greeting_ms)
                     .bind(first_reply)
-                    .bind(v.time_to_ack_ms);
+                    .bind(v.time_to_ack_ms)
+                    .bind(v.greeted.map(i64::from));
             }
             query.execute(&mut *tx).await?;
             let rules: Vec<(&str, usize, &str, bool)> = chunk
@@ -126,4 +128,6 @@ pub struct SeedVisit {
     pub greeting_ms: Option<i64>,
     /// (rule id, hit)
     pub rules: Vec<(String, bool)>,
+    /// Calls: the greeting rule's outcome.
+    pub greeted: Option<bool>,
 }

@@ -29,6 +29,8 @@ pub struct TranscriptResult {
     /// Set with `rules` when the transcript was scored.
     pub score: Option<f64>,
     pub rules: Vec<RuleRow>,
+    /// The outcome of the scenario's first `greeting` rule, when it has one.
+    pub greeted: Option<bool>,
 }
 
 impl Store {
@@ -82,6 +84,7 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE visits SET transcript_status = $3, transcript_reason = $4, transcript = $5,
                segments = $6, transcript_language = $7, score = $8, transcribed_at = $9,
+               greeted = $10,
                transcript_owner = NULL, transcript_lease_until = NULL, updated_at = $9
              WHERE id = $1 AND transcript_owner = $2 AND transcript_status = 'pending'",
         )
@@ -94,6 +97,7 @@ impl Store {
         .bind(r.language.clone())
         .bind(r.score)
         .bind(now_ms)
+        .bind(r.greeted.map(i64::from))
         // A NULL f64 is typed float4 by the Any driver on PostgreSQL (see finish_call).
         .persistent(false)
         .execute(&mut *tx)

@@ -15,6 +15,7 @@ pub mod model;
 use crate::config::{Config, Scenario};
 use crate::context::Context;
 use crate::score::call::{score_call, CallInput};
+use crate::score::{Builtin, Rule};
 use crate::store::{RuleRow, TranscriptResult, Visit};
 use crate::transcript::Transcript;
 use anyhow::Result;
@@ -122,7 +123,7 @@ pub fn transcribe_visit(config: &Config, visit: &Visit, stop: Arc<AtomicBool>) -
         }
     };
     let transcript = Transcript::new(segments);
-    let (score, rules) = match scenario {
+    let (score, rules, greeted) = match scenario {
         Some(s) => {
             let name = config
                 .business(&visit.business_id)
@@ -137,6 +138,12 @@ pub fn transcribe_visit(config: &Config, visit: &Visit, stop: Arc<AtomicBool>) -
                     ring_ms: visit.ring_ms,
                 },
             );
+            let greeted = s
+                .expect
+                .iter()
+                .zip(&card.rules)
+                .find(|(e, _)| matches!(e.rule, Rule::Builtin(Builtin::Greeting { .. })))
+                .map(|(_, r)| r.hit);
             let rules = card
                 .rules
                 .into_iter()
@@ -147,14 +154,14 @@ pub fn transcribe_visit(config: &Config, visit: &Visit, stop: Arc<AtomicBool>) -
                     evidence: r.evidence,
                 })
                 .collect();
-            (Some(card.score), rules)
+            (Some(card.score), rules, greeted)
         }
         None => {
             reasons.push(format!(
                 "not scored: scenario {:?} is no longer in the configuration",
                 visit.scenario_id
             ));
-            (None, Vec::new())
+            (None, Vec::new(), None)
         }
     };
     TranscriptResult {
@@ -165,6 +172,7 @@ pub fn transcribe_visit(config: &Config, visit: &Visit, stop: Arc<AtomicBool>) -
         language: heard_language.or(Some(language)),
         score,
         rules,
+        greeted,
     }
 }
 

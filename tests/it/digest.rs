@@ -694,6 +694,9 @@ phone = "sip:nice@127.0.0.1:5080"
     for s in &mut seeds {
         s.group_id = Some("sud".into());
     }
+    // Two calls heard (issue 8): one greeted as required, one not.
+    (seeds[0].score, seeds[0].greeted) = (Some(80.0), Some(true));
+    (seeds[1].score, seeds[1].greeted) = (Some(40.0), Some(false));
     store.seed_finished_visits(&seeds).await.unwrap();
 
     let preview = tmp.path().join("est.html");
@@ -734,6 +737,14 @@ phone = "sip:nice@127.0.0.1:5080"
     );
     let row = text.lines().find(|l| l.contains("Agence Nice")).unwrap();
     assert!(row.contains("2/3 67 %") && row.contains("8 s"), "{row}");
+    assert!(
+        squash(&text).contains("Au téléphone : accueil conforme dans 50 % des appels écoutés (1 sur 2) ; note moyenne des appels : 60 / 100."),
+        "{text}"
+    );
+    assert!(
+        squash(&text).contains("- Agence Nice : note des appels 60 / 100 ; accueil conforme 1 sur 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
