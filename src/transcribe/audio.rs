@@ -18,6 +18,47 @@ pub struct Audio {
     pub heard_ms: i64,
     /// 20 ms frames the voice detector took for speech.
     pub voice_frames: usize,
+    /// The detector's verdict on each 20 ms frame.
+    voice: Vec<bool>,
+}
+
+/// Audio kept before a stretch of speech, so its first syllable is not clipped, and after it.
+const LEAD_IN_MS: i64 = 300;
+const TAIL_MS: i64 = 300;
+/// Pauses shorter than this stay inside one stretch (breaths, commas).
+const MAX_PAUSE_MS: i64 = 1500;
+/// The model hears 30 s at a time; a longer stretch is cut.
+const MAX_STRETCH_MS: i64 = 28_000;
+
+impl Audio {
+    /// The stretches of speech, in ms from the start, each heard on its own. whisper.cpp dates
+    /// the segments of a window only roughly (a greeting at 0.3 s and an answer at 9 s came
+    /// out as one segment from 3.3 s), so the calls' voice detector cuts the audio first and
+    /// every segment is dated from the stretch it was heard in.
+    pub fn stretches(&self) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for (i, &v) in self.voice.iter().enumerate() {
+            if !v {
+                continue;
+            }
+            let (from, to) = (i as i64 * 20, i as i64 * 20 + 20);
+            match out.last_mut() {
+                Some(last) if from - last.1 < MAX_PAUSE_MS && to - last.0 <= MAX_STRETCH_MS => {
+                    last.1 = to
+                }
+                _ => out.push((from, to)),
+            }
+        }
+        out.into_iter()
+            .map(|(a, b)| ((a - LEAD_IN_MS).max(0), (b + TAIL_MS).min(self.heard_ms)))
+            .collect()
+    }
+
+    /// The 16 kHz samples of `[from_ms, to_ms)`.
+    pub fn slice(&self, (from_ms, to_ms): (i64, i64)) -> &[f32] {
+        let at = |ms: i64| (ms.max(0) as usize * MODEL_RATE as usize / 1000).min(self.samples.len());
+        &self.samples[at(from_ms)..at(to_ms).max(at(from_ms))]
+    }
 }
 
 pub fn load(path: &Path, max: Duration) -> Result<Audio, String> {
@@ -66,27 +107,29 @@ pub fn load(path: &Path, max: Duration) -> Result<Audio, String> {
     if mono.iter().any(|s| !s.is_finite()) {
         return Err(format!("the recording {} holds invalid samples", path.display()));
     }
-    let voice_frames = voice_frames(&mono, rate);
+    let voice = voice(&mono, rate);
     Ok(Audio {
         samples: resample(&mono, rate, MODEL_RATE),
         duration_ms,
         heard_ms: (keep as u64 * 1000 / u64::from(rate)) as i64,
-        voice_frames,
+        voice_frames: voice.iter().filter(|v| **v).count(),
+        voice,
     })
 }
 
-fn voice_frames(mono: &[f32], rate: u32) -> usize {
+/// The calls' own voice detector's verdict on each 20 ms frame.
+fn voice(mono: &[f32], rate: u32) -> Vec<bool> {
     let frame = (rate / 50).max(1) as usize;
     let mut detector = VoiceDetector::new();
     mono.chunks_exact(frame)
-        .filter(|f| {
+        .map(|f| {
             let pcm: Vec<i16> = f
                 .iter()
                 .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
                 .collect();
             detector.is_voice(&pcm)
         })
-        .count()
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,6 +152,8 @@ mod tests {
         assert_eq!((a.duration_ms, a.heard_ms), (3000, 3000));
         assert_eq!(a.samples.len(), 48_000);
         assert!((95..=100).contains(&a.voice_frames), "{}", a.voice_frames);
+        assert_eq!(a.stretches(), vec![(700, 3000)]);
+        assert_eq!(a.slice((700, 3000)).len(), 2300 * 16);
         let a = load(f.path(), Duration::from_secs(2)).unwrap();
         assert_eq!((a.duration_ms, a.heard_ms, a.samples.len()), (3000, 2000, 32_000));
         let silent = wav(&[0i16; 16_000]);

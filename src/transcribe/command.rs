@@ -52,7 +52,7 @@ pub fn run(config_path: &Path, args: Args, out: &mut dyn Write) -> Result<i32> {
                 language: None,
             })
         } else {
-            engine.transcribe(&a.samples, &language, threads, Arc::new(AtomicBool::new(false)))
+            engine.transcribe(&a, &language, threads, Arc::new(AtomicBool::new(false)))
         };
         let ms = started.elapsed().as_millis() as u64;
         let heard = match heard {

@@ -1,6 +1,7 @@
 //! whisper.cpp, through whisper-rs: one loaded model shared by the workers, one decoding
 //! state per transcription.
 
+use super::audio::{Audio, MODEL_RATE};
 use super::model;
 use crate::transcript::Segment;
 use std::path::Path;
@@ -12,6 +13,8 @@ use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextPar
 /// hallucination on noise ("Sous-titres réalisés par…"), not something the branch said.
 const NO_SPEECH: f32 = 0.6;
 const HALLUCINATION_CONFIDENCE: f64 = 0.5;
+/// whisper.cpp refuses less than a second of audio.
+const MIN_SAMPLES: usize = MODEL_RATE as usize + MODEL_RATE as usize / 10;
 
 pub struct Engine {
     ctx: WhisperContext,
@@ -41,25 +44,55 @@ impl Engine {
         Ok(Engine { ctx })
     }
 
-    /// Transcribes 16 kHz mono samples. `language` is a code or `auto`; once `stop` is set,
-    /// nothing new starts.
+    /// Transcribes the stretches of speech of a recording (`Audio::stretches`), each dated
+    /// from the call. `language` is a code or `auto`; once `stop` is set, nothing new starts.
     pub fn transcribe(
         &self,
-        samples: &[f32],
+        audio: &Audio,
         language: &str,
         threads: usize,
         stop: Arc<AtomicBool>,
     ) -> Result<Heard, String> {
-        if samples.is_empty() {
-            return Ok(Heard {
-                segments: Vec::new(),
-                language: None,
-            });
-        }
         let mut state = self
             .ctx
             .create_state()
             .map_err(|e| format!("whisper.cpp: {e}"))?;
+        let mut heard = Heard {
+            segments: Vec::new(),
+            language: None,
+        };
+        for stretch in audio.stretches() {
+            // No abort callback: whisper-rs 0.16's `set_abort_callback_safe` hands whisper.cpp
+            // a pointer of another type than its trampoline reads (it aborted every encode
+            // here). A stretch is at most 30 s; `stop` is checked between stretches.
+            if stop.load(Ordering::Relaxed) {
+                return Err("stopped".into());
+            }
+            let samples = audio.slice(stretch);
+            // whisper.cpp needs at least 1 s; a shorter stretch (a click, "allô") is padded.
+            let mut padded;
+            let samples = if samples.len() < MIN_SAMPLES {
+                padded = samples.to_vec();
+                padded.resize(MIN_SAMPLES, 0.0);
+                &padded[..]
+            } else {
+                samples
+            };
+            let lang = self.hear(&mut state, samples, stretch.0, language, threads, &mut heard.segments)?;
+            heard.language = heard.language.or(lang);
+        }
+        Ok(heard)
+    }
+
+    fn hear(
+        &self,
+        state: &mut whisper_rs::WhisperState,
+        samples: &[f32],
+        offset_ms: i64,
+        language: &str,
+        threads: usize,
+        segments: &mut Vec<Segment>,
+    ) -> Result<Option<String>, String> {
         let mut params = FullParams::new(SamplingStrategy::BeamSearch {
             beam_size: 5,
             patience: -1.0,
@@ -73,17 +106,10 @@ impl Engine {
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
-        // No abort callback: whisper-rs 0.16's `set_abort_callback_safe` hands whisper.cpp a
-        // pointer of another type than its trampoline reads (it aborted every encode here).
-        // A transcription is bounded by `max_audio`; `stop` is checked before it starts.
-        if stop.load(Ordering::Relaxed) {
-            return Err("stopped".into());
-        }
         state
             .full(params, samples)
             .map_err(|e| format!("whisper.cpp: {e}"))?;
         let eot = self.ctx.token_eot();
-        let mut segments = Vec::new();
         for s in state.as_iter() {
             let text = match s.to_str_lossy() {
                 Ok(t) => t.trim().to_string(),
@@ -108,13 +134,12 @@ impl Engine {
                 continue;
             }
             segments.push(Segment {
-                start_ms: s.start_timestamp() * 10,
-                end_ms: s.end_timestamp() * 10,
+                start_ms: offset_ms + s.start_timestamp() * 10,
+                end_ms: offset_ms + s.end_timestamp() * 10,
                 text,
                 confidence: (confidence * 1000.0).round() / 1000.0,
             });
         }
-        let language = whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_string);
-        Ok(Heard { segments, language })
+        Ok(whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_string))
     }
 }

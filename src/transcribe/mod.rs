@@ -117,7 +117,7 @@ pub fn transcribe_visit(config: &Config, visit: &Visit, stop: Arc<AtomicBool>) -
         reasons.push("no speech in the received audio".into());
         (Vec::new(), None)
     } else {
-        match engine.transcribe(&audio.samples, &language, t.threads, stop) {
+        match engine.transcribe(&audio, &language, t.threads, stop) {
             Ok(h) => (h.segments, h.language),
             Err(e) => return failed(e),
         }
@@ -189,29 +189,30 @@ pub async fn release(cx: &Context) -> Result<()> {
     cx.store.release_transcripts(&owner(cx)).await
 }
 
-/// Claims and works one queued transcript (`only` that visit, when given). Returns whether
-/// there was one. Blocking: call from a worker thread or `spawn_blocking`.
+/// Claims and works one queued transcript (`only` that visit, when given). Returns the visit
+/// worked, None when the queue was empty. Blocking: call from a worker thread or
+/// `spawn_blocking`.
 pub fn work_one(
     cx: &Arc<Context>,
     rt: &tokio::runtime::Handle,
     only: Option<&str>,
     stop: &Arc<AtomicBool>,
-) -> Result<bool> {
+) -> Result<Option<String>> {
     let owner = owner(cx);
     let now = cx.now_ms();
     let Some(job) = rt.block_on(cx.store.claim_transcript(&owner, now, LEASE.as_millis() as i64, only))?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let Some(visit) = rt.block_on(cx.store.visit(&job.visit_id))? else {
-        return Ok(true);
+        return Ok(Some(job.visit_id));
     };
     let started = std::time::Instant::now();
     let result = transcribe_visit(&cx.config, &visit, stop.clone());
     if stop.load(Ordering::Relaxed) && result.status == "failed" {
         // Aborted by a shutdown: give the job back for the next worker.
         rt.block_on(cx.store.release_transcripts(&owner))?;
-        return Ok(true);
+        return Ok(Some(visit.id));
     }
     tracing::info!(
         visit = %visit.id,
@@ -223,7 +224,7 @@ pub fn work_one(
     if !rt.block_on(cx.store.finish_transcript(&visit.id, &owner, &result, cx.now_ms()))? {
         tracing::warn!(visit = %visit.id, "transcript not stored: the job's lease was lost");
     }
-    Ok(true)
+    Ok(Some(visit.id))
 }
 
 /// Starts `[transcribe] workers` threads; they stop when `stop` is set (a transcription in
@@ -240,11 +241,11 @@ pub fn spawn_workers(cx: &Arc<Context>, stop: Arc<AtomicBool>) -> Vec<std::threa
                     let mut store = crate::outage::Outage::new("the store (transcription queue)");
                     while !stop.load(Ordering::Relaxed) {
                         match work_one(&cx, &rt, None, &stop) {
-                            Ok(true) => {
+                            Ok(Some(_)) => {
                                 store.ok();
                                 continue;
                             }
-                            Ok(false) => {
+                            Ok(None) => {
                                 store.ok();
                                 std::thread::sleep(IDLE_POLL);
                             }

@@ -14,4 +14,5 @@ mod secrets;
 mod send_faults;
 mod store;
 mod tls;
+mod transcribe;
 mod trust;
