@@ -25,10 +25,14 @@ pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
             for line in c.governance_lines() {
                 writeln!(out, "governance: {line}")?;
             }
-            if c.scenarios.iter().any(|s| s.channel == config::Channel::Call) {
+            if c.scenarios
+                .iter()
+                .any(|s| s.channel == config::Channel::Call)
+            {
                 let t = &c.transcribe;
                 match crate::transcribe::model::check(&t.model) {
-                    Ok(m) => writeln!(
+                    Ok(m) => {
+                        writeln!(
                         out,
                         "transcription: {} model {} ({}), language {}, {} worker(s) × {} thread(s)",
                         m.size,
@@ -37,7 +41,8 @@ pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
                         t.language,
                         t.workers,
                         t.threads
-                    )?,
+                    )?
+                    }
                     Err(e) => writeln!(
                         out,
                         "warning: call visits will have no transcript or score: {e}"

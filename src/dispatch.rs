@@ -326,7 +326,8 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     transcribing.store(true, std::sync::atomic::Ordering::Relaxed);
     // Idle workers end within a poll; one in the middle of a recording is left to the process
     // exit, and its job given back now (its late result would be refused: not the owner).
-    let idle = tokio::task::spawn_blocking(move || transcribers.into_iter().for_each(|t| drop(t.join())));
+    let idle =
+        tokio::task::spawn_blocking(move || transcribers.into_iter().for_each(|t| drop(t.join())));
     let _ = tokio::time::timeout(Duration::from_secs(2), idle).await;
     if let Err(e) = crate::transcribe::release(&cx).await {
         tracing::warn!("giving back transcripts in progress: {e:#}");

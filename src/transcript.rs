@@ -57,7 +57,11 @@ impl Transcript {
 
     /// The text of the segments that start before `until_ms`, as a prefix of `text`.
     pub fn text_until(&self, until_ms: i64) -> &str {
-        let n = self.segments.iter().take_while(|s| s.start_ms < until_ms).count();
+        let n = self
+            .segments
+            .iter()
+            .take_while(|s| s.start_ms < until_ms)
+            .count();
         match self.starts.get(n) {
             Some(&end) => self.text[..end].trim_end(),
             None => &self.text,
@@ -68,7 +72,12 @@ impl Transcript {
 /// `m:ss.d`, the way a person scrubs a recording.
 pub fn call_time(ms: i64) -> String {
     let ms = ms.max(0);
-    format!("{}:{:02}.{}", ms / 60_000, (ms / 1000) % 60, (ms % 1000) / 100)
+    format!(
+        "{}:{:02}.{}",
+        ms / 60_000,
+        (ms / 1000) % 60,
+        (ms % 1000) / 100
+    )
 }
 
 #[cfg(test)]

@@ -765,10 +765,14 @@ fn personas(cx: &mut Ctx<'_>, raws: &[S<RawPersona>]) -> Vec<Persona> {
                 None
             }
         });
-        let language = p
-            .language
-            .as_ref()
-            .and_then(|l| language(cx, l, &format!("persona {:?}: language", p.id.get_ref()), false));
+        let language = p.language.as_ref().and_then(|l| {
+            language(
+                cx,
+                l,
+                &format!("persona {:?}: language", p.id.get_ref()),
+                false,
+            )
+        });
         out.push(Persona {
             id: p.id.get_ref().clone(),
             name: p.name.get_ref().clone(),
@@ -1259,7 +1263,10 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                 };
                 cx.err(
                     s.id.span(),
-                    format!("scenario {sid:?}: rule {:?} is {rule_kind}, this is {other} scenario", e.id),
+                    format!(
+                        "scenario {sid:?}: rule {:?} is {rule_kind}, this is {other} scenario",
+                        e.id
+                    ),
                 );
             }
         }
@@ -1565,19 +1572,28 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
         assert_eq!(cfg.ring_cadence.rings(0), 0);
         assert_eq!(cfg.ring_cadence.rings(4_999), 1);
         assert_eq!(cfg.ring_cadence.rings(5_000), 2);
-        assert_eq!(cfg.transcribe.model, PathBuf::from("/models/ggml-small.bin"));
+        assert_eq!(
+            cfg.transcribe.model,
+            PathBuf::from("/models/ggml-small.bin")
+        );
         assert_eq!((cfg.transcribe.workers, cfg.transcribe.threads), (2, 2));
         assert_eq!(cfg.transcribe.language, "auto");
         assert_eq!(cfg.transcribe.max_audio, Duration::from_secs(120));
         assert_eq!(cfg.personas[0].language.as_deref(), Some("en"));
         let sc = &cfg.scenarios[0];
         assert_eq!(sc.language.as_deref(), Some("fr"));
-        assert_eq!(sc.script, vec![Step::Listen(Duration::from_secs(8)), Step::Hangup]);
+        assert_eq!(
+            sc.script,
+            vec![Step::Listen(Duration::from_secs(8)), Step::Hangup]
+        );
         assert!(matches!(
             sc.expect[0].rule,
             Rule::Builtin(Builtin::Greeting { within, .. }) if within == Duration::from_secs(6)
         ));
-        assert!(matches!(sc.expect[2].rule, Rule::Builtin(Builtin::AnsweredWithinRings(3))));
+        assert!(matches!(
+            sc.expect[2].rule,
+            Rule::Builtin(Builtin::AnsweredWithinRings(3))
+        ));
 
         for (bad, says) in [
             ("language = \"fr\"\nscript", "unknown language \"klingon\""),
@@ -1591,15 +1607,27 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
                 "rings = 3" => base.replace(bad, "rings = 0"),
                 _ => base.replace(bad, "on = \"often\""),
             };
-            let errors = from_str(Path::new("mystery.toml"), &broken, &|_| None).unwrap_err().0;
-            assert!(errors.iter().any(|e| e.message.contains(says)), "{says}: {errors:?}");
+            let errors = from_str(Path::new("mystery.toml"), &broken, &|_| None)
+                .unwrap_err()
+                .0;
+            assert!(
+                errors.iter().any(|e| e.message.contains(says)),
+                "{says}: {errors:?}"
+            );
         }
         // A call rule on an email scenario, and the reverse, are refused.
         let email = "[[personas]]\nid = \"p\"\nname = \"P\"\nemail = \"p@robot.test\"\n\n\
                      [[scenarios]]\nid = \"devis\"\nchannel = \"email\"\npersona = \"p\"\n\
                      subject = \"s\"\nbody = \"b\"\n\
                      expect = [{ id = \"g\", builtin = \"greeting\" }]\n";
-        let errors = from_str(Path::new("mystery.toml"), email, &|_| None).unwrap_err().0;
-        assert!(errors.iter().any(|e| e.message.contains("is a call rule, this is an email scenario")), "{errors:?}");
+        let errors = from_str(Path::new("mystery.toml"), email, &|_| None)
+            .unwrap_err()
+            .0;
+        assert!(
+            errors.iter().any(|e| e
+                .message
+                .contains("is a call rule, this is an email scenario")),
+            "{errors:?}"
+        );
     }
 }

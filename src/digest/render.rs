@@ -529,8 +529,16 @@ fn phone_lines(d: &Digest) -> Vec<String> {
                 ),
             });
             match lang {
-                Language::Fr => format!("{} : note des appels {score} / 100{}", r.name, greeting.unwrap_or_default()),
-                Language::En => format!("{}: call score {score} / 100{}", r.name, greeting.unwrap_or_default()),
+                Language::Fr => format!(
+                    "{} : note des appels {score} / 100{}",
+                    r.name,
+                    greeting.unwrap_or_default()
+                ),
+                Language::En => format!(
+                    "{}: call score {score} / 100{}",
+                    r.name,
+                    greeting.unwrap_or_default()
+                ),
             }
         })
         .collect()
@@ -849,7 +857,10 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
     }
     let phone = phone_lines(d);
     if !phone.is_empty() {
-        section(&mut h, tr(lang, "Au téléphone, par agence", "On the phone, by branch"));
+        section(
+            &mut h,
+            tr(lang, "Au téléphone, par agence", "On the phone, by branch"),
+        );
         h.push_str(
             "<tr><td style=\"padding:0 24px;\"><ul style=\"margin:4px 0;padding-left:20px;\">",
         );

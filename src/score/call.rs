@@ -53,10 +53,44 @@ const GREETINGS: &[&str] = &[
 /// Words of a business name that do not name this business ("Boulangerie Dupont" is named by
 /// "Dupont"; "Agence de Lille" by "Lille").
 const GENERIC: &[&str] = &[
-    "agence", "boulangerie", "patisserie", "magasin", "boutique", "cabinet", "restaurant",
-    "hotel", "pharmacie", "garage", "societe", "sarl", "sas", "sa", "eurl", "groupe",
-    "immobilier", "centre", "le", "la", "les", "de", "du", "des", "d", "l", "et", "au", "aux",
-    "the", "of", "and", "bakery", "shop", "store", "agency", "office", "center",
+    "agence",
+    "boulangerie",
+    "patisserie",
+    "magasin",
+    "boutique",
+    "cabinet",
+    "restaurant",
+    "hotel",
+    "pharmacie",
+    "garage",
+    "societe",
+    "sarl",
+    "sas",
+    "sa",
+    "eurl",
+    "groupe",
+    "immobilier",
+    "centre",
+    "le",
+    "la",
+    "les",
+    "de",
+    "du",
+    "des",
+    "d",
+    "l",
+    "et",
+    "au",
+    "aux",
+    "the",
+    "of",
+    "and",
+    "bakery",
+    "shop",
+    "store",
+    "agency",
+    "office",
+    "center",
 ];
 
 fn evaluate(rule: &Rule, text: &Compact<'_>, input: &CallInput<'_>) -> (bool, Option<String>) {
@@ -116,7 +150,10 @@ fn evaluate(rule: &Rule, text: &Compact<'_>, input: &CallInput<'_>) -> (bool, Op
             match find_name(text, &names, usize::MAX) {
                 Some(m) => (true, Some(quote(t, m))),
                 None if t.text.is_empty() => (false, Some(nothing())),
-                None => (false, Some(format!("\"{}\" not said", names.join("\" or \"")))),
+                None => (
+                    false,
+                    Some(format!("\"{}\" not said", names.join("\" or \""))),
+                ),
             }
         }
         Rule::Builtin(Builtin::Greeting { names, within }) => greeting(text, input, names, *within),
@@ -125,14 +162,27 @@ fn evaluate(rule: &Rule, text: &Compact<'_>, input: &CallInput<'_>) -> (bool, Op
                 let rang = ring_ms
                     .map(|ms| format!(" ({:.1} s of ringing)", ms as f64 / 1000.0))
                     .unwrap_or_default();
-                let rings = if r == 1 { "ring".to_string() } else { "rings".to_string() };
-                if r <= i64::from(*max) {
-                    (true, Some(format!("answered after {r} {rings}{rang}, limit {max}")))
+                let rings = if r == 1 {
+                    "ring".to_string()
                 } else {
-                    (false, Some(format!("answered after {r} {rings}{rang}, over {max}")))
+                    "rings".to_string()
+                };
+                if r <= i64::from(*max) {
+                    (
+                        true,
+                        Some(format!("answered after {r} {rings}{rang}, limit {max}")),
+                    )
+                } else {
+                    (
+                        false,
+                        Some(format!("answered after {r} {rings}{rang}, over {max}")),
+                    )
                 }
             }
-            (None, _) => (false, Some("no ring count: the call was not answered".into())),
+            (None, _) => (
+                false,
+                Some("no ring count: the call was not answered".into()),
+            ),
         },
         Rule::Builtin(Builtin::Personalised | Builtin::Signed | Builtin::AnswersWithin(_)) => {
             (false, Some("an email rule, not for a call".to_string()))
@@ -170,7 +220,10 @@ fn greeting(
                 quote(t, h)
             )),
         ),
-        (None, Some(n)) => (false, Some(format!("no greeting word {first_words}: {}", quote(t, n)))),
+        (None, Some(n)) => (
+            false,
+            Some(format!("no greeting word {first_words}: {}", quote(t, n))),
+        ),
         (None, None) => (
             false,
             Some(format!(
@@ -208,7 +261,11 @@ fn find_name(text: &Compact<'_>, names: &[String], before: usize) -> Option<(usi
 
 /// `«…» at 0:01.2`, with a warning when the words were heard with low confidence.
 fn quote(t: &Transcript, (start, end): (usize, usize)) -> String {
-    let mut out = format!("«{}» at {}", snippet(&t.text, (start, end)), where_heard(t, (start, end)));
+    let mut out = format!(
+        "«{}» at {}",
+        snippet(&t.text, (start, end)),
+        where_heard(t, (start, end))
+    );
     if let Some(s) = t.segment_at(start) {
         if s.confidence < LOW_CONFIDENCE {
             out.push_str(&format!(" (low confidence {:.2})", s.confidence));
@@ -425,9 +482,16 @@ mod tests {
             let t = transcript(&[(400, said, 0.9)]);
             let r = run(names(), &t, None);
             assert!(r.hit, "{said}: {r:?}");
-            assert!(r.evidence.as_deref().unwrap().contains("at 0:00.4"), "{r:?}");
+            assert!(
+                r.evidence.as_deref().unwrap().contains("at 0:00.4"),
+                "{r:?}"
+            );
         }
-        for said in ["Bonjour, je vous écoute.", "Boulangerie Martin, bonjour.", "Du pain ?"] {
+        for said in [
+            "Bonjour, je vous écoute.",
+            "Boulangerie Martin, bonjour.",
+            "Du pain ?",
+        ] {
             let r = run(names(), &transcript(&[(0, said, 0.9)]), None);
             assert!(!r.hit, "{said}: {r:?}");
         }
@@ -435,12 +499,23 @@ mod tests {
 
     #[test]
     fn a_greeting_needs_a_greeting_word_and_the_name_early() {
-        let t = transcript(&[(300, "Bonjour, boulangerie du pont, Marie à votre écoute.", 0.9)]);
+        let t = transcript(&[(
+            300,
+            "Bonjour, boulangerie du pont, Marie à votre écoute.",
+            0.9,
+        )]);
         let r = run(greeting(), &t, None);
         assert!(r.hit, "{r:?}");
-        assert!(r.evidence.unwrap().starts_with("«Bonjour, boulangerie du pont"));
+        assert!(r
+            .evidence
+            .unwrap()
+            .starts_with("«Bonjour, boulangerie du pont"));
 
-        let r = run(greeting(), &transcript(&[(300, "Bonjour, je vous écoute.", 0.9)]), None);
+        let r = run(
+            greeting(),
+            &transcript(&[(300, "Bonjour, je vous écoute.", 0.9)]),
+            None,
+        );
         assert!(!r.hit);
         assert!(r.evidence.unwrap().contains("not named"));
 
@@ -456,7 +531,11 @@ mod tests {
 
     #[test]
     fn terms_ignore_spaces_accents_and_case_but_respect_words() {
-        let t = transcript(&[(0, "Nous sommes ouverts du mardi au samedi. La baguette coûte un euro vingt.", 0.9)]);
+        let t = transcript(&[(
+            0,
+            "Nous sommes ouverts du mardi au samedi. La baguette coûte un euro vingt.",
+            0.9,
+        )]);
         let any = |w: &[&str]| Rule::Any(w.iter().map(|s| s.to_string()).collect());
         assert!(run(any(&["ouvert"]), &t, None).hit, "plural");
         assert!(run(any(&["coute"]), &t, None).hit, "accent");
@@ -467,7 +546,10 @@ mod tests {
         let all = Rule::All(vec!["mardi".into(), "baguette".into()]);
         let r = run(all, &t, None);
         assert!(r.hit);
-        assert_eq!(r.evidence.unwrap(), "all heard: mardi (0:00.0), baguette (0:00.0)");
+        assert_eq!(
+            r.evidence.unwrap(),
+            "all heard: mardi (0:00.0), baguette (0:00.0)"
+        );
         let none = Rule::None(vec!["ferme".into()]);
         assert!(run(none, &t, None).hit);
     }
@@ -477,7 +559,10 @@ mod tests {
         let t = transcript(&[]);
         let r = run(Rule::Builtin(Builtin::AnsweredWithinRings(3)), &t, Some(2));
         assert!(r.hit);
-        assert_eq!(r.evidence.unwrap(), "answered after 2 rings (8.0 s of ringing), limit 3");
+        assert_eq!(
+            r.evidence.unwrap(),
+            "answered after 2 rings (8.0 s of ringing), limit 3"
+        );
         let r = run(Rule::Builtin(Builtin::AnsweredWithinRings(3)), &t, Some(4));
         assert!(!r.hit);
         let r = run(Rule::Builtin(Builtin::AnsweredWithinRings(3)), &t, None);
@@ -491,12 +576,24 @@ mod tests {
         assert!(r.hit);
         assert!(r.evidence.unwrap().ends_with("(low confidence 0.31)"));
         let r = run(greeting(), &transcript(&[]), None);
-        assert_eq!((r.hit, r.evidence.as_deref()), (false, Some("nothing was said")));
+        assert_eq!(
+            (r.hit, r.evidence.as_deref()),
+            (false, Some("nothing was said"))
+        );
     }
 
     #[test]
     fn hostile_transcripts_do_not_panic() {
-        for s in ["", " ", "ß", "€€€", "ﬁ", "a\u{301}", "🙂 Dupont 🙂", &"x".repeat(5000)] {
+        for s in [
+            "",
+            " ",
+            "ß",
+            "€€€",
+            "ﬁ",
+            "a\u{301}",
+            "🙂 Dupont 🙂",
+            &"x".repeat(5000),
+        ] {
             let t = transcript(&[(0, s, 0.5)]);
             for r in [names(), greeting(), Rule::Any(vec!["€".into(), "".into()])] {
                 let _ = run(r, &t, Some(1));

@@ -27,7 +27,10 @@ pub enum Builtin {
     /// Replied within this time.
     AnswersWithin(Duration),
     /// Call: a greeting word and the business's name within `within` of the first speech.
-    Greeting { names: Vec<String>, within: Duration },
+    Greeting {
+        names: Vec<String>,
+        within: Duration,
+    },
     /// Call: the business's name (or one of `names`) said anywhere, spelling-tolerant.
     NamesBusiness { names: Vec<String> },
     /// Call: picked up within this many rings.
@@ -252,7 +255,9 @@ fn evaluate(rule: &Rule, text: &Folded<'_>, input: &ScoreInput<'_>) -> (bool, Op
         },
         // Configuration refuses call rules on email scenarios; a stored scenario may not.
         Rule::Builtin(
-            Builtin::Greeting { .. } | Builtin::NamesBusiness { .. } | Builtin::AnsweredWithinRings(_),
+            Builtin::Greeting { .. }
+            | Builtin::NamesBusiness { .. }
+            | Builtin::AnsweredWithinRings(_),
         ) => (false, Some("a call rule, not for a reply".to_string())),
     }
 }

@@ -19,9 +19,9 @@ pub use aggregate::{
 mod seed;
 pub use governance::Planned;
 pub use retention::PurgeCounts;
-pub use transcripts::{TranscriptJob, TranscriptResult};
 #[cfg(feature = "seed")]
 pub use seed::SeedVisit;
+pub use transcripts::{TranscriptJob, TranscriptResult};
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
 pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, StoredEnquiry, Visit, VisitState};

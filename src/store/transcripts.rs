@@ -125,9 +125,10 @@ impl Store {
 
     /// Transcripts waiting or in progress (the queue's depth).
     pub async fn pending_transcripts(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM visits WHERE transcript_status = 'pending'")
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM visits WHERE transcript_status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.try_get("n")?)
     }
 }

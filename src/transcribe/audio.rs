@@ -56,14 +56,19 @@ impl Audio {
 
     /// The 16 kHz samples of `[from_ms, to_ms)`.
     pub fn slice(&self, (from_ms, to_ms): (i64, i64)) -> &[f32] {
-        let at = |ms: i64| (ms.max(0) as usize * MODEL_RATE as usize / 1000).min(self.samples.len());
+        let at =
+            |ms: i64| (ms.max(0) as usize * MODEL_RATE as usize / 1000).min(self.samples.len());
         &self.samples[at(from_ms)..at(to_ms).max(at(from_ms))]
     }
 }
 
 pub fn load(path: &Path, max: Duration) -> Result<Audio, String> {
-    let reader = hound::WavReader::open(path)
-        .map_err(|e| format!("the recording {} is not a readable WAV file: {e}", path.display()))?;
+    let reader = hound::WavReader::open(path).map_err(|e| {
+        format!(
+            "the recording {} is not a readable WAV file: {e}",
+            path.display()
+        )
+    })?;
     let spec = reader.spec();
     if spec.channels == 0 || spec.sample_rate < 4000 || spec.sample_rate > 192_000 {
         return Err(format!(
@@ -105,7 +110,10 @@ pub fn load(path: &Path, max: Duration) -> Result<Audio, String> {
         }
     }
     if mono.iter().any(|s| !s.is_finite()) {
-        return Err(format!("the recording {} holds invalid samples", path.display()));
+        return Err(format!(
+            "the recording {} holds invalid samples",
+            path.display()
+        ));
     }
     let voice = voice(&mono, rate);
     Ok(Audio {
@@ -146,7 +154,11 @@ mod tests {
     fn a_recording_is_upsampled_bounded_and_its_speech_counted() {
         // 3 s: 1 s of silence, then a 300 Hz tone loud enough to be voice.
         let mut pcm = vec![0i16; 8000];
-        pcm.extend((0..16_000).map(|i| ((i as f64 * 300.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16));
+        pcm.extend(
+            (0..16_000).map(|i| {
+                ((i as f64 * 300.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16
+            }),
+        );
         let f = wav(&pcm);
         let a = load(f.path(), Duration::from_secs(600)).unwrap();
         assert_eq!((a.duration_ms, a.heard_ms), (3000, 3000));
@@ -155,9 +167,17 @@ mod tests {
         assert_eq!(a.stretches(), vec![(700, 3000)]);
         assert_eq!(a.slice((700, 3000)).len(), 2300 * 16);
         let a = load(f.path(), Duration::from_secs(2)).unwrap();
-        assert_eq!((a.duration_ms, a.heard_ms, a.samples.len()), (3000, 2000, 32_000));
+        assert_eq!(
+            (a.duration_ms, a.heard_ms, a.samples.len()),
+            (3000, 2000, 32_000)
+        );
         let silent = wav(&[0i16; 16_000]);
-        assert_eq!(load(silent.path(), Duration::from_secs(9)).unwrap().voice_frames, 0);
+        assert_eq!(
+            load(silent.path(), Duration::from_secs(9))
+                .unwrap()
+                .voice_frames,
+            0
+        );
     }
 
     #[test]

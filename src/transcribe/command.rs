@@ -24,7 +24,15 @@ pub fn run(config_path: &Path, args: Args, out: &mut dyn Write) -> Result<i32> {
     // The configuration is optional: without one, the defaults.
     let t = if config_path.exists() {
         crate::config::load(config_path)
-            .map_err(|e| anyhow!("{}", e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")))?
+            .map_err(|e| {
+                anyhow!(
+                    "{}",
+                    e.0.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?
             .transcribe
     } else {
         TranscribeConfig::default()

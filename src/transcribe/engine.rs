@@ -78,7 +78,14 @@ impl Engine {
             } else {
                 samples
             };
-            let lang = self.hear(&mut state, samples, stretch.0, language, threads, &mut heard.segments)?;
+            let lang = self.hear(
+                &mut state,
+                samples,
+                stretch.0,
+                language,
+                threads,
+                &mut heard.segments,
+            )?;
             heard.language = heard.language.or(lang);
         }
         Ok(heard)

@@ -33,7 +33,11 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const WORKER_NICE: i32 = 10;
 
 /// The status a finished call enters the queue with: None when there is nothing to hear.
-pub fn initial_status(config: &Config, answered: bool, recording: Option<&Path>) -> Option<&'static str> {
+pub fn initial_status(
+    config: &Config,
+    answered: bool,
+    recording: Option<&Path>,
+) -> Option<&'static str> {
     if !answered || recording.is_none() {
         return None;
     }
@@ -62,11 +66,9 @@ fn engine(path: &Path) -> Result<Arc<Engine>, model::ModelError> {
 pub fn language_for(config: &Config, scenario: Option<&Scenario>) -> String {
     scenario
         .and_then(|s| {
-            s.language.clone().or_else(|| {
-                config
-                    .persona(&s.persona)
-                    .and_then(|p| p.language.clone())
-            })
+            s.language
+                .clone()
+                .or_else(|| config.persona(&s.persona).and_then(|p| p.language.clone()))
         })
         .unwrap_or_else(|| config.transcribe.language.clone())
 }
@@ -200,7 +202,11 @@ pub fn work_one(
 ) -> Result<Option<String>> {
     let owner = owner(cx);
     let now = cx.now_ms();
-    let Some(job) = rt.block_on(cx.store.claim_transcript(&owner, now, LEASE.as_millis() as i64, only))?
+    let Some(job) =
+        rt.block_on(
+            cx.store
+                .claim_transcript(&owner, now, LEASE.as_millis() as i64, only),
+        )?
     else {
         return Ok(None);
     };
@@ -221,7 +227,10 @@ pub fn work_one(
         ms = started.elapsed().as_millis() as u64,
         "call transcribed"
     );
-    if !rt.block_on(cx.store.finish_transcript(&visit.id, &owner, &result, cx.now_ms()))? {
+    if !rt.block_on(
+        cx.store
+            .finish_transcript(&visit.id, &owner, &result, cx.now_ms()),
+    )? {
         tracing::warn!(visit = %visit.id, "transcript not stored: the job's lease was lost");
     }
     Ok(Some(visit.id))

@@ -81,7 +81,12 @@ fn walk(file: File) -> Result<ModelInfo, String> {
     if !(sane(n_mel, 1024) && sane(n_fft, 1 << 16)) {
         return Err(format!("implausible mel filter shape {n_mel}×{n_fft}"));
     }
-    skip(&mut r, 4 * i64::from(n_mel) * i64::from(n_fft), bytes, "mel filters")?;
+    skip(
+        &mut r,
+        4 * i64::from(n_mel) * i64::from(n_fft),
+        bytes,
+        "mel filters",
+    )?;
     let words = rd(&mut r, "vocabulary")?;
     if !(0..=n_vocab).contains(&words) {
         return Err(format!("{words} vocabulary entries for {n_vocab} tokens"));
@@ -101,15 +106,25 @@ fn walk(file: File) -> Result<ModelInfo, String> {
         if at == bytes {
             break;
         }
-        let n_dims = r.read_i32().map_err(|_| format!("truncated tensor header at byte {at}"))?;
-        let name_len = r.read_i32().map_err(|_| format!("truncated tensor header at byte {at}"))?;
-        let ttype = r.read_i32().map_err(|_| format!("truncated tensor header at byte {at}"))?;
+        let n_dims = r
+            .read_i32()
+            .map_err(|_| format!("truncated tensor header at byte {at}"))?;
+        let name_len = r
+            .read_i32()
+            .map_err(|_| format!("truncated tensor header at byte {at}"))?;
+        let ttype = r
+            .read_i32()
+            .map_err(|_| format!("truncated tensor header at byte {at}"))?;
         if !(1..=4).contains(&n_dims) || !(1..=256).contains(&name_len) {
-            return Err(format!("bad tensor header at byte {at} ({n_dims} dims, name of {name_len} bytes)"));
+            return Err(format!(
+                "bad tensor header at byte {at} ({n_dims} dims, name of {name_len} bytes)"
+            ));
         }
         let mut elements: i64 = 1;
         for _ in 0..n_dims {
-            let d = r.read_i32().map_err(|_| format!("truncated tensor header at byte {at}"))?;
+            let d = r
+                .read_i32()
+                .map_err(|_| format!("truncated tensor header at byte {at}"))?;
             if d < 1 {
                 return Err(format!("tensor at byte {at} has a dimension of {d}"));
             }
@@ -119,12 +134,19 @@ fn walk(file: File) -> Result<ModelInfo, String> {
         r.read_exact(&mut name)
             .map_err(|_| format!("truncated tensor name at byte {at}"))?;
         let name = String::from_utf8_lossy(&name).into_owned();
-        let (block, block_bytes) = tensor_type(ttype)
-            .ok_or_else(|| format!("tensor {name}: unknown type {ttype}"))?;
+        let (block, block_bytes) =
+            tensor_type(ttype).ok_or_else(|| format!("tensor {name}: unknown type {ttype}"))?;
         if elements % block != 0 {
-            return Err(format!("tensor {name}: {elements} values do not fill its blocks"));
+            return Err(format!(
+                "tensor {name}: {elements} values do not fill its blocks"
+            ));
         }
-        skip(&mut r, elements / block * block_bytes, bytes, &format!("tensor {name}"))?;
+        skip(
+            &mut r,
+            elements / block * block_bytes,
+            bytes,
+            &format!("tensor {name}"),
+        )?;
         tensors += 1;
     }
     if tensors == 0 {
@@ -221,7 +243,10 @@ mod tests {
     fn a_complete_layout_passes_and_says_what_it_is() {
         let f = write(&tiny());
         let info = check(f.path()).unwrap();
-        assert_eq!((info.size, info.multilingual, info.tensors), ("base", true, 1));
+        assert_eq!(
+            (info.size, info.multilingual, info.tensors),
+            ("base", true, 1)
+        );
     }
 
     #[test]
@@ -234,7 +259,10 @@ mod tests {
         for cut in [0, 3, 20, 60, full.len() - 1] {
             let f = write(&full[..cut]);
             let e = check(f.path()).unwrap_err().to_string();
-            assert!(e.contains("truncated") || e.contains("magic"), "cut {cut}: {e}");
+            assert!(
+                e.contains("truncated") || e.contains("magic"),
+                "cut {cut}: {e}"
+            );
         }
         let mut longer = full.clone();
         longer.extend_from_slice(&[1, 2, 3]);
@@ -244,6 +272,9 @@ mod tests {
         assert!(e.contains("not a whisper.cpp ggml model"), "{e}");
         let mut huge = full;
         huge[4..8].copy_from_slice(&i32::MAX.to_le_bytes());
-        assert!(check(write(&huge).path()).unwrap_err().to_string().contains("implausible"));
+        assert!(check(write(&huge).path())
+            .unwrap_err()
+            .to_string()
+            .contains("implausible"));
     }
 }

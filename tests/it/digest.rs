@@ -742,7 +742,8 @@ phone = "sip:nice@127.0.0.1:5080"
         "{text}"
     );
     assert!(
-        squash(&text).contains("- Agence Nice : note des appels 60 / 100 ; accueil conforme 1 sur 2"),
+        squash(&text)
+            .contains("- Agence Nice : note des appels 60 / 100 ; accueil conforme 1 sur 2"),
         "{text}"
     );
 }

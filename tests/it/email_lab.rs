@@ -345,7 +345,10 @@ async fn time_to_reply_errors(idle: bool) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn time_to_reply_lies_within_a_second_of_the_simulator_send_time_with_idle() {
     let errors = time_to_reply_errors(true).await;
-    assert!(errors.iter().all(|e| (0..ERROR_BOUND_MS).contains(e)), "{errors:?}");
+    assert!(
+        errors.iter().all(|e| (0..ERROR_BOUND_MS).contains(e)),
+        "{errors:?}"
+    );
 }
 
 /// The error includes Postfix's own delivery delay, which a loaded CI machine stretches past a
@@ -358,7 +361,10 @@ const ERROR_BOUND_MS: i64 = 5000;
 async fn time_to_reply_lies_within_a_poll_interval_of_the_simulator_send_time_when_polling() {
     let errors = time_to_reply_errors(false).await;
     // Poll interval 200 ms plus delivery and processing; see ERROR_BOUND_MS.
-    assert!(errors.iter().all(|e| (0..ERROR_BOUND_MS).contains(e)), "{errors:?}");
+    assert!(
+        errors.iter().all(|e| (0..ERROR_BOUND_MS).contains(e)),
+        "{errors:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -417,7 +423,7 @@ async fn a_reply_that_arrives_while_the_daemon_is_down_is_found_after_restart() 
         cx.store.visit(&id).await.unwrap().unwrap().state,
         "awaiting_reply"
     );
-    let restarted_at = chrono::Utc::now().timestamp_millis();
+    let restarted_at = cx.now_ms();
     let daemon = Daemon::start(cx.clone()).await;
     let v = wait_done(&cx, &[id], Duration::from_secs(20))
         .await

@@ -153,7 +153,10 @@ async fn answered_lab_calls_get_transcripts_and_rule_hits_that_match_what_the_ph
             v.transcript,
             v.rings,
             v.score,
-            rules.iter().map(|r| (r.rule_id.as_str(), r.hit, r.evidence.as_deref())).collect::<Vec<_>>()
+            rules
+                .iter()
+                .map(|r| (r.rule_id.as_str(), r.hit, r.evidence.as_deref()))
+                .collect::<Vec<_>>()
         );
     }
     eprintln!("{summary}");
@@ -194,16 +197,27 @@ async fn answered_lab_calls_get_transcripts_and_rule_hits_that_match_what_the_ph
     let late = segments("late");
     assert!(late[0].start_ms >= 3_000, "{late:?}");
     let answers = segments("answers");
-    let mardi = answers.iter().find(|s| s.text.to_lowercase().contains("mardi")).unwrap();
+    let mardi = answers
+        .iter()
+        .find(|s| s.text.to_lowercase().contains("mardi"))
+        .unwrap();
     assert!(mardi.start_ms >= 6_000, "{answers:?}");
     assert!(answers.iter().all(|s| (0.0..=1.0).contains(&s.confidence)));
     let evidence = cx.store.rules(&by_name["late"].id).await.unwrap();
     let greeting = evidence.iter().find(|r| r.rule_id == "accueil").unwrap();
-    assert!(greeting.evidence.as_deref().unwrap().contains("at 0:0"), "{greeting:?}");
-    assert_eq!(by_name["english"].transcript_language.as_deref(), Some("en"));
+    assert!(
+        greeting.evidence.as_deref().unwrap().contains("at 0:0"),
+        "{greeting:?}"
+    );
+    assert_eq!(
+        by_name["english"].transcript_language.as_deref(),
+        Some("en")
+    );
 
     // The report carries them under the contract's names.
-    let report = mystery::report::load(&cx.store, &Default::default()).await.unwrap();
+    let report = mystery::report::load(&cx.store, &Default::default())
+        .await
+        .unwrap();
     let json = serde_json::to_value(&report).unwrap();
     let named = json
         .as_array()
@@ -213,26 +227,39 @@ async fn answered_lab_calls_get_transcripts_and_rule_hits_that_match_what_the_ph
         .unwrap();
     assert_eq!(named["transcript_status"], "done");
     assert_eq!(named["rings"], 1);
-    assert!(named["transcript"].as_str().unwrap().to_lowercase().contains("bonjour"));
+    assert!(named["transcript"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("bonjour"));
     assert!(named["segments"][0]["start_ms"].is_i64());
     assert_eq!(named["score"], 100.0);
     assert_eq!(named["rules"].as_array().unwrap().len(), 3);
 }
 
-async fn wait_transcribed(cx: &Arc<mystery::Context>, ids: &[String], limit: Duration) -> Vec<Visit> {
+async fn wait_transcribed(
+    cx: &Arc<mystery::Context>,
+    ids: &[String],
+    limit: Duration,
+) -> Vec<Visit> {
     let start = Instant::now();
     loop {
         let mut all = Vec::new();
         for id in ids {
             all.push(cx.store.visit(id).await.unwrap().unwrap());
         }
-        if all.iter().all(|v| v.transcript_status.as_deref() != Some("pending")) {
+        if all
+            .iter()
+            .all(|v| v.transcript_status.as_deref() != Some("pending"))
+        {
             return all;
         }
         assert!(
             start.elapsed() < limit,
             "transcripts still pending after {limit:?}: {:?}",
-            all.iter().map(|v| (&v.business_id, &v.transcript_status)).collect::<Vec<_>>()
+            all.iter()
+                .map(|v| (&v.business_id, &v.transcript_status))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -346,7 +373,11 @@ async fn silence_noise_long_and_damaged_recordings_each_end_with_a_reason_and_th
         f.write_all(&data.to_le_bytes()).unwrap();
     }
     let corrupt = dir.join("corrupt.wav");
-    std::fs::write(&corrupt, b"RIFF\x24\x00\x00\x00WAVEfmt garbage that is not a wave file").unwrap();
+    std::fs::write(
+        &corrupt,
+        b"RIFF\x24\x00\x00\x00WAVEfmt garbage that is not a wave file",
+    )
+    .unwrap();
     let gone = dir.join("purged.wav");
     let ids = queue(
         &cx.store,
@@ -372,21 +403,36 @@ async fn silence_noise_long_and_damaged_recordings_each_end_with_a_reason_and_th
     assert!(silent.transcript_reason.unwrap().contains("no speech"));
     // Silence is scored: the greeting is missing, the rings are within the limit.
     assert_eq!(silent.score, Some(50.0));
-    assert_eq!(noisy.transcript_status.as_deref(), Some("done"), "{noisy:?}");
+    assert_eq!(
+        noisy.transcript_status.as_deref(),
+        Some("done"),
+        "{noisy:?}"
+    );
     eprintln!("noise heard as: {:?}", noisy.transcript);
     let rules = cx.store.rules(&noisy.id).await.unwrap();
-    assert!(!rules.iter().find(|r| r.rule_id == "accueil").unwrap().hit, "{rules:?}");
+    assert!(
+        !rules.iter().find(|r| r.rule_id == "accueil").unwrap().hit,
+        "{rules:?}"
+    );
     assert_eq!(long.transcript_status.as_deref(), Some("done"), "{long:?}");
     let reason = long.transcript_reason.unwrap();
-    assert!(reason.contains("only the first 10m of 2h heard"), "{reason}");
+    assert!(
+        reason.contains("only the first 10m of 2h heard"),
+        "{reason}"
+    );
     assert_eq!(corrupt.transcript_status.as_deref(), Some("failed"));
-    assert!(corrupt.transcript_reason.unwrap().contains("not a readable WAV"));
+    assert!(corrupt
+        .transcript_reason
+        .unwrap()
+        .contains("not a readable WAV"));
     assert_eq!(gone.transcript_status.as_deref(), Some("failed"));
     assert!(gone.transcript_reason.unwrap().contains("is gone"));
     assert_eq!(none.transcript_status.as_deref(), Some("failed"));
     assert!(none.transcript_reason.unwrap().contains("no recording"));
     // Nothing about the calls themselves changed.
-    assert!([silent.outcome, corrupt.outcome].iter().all(|o| o.as_deref() == Some("answered")));
+    assert!([silent.outcome, corrupt.outcome]
+        .iter()
+        .all(|o| o.as_deref() == Some("answered")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -407,25 +453,35 @@ async fn a_missing_or_foreign_model_is_a_reason_on_the_visit_not_a_crash() {
     let mut bytes = b"\x06\x00\x00\x00\x0c\x00WhisperSpec\x00".to_vec();
     bytes.resize(4096, 7);
     std::fs::write(&foreign, bytes).unwrap();
-    let cx = context_with(tmp.path(), &url, &format!("model = \"{}\"", foreign.display())).await;
+    let cx = context_with(
+        tmp.path(),
+        &url,
+        &format!("model = \"{}\"", foreign.display()),
+    )
+    .await;
     let ids = queue(&cx.store, &[("b", Some(&wav)), ("b", Some(&wav))]).await;
     assert_eq!(drain(&cx).await.len(), 2, "the queue goes on");
     for id in ids {
         let v = cx.store.visit(&id).await.unwrap().unwrap();
         assert_eq!(v.transcript_status.as_deref(), Some("failed"));
-        assert!(v.transcript_reason.unwrap().contains("not a whisper.cpp ggml model"));
+        assert!(v
+            .transcript_reason
+            .unwrap()
+            .contains("not a whisper.cpp ggml model"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_daemons_on_postgres_never_transcribe_one_call_twice_and_a_dead_worker_s_job_is_resumed() {
+async fn two_daemons_on_postgres_never_transcribe_one_call_twice_and_a_dead_worker_s_job_is_resumed(
+) {
     let tmp = tempfile::tempdir().unwrap();
     let url = common::store_url(Backend::Postgres, tmp.path()).await;
     let silence = tmp.path().join("silence.wav");
     write_wav(&silence, &vec![0i16; 8000]);
     let a = context_with(tmp.path(), &url, "").await;
     let b = context_with(tmp.path(), &url, "").await;
-    let recordings: Vec<(&str, Option<&Path>)> = (0..30).map(|_| ("b", Some(silence.as_path()))).collect();
+    let recordings: Vec<(&str, Option<&Path>)> =
+        (0..30).map(|_| ("b", Some(silence.as_path()))).collect();
     let mut ids = queue(&a.store, &recordings).await;
     // A worker that died holding a job: its lease has run out.
     sqlx::query("UPDATE visits SET transcript_owner = 'dead:transcribe', transcript_lease_until = 1 WHERE id = $1")
@@ -434,7 +490,9 @@ async fn two_daemons_on_postgres_never_transcribe_one_call_twice_and_a_dead_work
         .await
         .unwrap();
     // And one whose lease still runs is left alone.
-    let held = queue(&a.store, &[("b", Some(silence.as_path()))]).await.remove(0);
+    let held = queue(&a.store, &[("b", Some(silence.as_path()))])
+        .await
+        .remove(0);
     sqlx::query("UPDATE visits SET transcript_owner = 'alive:transcribe', transcript_lease_until = $2 WHERE id = $1")
         .bind(&held)
         .bind(i64::MAX / 2)
@@ -448,7 +506,12 @@ async fn two_daemons_on_postgres_never_transcribe_one_call_twice_and_a_dead_work
     all.dedup();
     ids.sort();
     assert_eq!(all, ids, "each call transcribed exactly once");
-    assert!(!wa.is_empty() && !wb.is_empty(), "both daemons worked: {} and {}", wa.len(), wb.len());
+    assert!(
+        !wa.is_empty() && !wb.is_empty(),
+        "both daemons worked: {} and {}",
+        wa.len(),
+        wb.len()
+    );
     let v = a.store.visit(&held).await.unwrap().unwrap();
     assert_eq!(v.transcript_status.as_deref(), Some("pending"));
 }

@@ -508,7 +508,9 @@ impl Call<'_> {
                         }
                         Step::Listen(d) => {
                             if !media.listen(*d).await {
-                                tracing::debug!("listen: the branch was still speaking (or silent) after {d:?}");
+                                tracing::debug!(
+                                    "listen: the branch was still speaking (or silent) after {d:?}"
+                                );
                             }
                             Ok(())
                         }
