@@ -433,3 +433,106 @@ async fn issue7_visit_wait_stops_cleanly_on_sigterm_and_says_the_visit_goes_on()
     );
     assert!(stderr.contains("interrupted"), "stderr: {stderr}");
 }
+
+/// Issue 8: `mystery visit --wait` on a call, alone, returns once the call's transcript and
+/// score are in (it transcribes the call itself); `check` names the model, or warns (exit 0)
+/// when there is none; `mystery transcribe` hears a recording the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue8_visit_wait_on_a_call_returns_with_its_transcript_and_check_names_the_model() {
+    crate::call::lab();
+    let model = mystery::config::TranscribeConfig::default_model();
+    assert!(model.is_file(), "run scripts/fetch-model");
+    let extra = "\n[sip]\nbind = \"127.0.0.1:0\"\nfrom = \"sip:robot@robot.test\"\nrtp_ports = \"33000-33999\"\n\n\
+                 [[scenarios]]\nid = \"appel\"\nchannel = \"call\"\nring_timeout = \"20s\"\n\
+                 script = [{ listen = \"8s\" }, { hangup = true }]\n\
+                 expect = [{ id = \"nom\", builtin = \"names_business\" }]\n\n\
+                 [[businesses]]\nid = \"dupont\"\nname = \"Boulangerie Dupont\"\nphone = \"sip:named@127.0.0.1:5099\"\n";
+    let (tmp, config) = setup(Backend::Sqlite, &[], extra).await;
+    let out = output(
+        {
+            let mut c = mystery(&config);
+            c.args(["visit", "dupont", "appel", "--wait"]);
+            c
+        },
+        Duration::from_secs(240),
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().nth(1), Some("answered"), "{stdout}");
+    let json: serde_json::Value = stderr
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON on stderr: {stderr}"));
+    assert_eq!(json["transcript_status"], "done", "{json}");
+    assert_eq!(json["rules"][0]["hit"], true, "{json}");
+    assert_eq!(json["score"], 100.0, "{json}");
+
+    let check = output(
+        {
+            let mut c = mystery(&config);
+            c.arg("check");
+            c
+        },
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{text}");
+    assert!(
+        text.contains("transcription: base model") && text.contains("multilingual"),
+        "{text}"
+    );
+    let without = tmp.path().join("no-model.toml");
+    std::fs::write(
+        &without,
+        std::fs::read_to_string(&config).unwrap()
+            + "\n[transcribe]\nmodel = \"/nonexistent/ggml.bin\"\n",
+    )
+    .unwrap();
+    let check = output(
+        {
+            let mut c = mystery(&without);
+            c.arg("check");
+            c
+        },
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "a missing model is a warning: {text}"
+    );
+    assert!(
+        text.contains("warning: call visits will have no transcript or score: no model at /nonexistent/ggml.bin"),
+        "{text}"
+    );
+
+    let recording = json["recording"].as_str().unwrap();
+    let heard = output(
+        {
+            let mut c = mystery(&config);
+            c.args(["transcribe", recording, "/nonexistent.wav"]);
+            c
+        },
+        Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&heard.stdout);
+    assert_eq!(
+        heard.status.code(),
+        Some(2),
+        "one file could not be read: {text}"
+    );
+    assert!(
+        text.contains("real-time factor") && text.to_lowercase().contains("bonjour"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "/nonexistent.wav: the recording /nonexistent.wav is not a readable WAV file"
+        ),
+        "{text}"
+    );
+}

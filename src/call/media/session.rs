@@ -1183,6 +1183,61 @@ mod tests {
         );
     }
 
+    /// `listen` returns once the branch has spoken and then been quiet for 700 ms, not during
+    /// the greeting nor before it; with no speech at all, at its bound.
+    #[tokio::test]
+    async fn listen_waits_for_the_end_of_the_greeting() {
+        let peer = peer().await;
+        let s = std::sync::Arc::new(MediaSession::bind(LOCALHOST, RANGE).unwrap());
+        s.start(remote(&peer, Codec::Pcmu, None), Clock::system());
+        s.mark_answered(Instant::now());
+        let to = SocketAddr::new(LOCALHOST, s.local_port());
+        let tone: Vec<u8> = (0..160)
+            .map(|i| {
+                let x = 8000.0 * (2.0 * std::f64::consts::PI * 400.0 * f64::from(i) / 8000.0).sin();
+                g711::ulaw_encode(x as i16)
+            })
+            .collect();
+        let silence = vec![0xFFu8; 160];
+        let start = tokio::time::Instant::now();
+        // 0.3 s of silence, a 1 s "greeting", then 3 s of silence.
+        let sender = tokio::spawn(async move {
+            for k in 0..215u32 {
+                tokio::time::sleep_until(start + Duration::from_millis(20) * k).await;
+                let payload = if (15..65).contains(&k) {
+                    &tone
+                } else {
+                    &silence
+                };
+                let h = RtpHeader {
+                    marker: false,
+                    payload_type: 0,
+                    sequence: k as u16,
+                    timestamp: k * 160,
+                    ssrc: 5,
+                };
+                peer.send_to(&rtp::build(&h, payload), to).await.unwrap();
+            }
+        });
+        let heard = s.listen(Duration::from_secs(4)).await;
+        let at = start.elapsed();
+        // True: it saw the end of speech, not its 4 s bound.
+        assert!(heard, "the greeting ended");
+        // The greeting ends at 1.3 s; the hangover and 700 ms of silence follow.
+        assert!(
+            at >= Duration::from_millis(2000),
+            "returned during the greeting: {at:?}"
+        );
+        sender.await.unwrap();
+
+        // Nobody speaks: the bound.
+        let quiet = MediaSession::bind(LOCALHOST, RANGE).unwrap();
+        let peer = self::peer().await;
+        quiet.start(remote(&peer, Codec::Pcmu, None), Clock::system());
+        quiet.mark_answered(Instant::now());
+        assert!(!quiet.listen(Duration::from_millis(300)).await);
+    }
+
     #[tokio::test]
     async fn received_audio_is_recorded_split_at_the_answer_and_measured() {
         let dir = tempfile::tempdir().unwrap();
