@@ -582,6 +582,33 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the recogniser writes (any Unicode, any segment times), scoring ends with an
+        /// outcome and evidence for every rule, and a hit's evidence quotes the transcript.
+        #[test]
+        fn arbitrary_transcripts_always_score(
+            parts in proptest::collection::vec((any::<i32>(), "\\PC{0,40}", 0.0f64..1.0), 0..6),
+            name in "\\PC{0,20}",
+            rings in proptest::option::of(-3i64..20),
+        ) {
+            let segments: Vec<(i64, &str, f64)> =
+                parts.iter().map(|(t, s, c)| (i64::from(*t), s.as_str(), *c)).collect();
+            let t = transcript(&segments);
+            let input = CallInput { transcript: &t, business_name: &name, rings, ring_ms: None };
+            let rules = vec![
+                Expectation { id: "a".into(), rule: names(), weight: 1 },
+                Expectation { id: "b".into(), rule: greeting(), weight: 1 },
+                Expectation { id: "c".into(), rule: Rule::Any(vec![name.clone(), "€".into()]), weight: 1 },
+                Expectation { id: "d".into(), rule: Rule::Builtin(Builtin::AnsweredWithinRings(3)), weight: 1 },
+            ];
+            let card = score_call(&rules, &input);
+            proptest::prop_assert_eq!(card.rules.len(), 4);
+            proptest::prop_assert!((0.0..=100.0).contains(&card.score));
+        }
+    }
+
+    use proptest::prelude::any;
+
     #[test]
     fn hostile_transcripts_do_not_panic() {
         for s in [
