@@ -282,15 +282,10 @@ async fn wait_for_transcript(cx: &Arc<Context>, id: &str, daemon: bool) -> Resul
             return Ok(());
         }
         if !daemon {
-            let (cx, id) = (cx.clone(), id.to_string());
             let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let rt = tokio::runtime::Handle::current();
-            let flag = stopped.clone();
-            let work = tokio::task::spawn_blocking(move || {
-                crate::transcribe::work_one(&cx, &rt, Some(&id), &flag)
-            });
+            let work = crate::transcribe::work_one_low_priority(cx, Some(id), stopped.clone());
             tokio::select! {
-                r = work => { r??; }
+                r = work => { r?; }
                 _ = &mut stop => {
                     stopped.store(true, std::sync::atomic::Ordering::Relaxed);
                     return Err(anyhow!("interrupted; the transcript stays queued for the daemon"));

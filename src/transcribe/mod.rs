@@ -236,6 +236,30 @@ pub fn work_one(
     Ok(Some(visit.id))
 }
 
+/// `work_one` on a thread of its own at the workers' lower priority, awaited: for a process
+/// that is not the daemon (`mystery visit --wait` alone). Dropping the future leaves the
+/// thread to finish its job; setting `stop` keeps it from starting another stretch.
+pub async fn work_one_low_priority(
+    cx: &Arc<Context>,
+    only: Option<&str>,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<String>> {
+    let (cx, only, rt) = (
+        cx.clone(),
+        only.map(str::to_string),
+        tokio::runtime::Handle::current(),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("transcribe-once".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(work_one(&cx, &rt, only.as_deref(), &stop));
+        })?;
+    rx.await
+        .map_err(|_| anyhow::anyhow!("the transcription thread ended without a result"))?
+}
+
 /// Starts `[transcribe] workers` threads; they stop when `stop` is set (a transcription in
 /// progress is aborted and its job given back).
 pub fn spawn_workers(cx: &Arc<Context>, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {

@@ -142,6 +142,14 @@ pub fn context(config: Config, store: Store) -> Arc<Context> {
 
 /// A configuration for the mail lab: personas, one group, the given businesses (id, email)
 /// and the standard `devis` scenario.
+/// A lab configuration without `[smtp]` and `[imap]`: for call-only tests, so they open no
+/// connection to the mailbox the email tests share.
+pub fn without_mail(text: &str) -> String {
+    let start = text.find("[smtp]\n").expect("lab_config has [smtp]");
+    let end = text.find("[[personas]]").expect("lab_config has personas");
+    format!("{}{}", &text[..start], &text[end..])
+}
+
 pub fn lab_config(lab: &Lab, store_url: &str, businesses: &[(&str, &str)], extra: &str) -> String {
     let mut text = format!(
         r#"
