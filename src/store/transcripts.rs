@@ -2,12 +2,12 @@
 //! `pending` until a worker, holding the row under a lease, stores its transcript and score.
 //!
 //! Invariant: a visit is transcribed by one worker at a time. A claim is a conditional UPDATE
-//! on an expired or empty lease (on PostgreSQL, a second claimer blocked on the row re-reads
-//! the lease and gets nothing), and the result is stored only by the lease's owner, so a
-//! worker that outlived its lease cannot overwrite the one that took over.
+//! on an expired or empty lease (on PostgreSQL the claimers skip each other's locked rows), and
+//! the result is stored only by the lease's owner, so a worker that outlived its lease cannot
+//! overwrite the one that took over.
 
 use super::visits::{insert_rules, RuleRow};
-use super::Store;
+use super::{Backend, Store};
 use anyhow::Result;
 use sqlx::Row;
 
@@ -45,10 +45,18 @@ impl Store {
     ) -> Result<Option<TranscriptJob>> {
         const FREE: &str = "transcript_status = 'pending'
                AND (transcript_lease_until IS NULL OR transcript_lease_until < $3)";
+        // On PostgreSQL two claimers would both pick the oldest row and the second would come
+        // back empty-handed with work still queued: each skips the rows the other has locked.
+        // SQLite runs one writer at a time, so its claim is whole anyway.
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
         let sql = match only {
             None => format!(
                 "UPDATE visits SET transcript_owner = $1, transcript_lease_until = $2
-                 WHERE id = (SELECT id FROM visits WHERE {FREE} ORDER BY updated_at, id LIMIT 1)
+                 WHERE id = (SELECT id FROM visits WHERE {FREE}
+                             ORDER BY updated_at, id LIMIT 1 {lock})
                    AND {FREE}
                  RETURNING id"
             ),

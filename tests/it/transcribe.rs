@@ -539,6 +539,14 @@ async fn two_daemons_on_postgres_never_transcribe_one_call_twice_and_a_dead_work
     queued.sort();
     assert_eq!(claimed, queued, "every job claimed exactly once");
     eprintln!("racing claims: a {}, b {}", ca.len(), cb.len());
+    // Both started together: a claimer that came back empty-handed while work was queued (two
+    // claimers on one row, without SKIP LOCKED) stopped at once and got none (it was 200/0).
+    assert!(
+        !ca.is_empty() && !cb.is_empty(),
+        "a {} b {}",
+        ca.len(),
+        cb.len()
+    );
     let v = a.store.visit(&held).await.unwrap().unwrap();
     assert_eq!(v.transcript_status.as_deref(), Some("pending"));
 }
