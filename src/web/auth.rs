@@ -248,7 +248,10 @@ mod tests {
             assert_eq!(a.throttled("Qualite", ip, 1_000 + i), None);
             a.failed("Qualite", ip, 1_000 + i);
         }
-        assert!(a.throttled("qualite", ip, 2_000).is_some(), "names fold case");
+        assert!(
+            a.throttled("qualite", ip, 2_000).is_some(),
+            "names fold case"
+        );
         assert_eq!(a.throttled("qualite", other, 2_000), None);
         assert_eq!(a.throttled("autre", ip, 2_000), None);
         // The first failure leaves the window: one try is free again.
@@ -264,7 +267,10 @@ mod tests {
         assert_ne!(token, csrf);
         assert_eq!(token.len(), 64);
         let s = a.session(&token, 3_599_000).unwrap();
-        assert_eq!((s.user.as_str(), s.csrf.as_str()), ("qualite", csrf.as_str()));
+        assert_eq!(
+            (s.user.as_str(), s.csrf.as_str()),
+            ("qualite", csrf.as_str())
+        );
         assert!(a.session(&token, 3_599_000 + 3_600_000).is_none());
         let (token, _) = a.open("qualite", 0);
         a.close(&token);
@@ -302,7 +308,9 @@ mod tests {
         let mut h = axum::http::HeaderMap::new();
         h.insert(
             axum::http::header::COOKIE,
-            "a=1; mystery_session=abc; mystery_session_x=zzz".parse().unwrap(),
+            "a=1; mystery_session=abc; mystery_session_x=zzz"
+                .parse()
+                .unwrap(),
         );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "b"), None);

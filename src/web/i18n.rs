@@ -48,12 +48,7 @@ pub fn accept_language(header: &str) -> Option<Language> {
 }
 
 impl Locale {
-    pub fn of(
-        headers: &HeaderMap,
-        lang: Option<&str>,
-        tz: Option<&str>,
-        secure: bool,
-    ) -> Locale {
+    pub fn of(headers: &HeaderMap, lang: Option<&str>, tz: Option<&str>, secure: bool) -> Locale {
         let mut set_cookies = Vec::new();
         let year = 365 * 86_400;
         let lang = match lang.and_then(parse_lang) {
@@ -75,7 +70,13 @@ impl Locale {
         let tz = match tz.and_then(|t| t.parse::<Tz>().ok()) {
             Some(t) => {
                 // Zone names are ASCII letters, digits, '/', '_', '-', '+': safe in a cookie.
-                set_cookies.push(super::auth::set_cookie(TZ_COOKIE, t.name(), "/", year, secure));
+                set_cookies.push(super::auth::set_cookie(
+                    TZ_COOKIE,
+                    t.name(),
+                    "/",
+                    year,
+                    secure,
+                ));
                 t
             }
             None => super::auth::cookie(headers, TZ_COOKIE)
@@ -185,21 +186,49 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("logout", "Déconnexion", "Log out"),
     ("user", "Utilisateur", "User"),
     ("password", "Mot de passe", "Password"),
-    ("bad_login", "Utilisateur ou mot de passe incorrect.", "Wrong user or password."),
-    ("throttled", "Trop d'essais : réessayez plus tard.", "Too many attempts: try again later."),
+    (
+        "bad_login",
+        "Utilisateur ou mot de passe incorrect.",
+        "Wrong user or password.",
+    ),
+    (
+        "throttled",
+        "Trop d'essais : réessayez plus tard.",
+        "Too many attempts: try again later.",
+    ),
     ("groups", "Réseaux", "Groups"),
     ("group", "Réseau", "Group"),
     ("branch", "Agence", "Branch"),
     ("branches", "Agences", "Branches"),
     ("visits", "Visites", "Visits"),
     ("visit", "Visite", "Visit"),
-    ("reply_rate", "Taux de réponse (e-mail)", "Reply rate (email)"),
-    ("answer_rate", "Taux de décroché (appels)", "Answer rate (calls)"),
-    ("median_reply", "Délai médian de réponse", "Median time to reply"),
-    ("median_answer", "Délai médian de décroché", "Median time to answer"),
+    (
+        "reply_rate",
+        "Taux de réponse (e-mail)",
+        "Reply rate (email)",
+    ),
+    (
+        "answer_rate",
+        "Taux de décroché (appels)",
+        "Answer rate (calls)",
+    ),
+    (
+        "median_reply",
+        "Délai médian de réponse",
+        "Median time to reply",
+    ),
+    (
+        "median_answer",
+        "Délai médian de décroché",
+        "Median time to answer",
+    ),
     ("score", "Note moyenne", "Mean score"),
     ("trend", "Tendance", "Trend"),
-    ("vs_previous", "par rapport à la période précédente", "vs the previous period"),
+    (
+        "vs_previous",
+        "par rapport à la période précédente",
+        "vs the previous period",
+    ),
     ("period", "Période", "Period"),
     ("since", "Depuis", "Since"),
     ("channel", "Canal", "Channel"),
@@ -210,7 +239,11 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("rank", "Rang", "Rank"),
     ("target", "Objectif", "Target"),
     ("misses_target", "Objectif manqué", "Target missed"),
-    ("not_visited", "Agences sans visite sur la période", "Branches not visited in the period"),
+    (
+        "not_visited",
+        "Agences sans visite sur la période",
+        "Branches not visited in the period",
+    ),
     ("timeline", "Historique", "Timeline"),
     ("date", "Date", "Date"),
     ("scenario", "Scénario", "Scenario"),
@@ -236,8 +269,16 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("transcript", "Transcription", "Transcript"),
     ("segments", "Passages", "Segments"),
     ("measures", "Mesures", "Measurements"),
-    ("purged", "Supprimé (durée de conservation)", "Purged (retention)"),
-    ("no_audio", "Votre navigateur ne lit pas l'audio.", "Your browser cannot play audio."),
+    (
+        "purged",
+        "Supprimé (durée de conservation)",
+        "Purged (retention)",
+    ),
+    (
+        "no_audio",
+        "Votre navigateur ne lit pas l'audio.",
+        "Your browser cannot play audio.",
+    ),
     ("timezone", "Fuseau horaire", "Time zone"),
     ("language", "Langue", "Language"),
     ("email", "e-mail", "email"),
@@ -250,8 +291,14 @@ mod tests {
 
     #[test]
     fn accept_language_picks_french_or_english_by_quality() {
-        assert_eq!(accept_language("fr-FR,fr;q=0.9,en;q=0.8"), Some(Language::Fr));
-        assert_eq!(accept_language("de-DE, en-GB;q=0.7, fr;q=0.5"), Some(Language::En));
+        assert_eq!(
+            accept_language("fr-FR,fr;q=0.9,en;q=0.8"),
+            Some(Language::Fr)
+        );
+        assert_eq!(
+            accept_language("de-DE, en-GB;q=0.7, fr;q=0.5"),
+            Some(Language::En)
+        );
         assert_eq!(accept_language("en;q=0.4, fr-CA;q=0.6"), Some(Language::Fr));
         assert_eq!(accept_language("de, it"), None);
         assert_eq!(accept_language("fr;q=0"), None);
@@ -284,7 +331,12 @@ mod tests {
             .timestamp_millis();
         let paris = Locale::of(&HeaderMap::new(), Some("fr"), None, false);
         assert_eq!(paris.when(Some(t)), "02/03/2026 09:30:05");
-        let ny = Locale::of(&HeaderMap::new(), Some("en"), Some("America/New_York"), false);
+        let ny = Locale::of(
+            &HeaderMap::new(),
+            Some("en"),
+            Some("America/New_York"),
+            false,
+        );
         assert_eq!(ny.when(Some(t)), "2 Mar 2026 03:30:05");
     }
 

@@ -116,8 +116,7 @@ async fn exposition(st: &St) -> Result<String> {
         "# HELP mystery_queue_depth Work waiting: visits planned or running, transcripts pending.\n\
          # TYPE mystery_queue_depth gauge\n",
     );
-    let running =
-        store.count_by_state("running").await? + store.count_by_state("sending").await?;
+    let running = store.count_by_state("running").await? + store.count_by_state("sending").await?;
     for (kind, n) in [
         ("visits_planned", store.count_by_state("planned").await?),
         ("visits_running", running),

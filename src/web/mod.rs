@@ -117,21 +117,21 @@ fn router(state: AppState) -> Router {
 fn templates() -> &'static minijinja::Environment<'static> {
     static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
-    let mut env = minijinja::Environment::new();
-    // Names end in .html: minijinja escapes every value for HTML.
-    for (name, text) in [
-        ("base.html", include_str!("templates/base.html")),
-        ("login.html", include_str!("templates/login.html")),
-        ("overview.html", include_str!("templates/overview.html")),
-        ("group.html", include_str!("templates/group.html")),
-        ("business.html", include_str!("templates/business.html")),
-        ("visit.html", include_str!("templates/visit.html")),
-        ("error.html", include_str!("templates/error.html")),
-    ] {
-        env.add_template(name, text)
-            .expect("the embedded templates parse");
-    }
-    env
+        let mut env = minijinja::Environment::new();
+        // Names end in .html: minijinja escapes every value for HTML.
+        for (name, text) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("login.html", include_str!("templates/login.html")),
+            ("overview.html", include_str!("templates/overview.html")),
+            ("group.html", include_str!("templates/group.html")),
+            ("business.html", include_str!("templates/business.html")),
+            ("visit.html", include_str!("templates/visit.html")),
+            ("error.html", include_str!("templates/error.html")),
+        ] {
+            env.add_template(name, text)
+                .expect("the embedded templates parse");
+        }
+        env
     })
 }
 
@@ -205,9 +205,9 @@ impl IntoResponse for WebError {
 /// Renders one of the embedded templates.
 fn render(name: &str, ctx: minijinja::Value) -> Result<String, WebError> {
     templates()
-            .get_template(name)
-            .and_then(|t| t.render(ctx))
-            .map_err(|e| WebError::Internal(anyhow::anyhow!("template {name}: {e:#}")))
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| WebError::Internal(anyhow::anyhow!("template {name}: {e:#}")))
 }
 
 /// `State` shorthand for handlers.

@@ -167,7 +167,8 @@ fn html(loc: &Locale, status: StatusCode, body: String) -> Response {
 
 /// A cell a spreadsheet would run as a formula gets a leading apostrophe.
 fn cell(s: String) -> String {
-    if s.starts_with(['=', '+', '@', '\t', '\r']) || (s.starts_with('-') && s.parse::<f64>().is_err())
+    if s.starts_with(['=', '+', '@', '\t', '\r'])
+        || (s.starts_with('-') && s.parse::<f64>().is_err())
     {
         format!("'{s}")
     } else {
@@ -310,11 +311,22 @@ pub struct LoginForm {
     csrf: String,
 }
 
-fn login_page(st: &St, loc: &Locale, status: StatusCode, error: Option<&str>, user: &str) -> Response {
+fn login_page(
+    st: &St,
+    loc: &Locale,
+    status: StatusCode,
+    error: Option<&str>,
+    user: &str,
+) -> Response {
     let token = auth::new_token();
     let mut loc = loc.clone();
-    loc.set_cookies
-        .push(auth::set_cookie(LOGIN_COOKIE, &token, "/login", 3600, st.auth.secure));
+    loc.set_cookies.push(auth::set_cookie(
+        LOGIN_COOKIE,
+        &token,
+        "/login",
+        3600,
+        st.auth.secure,
+    ));
     let body = render(
         "login.html",
         context! {
@@ -358,7 +370,13 @@ pub async fn login(
     let ip = peer.ip();
     if let Some(wait) = st.auth.throttled(&f.user, ip, now) {
         tracing::warn!(user = %f.user, %ip, "dashboard login throttled");
-        let mut r = login_page(&st, &loc, StatusCode::TOO_MANY_REQUESTS, Some("throttled"), &f.user);
+        let mut r = login_page(
+            &st,
+            &loc,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("throttled"),
+            &f.user,
+        );
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -372,7 +390,13 @@ pub async fn login(
     if !ok {
         st.auth.failed(&f.user, ip, now);
         tracing::info!(user = %f.user, %ip, "dashboard login refused");
-        return login_page(&st, &loc, StatusCode::UNAUTHORIZED, Some("bad_login"), &f.user);
+        return login_page(
+            &st,
+            &loc,
+            StatusCode::UNAUTHORIZED,
+            Some("bad_login"),
+            &f.user,
+        );
     }
     st.auth.succeeded(&f.user, ip);
     let (token, _) = st.auth.open(&f.user, now);
@@ -418,7 +442,13 @@ pub async fn logout(st: St, viewer: Viewer, Form(f): Form<CsrfForm>) -> Response
     st.auth.close(&viewer.token);
     let mut r = Redirect::to("/login").into_response();
     *r.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(SESSION_COOKIE, "", "/", 0, st.auth.secure)) {
+    if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(
+        SESSION_COOKIE,
+        "",
+        "/",
+        0,
+        st.auth.secure,
+    )) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
@@ -711,7 +741,12 @@ pub async fn business(
         .await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let here = format!("/businesses/{}", seg(&b.id));
-    let page_link = |p: i64| link(&here, &[q.filters(), vec![("page", p.to_string())]].concat());
+    let page_link = |p: i64| {
+        link(
+            &here,
+            &[q.filters(), vec![("page", p.to_string())]].concat(),
+        )
+    };
     let group = b.group.as_deref().and_then(|g| st.cx.config.group(g));
     let figures = match group {
         Some(g) => {
@@ -865,7 +900,11 @@ pub async fn visit(
         let (new_text, signature, full) = match &parsed {
             Some(p) => {
                 let r = crate::email::quote::extract_reply(&p.text);
-                (marked(&r.new_text, &evidence), r.signature, Some(p.text.clone()))
+                (
+                    marked(&r.new_text, &evidence),
+                    r.signature,
+                    Some(p.text.clone()),
+                )
             }
             None => (Vec::new(), None, None),
         };
@@ -888,7 +927,10 @@ pub async fn visit(
         ("sent_at", loc.when(v.sent_at)),
         ("first_reply_at", loc.when(v.first_reply_at)),
         ("time_to_reply", loc.dur_ms(v.time_to_reply_ms)),
-        ("time_to_reply_business", loc.dur_ms(v.time_to_reply_business_ms)),
+        (
+            "time_to_reply_business",
+            loc.dur_ms(v.time_to_reply_business_ms),
+        ),
         ("time_to_ack", loc.dur_ms(v.time_to_ack_ms)),
         ("dialed_at", loc.when(v.dialed_at)),
         ("pdd", loc.dur_ms(v.pdd_ms)),
@@ -1000,7 +1042,10 @@ mod tests {
     #[test]
     fn links_encode_their_values_and_ids() {
         assert_eq!(
-            link("/groups/a", &[("since", "7d".into()), ("x", "a&b=c d".into())]),
+            link(
+                "/groups/a",
+                &[("since", "7d".into()), ("x", "a&b=c d".into())]
+            ),
             "/groups/a?since=7d&x=a%26b%3Dc%20d"
         );
         assert_eq!(seg("../x/y"), "%2E%2E%2Fx%2Fy");

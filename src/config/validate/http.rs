@@ -47,7 +47,11 @@ pub(super) fn http(cx: &mut Ctx<'_>, h: S<RawHttp>) -> HttpConfig {
             None
         }
     });
-    if !listen.ip().is_loopback() && !public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+    if !listen.ip().is_loopback()
+        && !public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    {
         let at = h.listen.as_ref().map_or(span.clone(), |l| l.span());
         cx.warn(
             at,
@@ -117,7 +121,9 @@ pub(super) fn users(
             // Never quote the value: it is a secret's hash.
             cx.err(
                 u.password_hash.span(),
-                format!("user {name:?}: password_hash {why} (make one with `mystery hash-password`)"),
+                format!(
+                    "user {name:?}: password_hash {why} (make one with `mystery hash-password`)"
+                ),
             );
         }
         let role = match u.role.get_ref().as_str() {
@@ -158,7 +164,11 @@ pub(super) fn users(
             name: name.clone(),
             password_hash: Secret::new(u.password_hash.get_ref().clone()),
             role,
-            groups: if role == Role::Viewer { listed } else { Vec::new() },
+            groups: if role == Role::Viewer {
+                listed
+            } else {
+                Vec::new()
+            },
         });
     }
     if !has_http {
