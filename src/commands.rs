@@ -69,9 +69,14 @@ pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
     }
 }
 
-/// `mystery run`: the daemon until SIGINT/SIGTERM.
+/// `mystery run`: the daemon until SIGINT/SIGTERM, with the dashboard when `[http]` is set.
 pub async fn run(path: &Path) -> Result<()> {
     let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
+    // Bound before any work starts: a port in use stops the start, not a later request.
+    let web = match &cx.config.http {
+        Some(_) => Some(crate::web::Server::bind(cx.clone()).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -79,7 +84,42 @@ pub async fn run(path: &Path) -> Result<()> {
         tracing::info!("shutdown requested");
         signal.cancel();
     });
-    crate::dispatch::run(cx, shutdown).await
+    let web = web.map(|server| tokio::spawn(server.run(shutdown.clone())));
+    let result = crate::dispatch::run(cx, shutdown.clone()).await;
+    // The daemon may stop on an error of its own: the server stops with it.
+    shutdown.cancel();
+    if let Some(web) = web {
+        match web.await {
+            Ok(Err(e)) => tracing::warn!("dashboard: {e:#}"),
+            Err(e) => tracing::warn!("dashboard task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    result
+}
+
+/// `mystery hash-password`: the first line of `input` (the password) as an argon2id hash.
+pub fn hash_password(input: &mut dyn std::io::BufRead, out: &mut dyn Write) -> Result<i32> {
+    let mut line = String::new();
+    input.read_line(&mut line).context("reading the password")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!("no password on standard input (e.g. `mystery hash-password < file`)");
+    }
+    writeln!(out, "{}", hash_password_str(password)?)?;
+    Ok(0)
+}
+
+/// An argon2id hash (PHC string, random salt, the crate's default cost) of `password`.
+pub fn hash_password_str(password: &str) -> Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use rand::rngs::OsRng;
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow!("hashing the password: {e}"))
 }
 
 async fn wait_for_signal() {

@@ -1,7 +1,7 @@
 //! mystery: remote mystery-contact visits over email and phone, measured and reported.
 //!
 //! The modules follow the data flow of DESIGN.md: `config` → `schedule` → `store` →
-//! `dispatch` → `visit` (email/call) → `score` → `report` / `digest`.
+//! `dispatch` → `visit` (email/call) → `score` → `report` / `digest` / `web` (dashboard and /metrics).
 
 #![warn(rust_2018_idioms, unsafe_code, unused_lifetimes)]
 
@@ -26,4 +26,5 @@ pub mod text;
 pub mod transcribe;
 pub mod transcript;
 pub mod visit;
+pub mod web;
 pub use context::Context;

@@ -89,6 +89,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Read a password on standard input and print its argon2id hash, for `[[users]]`.
+    HashPassword,
     /// Load businesses from a CSV file (id,name,group,email,phone,timezone,city,hours).
     Import { file: PathBuf },
     /// Transcribe recordings (WAV) with the configured model, as call visits are; prints the
@@ -210,6 +212,9 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(e),
             },
+            Command::HashPassword => {
+                commands::hash_password(&mut std::io::stdin().lock(), &mut out)
+            }
             Command::Purge { dry_run } => commands::purge(&cli.config, dry_run, &mut out).await,
             Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
             Command::Transcribe {

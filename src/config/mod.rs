@@ -43,6 +43,10 @@ pub struct Config {
     /// Governance rules of groups and businesses (kept apart from `Group` and `Business` so
     /// every place that builds those stays as it was).
     pub governance: Governance,
+    /// `[http]`: the dashboard and `/metrics`; None serves nothing.
+    pub http: Option<HttpConfig>,
+    /// `[[users]]`: who may log in to the dashboard.
+    pub users: Vec<User>,
     /// Problems that do not stop the daemon (e.g. an unset password variable).
     pub warnings: Vec<Diagnostic>,
 }
@@ -84,6 +88,58 @@ pub struct GroupRules {
     pub staff_notice: Option<chrono::NaiveDate>,
     pub min_interval: Option<Duration>,
     pub paused: bool,
+}
+
+/// `[http]`, validated.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+    /// Where users reach the dashboard (behind a proxy), without a trailing `/`.
+    pub public_url: Option<String>,
+    /// The bearer token `/metrics` asks for; None: `/metrics` answers 404.
+    pub metrics_token: Option<Secret>,
+    /// A session unused this long is over.
+    pub session_idle: Duration,
+    /// A session is over this long after login, used or not.
+    pub session_max: Duration,
+}
+
+impl HttpConfig {
+    /// Cookies get `Secure` when users come through https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every group, and `/metrics`-like figures of all of them.
+    Admin,
+    /// Only the groups listed in `User::groups`.
+    Viewer,
+}
+
+/// A dashboard user. The hash is a `Secret`: it is never printed nor rendered.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    /// An argon2id PHC string (`$argon2id$v=19$…`), checked well-formed at load.
+    pub password_hash: Secret,
+    pub role: Role,
+    /// For viewers: the groups they see (all of them exist in the configuration).
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// Whether this user may see the objects of `group` (a visit with no group: admins only).
+    pub fn sees_group(&self, group: Option<&str>) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Viewer => group.is_some_and(|g| self.groups.iter().any(|x| x == g)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,6 +522,9 @@ impl Config {
     }
     pub fn persona(&self, id: &str) -> Option<&Persona> {
         self.personas.iter().find(|p| p.id == id)
+    }
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
     }
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.id == id)

@@ -16,6 +16,9 @@ pub struct RawConfig {
     pub imap: Option<RawImap>,
     pub sip: Option<RawSip>,
     pub transcribe: Option<S<RawTranscribe>>,
+    pub http: Option<S<RawHttp>>,
+    #[serde(default)]
+    pub users: Vec<S<RawUser>>,
     #[serde(default)]
     pub personas: Vec<S<RawPersona>>,
     #[serde(default)]
@@ -103,6 +106,31 @@ pub struct RawTranscribe {
     pub workers: Option<S<u32>>,
     pub threads: Option<S<u32>>,
     pub max_audio: Option<S<String>>,
+}
+
+/// `[http]`: the dashboard and `/metrics`, served by `mystery run`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<S<String>>,
+    pub public_url: Option<S<String>>,
+    pub metrics_token_env: Option<S<String>>,
+    /// How long a dashboard session lasts without being used.
+    pub session_idle: Option<S<String>>,
+    /// How long a session lasts at most, used or not.
+    pub session_max: Option<S<String>>,
+}
+
+/// `[[users]]`: who may open the dashboard.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    /// DESIGN.md's sample calls it `id`: both are read.
+    #[serde(alias = "id")]
+    pub name: S<String>,
+    pub password_hash: S<String>,
+    pub role: S<String>,
+    pub groups: Option<S<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::str::FromStr;
 
+mod http;
+
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
@@ -221,6 +223,8 @@ fn structural_errors(cx: &mut Ctx<'_>, first: &toml::de::Error) {
                 "imap" => try_as::<RawImap>(&doc),
                 "sip" => try_as::<RawSip>(&doc),
                 "transcribe" => try_as::<RawTranscribe>(&doc),
+                "http" => try_as::<RawHttp>(&doc),
+                "users" => try_as::<RawUser>(&doc),
                 "businesses_csv" => Ok(()),
                 other => {
                     cx.err(span, format!("unknown key `{other}`"));
@@ -319,6 +323,8 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     let schedules = schedules(cx, &raw.schedules, &scenarios, &groups, &businesses);
     check_renders(cx, &raw, &scenarios, &schedules, &businesses, &personas);
     let governance = governance(cx, &raw);
+    let http = raw.http.take().map(|h| http::http(cx, h));
+    let users = http::users(cx, &raw.users, &groups, http.is_some());
     Config {
         source: cx.path.to_path_buf(),
         storage,
@@ -333,6 +339,8 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         scenarios,
         schedules,
         governance,
+        http,
+        users,
         warnings: Vec::new(),
     }
 }

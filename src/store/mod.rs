@@ -5,6 +5,7 @@
 //! a crash between two steps leaves a state a restart knows how to resume.
 
 mod aggregate;
+mod browse;
 mod governance;
 mod messages;
 mod migrations;
@@ -17,6 +18,7 @@ pub use aggregate::{
 };
 #[cfg(feature = "seed")]
 mod seed;
+pub use browse::{GroupHistogram, Measured, VisitMessage, VisitQuery};
 pub use governance::Planned;
 pub use retention::PurgeCounts;
 #[cfg(feature = "seed")]

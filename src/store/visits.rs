@@ -159,7 +159,7 @@ pub struct ReportFilter {
     pub until_ms: Option<i64>,
 }
 
-fn visit_from_row(r: &AnyRow) -> Result<Visit> {
+pub(super) fn visit_from_row(r: &AnyRow) -> Result<Visit> {
     let s = |c: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<String>, _>(c)?) };
     let f = |c: &str| -> Result<Option<f64>> { Ok(r.try_get::<Option<f64>, _>(c)?) };
     Ok(Visit {

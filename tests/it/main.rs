@@ -16,3 +16,4 @@ mod store;
 mod tls;
 mod transcribe;
 mod trust;
+mod web;

@@ -1,0 +1,177 @@
+//! `/metrics`: Prometheus text for every group, behind `Authorization: Bearer` and the token of
+//! `[http] metrics_token_env` (401 without it or with another, 404 when none is configured).
+//!
+//! Invariant: read from the store on each scrape, so several daemons on one PostgreSQL export
+//! the same figures; label values are escaped as the text format requires.
+
+use super::{auth, St};
+use crate::store::{GroupHistogram, Measured};
+use anyhow::Result;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::fmt::Write as _;
+
+/// Time to reply buckets (seconds): 5 min … 2 days.
+const REPLY_EDGES_S: &[i64] = &[300, 900, 1800, 3600, 7200, 14_400, 28_800, 86_400, 172_800];
+/// Time to answer buckets (seconds).
+const ANSWER_EDGES_S: &[i64] = &[1, 2, 3, 5, 10, 15, 20, 30, 60];
+
+pub async fn metrics(st: St, headers: HeaderMap) -> Response {
+    let Some(token) = st
+        .cx
+        .config
+        .http
+        .as_ref()
+        .and_then(|h| h.metrics_token.as_ref())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if given.is_empty() || !auth::same(given.trim(), token.expose()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required\n",
+        )
+            .into_response();
+    }
+    match exposition(&st).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!("metrics: {e:#}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+async fn exposition(st: &St) -> Result<String> {
+    let store = &st.cx.store;
+    let mut out = String::new();
+    out.push_str(
+        "# HELP mystery_visits_total Finished visits by group, channel and outcome.\n\
+         # TYPE mystery_visits_total counter\n",
+    );
+    for (group, channel, outcome, n) in store.outcome_totals().await? {
+        writeln!(
+            out,
+            "mystery_visits_total{{group=\"{}\",channel=\"{}\",outcome=\"{}\"}} {n}",
+            escape(group.as_deref().unwrap_or("")),
+            escape(&channel),
+            escape(&outcome)
+        )?;
+    }
+    for (name, help, m, edges) in [
+        (
+            "mystery_time_to_reply_seconds",
+            "Time from sending an enquiry to the first human reply, per group.",
+            Measured::TimeToReply,
+            REPLY_EDGES_S,
+        ),
+        (
+            "mystery_answer_seconds",
+            "Time from dialling to the branch picking up, per group.",
+            Measured::Answer,
+            ANSWER_EDGES_S,
+        ),
+    ] {
+        writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram")?;
+        let edges_ms: Vec<i64> = edges.iter().map(|s| s * 1000).collect();
+        for h in store.group_histograms(m, &edges_ms).await? {
+            histogram(&mut out, name, edges, &h)?;
+        }
+    }
+    out.push_str(
+        "# HELP mystery_branch_last_answer_timestamp_seconds When the branch last replied to an \
+         enquiry or picked up a call (Unix time).\n\
+         # TYPE mystery_branch_last_answer_timestamp_seconds gauge\n",
+    );
+    for (group, business, at) in store.last_answers().await? {
+        writeln!(
+            out,
+            "mystery_branch_last_answer_timestamp_seconds{{group=\"{}\",business=\"{}\"}} {}",
+            escape(group.as_deref().unwrap_or("")),
+            escape(&business),
+            seconds(at)
+        )?;
+    }
+    out.push_str(
+        "# HELP mystery_queue_depth Work waiting: visits planned or running, transcripts pending.\n\
+         # TYPE mystery_queue_depth gauge\n",
+    );
+    let running = store.count_by_state("running").await? + store.count_by_state("sending").await?;
+    for (kind, n) in [
+        ("visits_planned", store.count_by_state("planned").await?),
+        ("visits_running", running),
+        (
+            "visits_awaiting_reply",
+            store.count_by_state("awaiting_reply").await?,
+        ),
+        ("transcripts_pending", store.pending_transcripts().await?),
+    ] {
+        writeln!(out, "mystery_queue_depth{{kind=\"{kind}\"}} {n}")?;
+    }
+    Ok(out)
+}
+
+fn seconds(ms: i64) -> String {
+    let s = ms as f64 / 1000.0;
+    format!("{s}")
+}
+
+fn histogram(out: &mut String, name: &str, edges_s: &[i64], h: &GroupHistogram) -> Result<()> {
+    let group = escape(h.group.as_deref().unwrap_or(""));
+    for (edge, n) in edges_s.iter().zip(&h.le) {
+        writeln!(out, "{name}_bucket{{group=\"{group}\",le=\"{edge}\"}} {n}")?;
+    }
+    writeln!(
+        out,
+        "{name}_bucket{{group=\"{group}\",le=\"+Inf\"}} {}",
+        h.count
+    )?;
+    writeln!(out, "{name}_sum{{group=\"{group}\"}} {}", seconds(h.sum_ms))?;
+    writeln!(out, "{name}_count{{group=\"{group}\"}} {}", h.count)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_is_cumulative_and_ends_with_inf_sum_and_count() {
+        let mut out = String::new();
+        let h = GroupHistogram {
+            group: Some("no\"rd".into()),
+            le: vec![1, 3],
+            count: 4,
+            sum_ms: 12_500,
+        };
+        histogram(&mut out, "x_seconds", &[60, 3600], &h).unwrap();
+        assert_eq!(
+            out,
+            "x_seconds_bucket{group=\"no\\\"rd\",le=\"60\"} 1\n\
+             x_seconds_bucket{group=\"no\\\"rd\",le=\"3600\"} 3\n\
+             x_seconds_bucket{group=\"no\\\"rd\",le=\"+Inf\"} 4\n\
+             x_seconds_sum{group=\"no\\\"rd\"} 12.5\n\
+             x_seconds_count{group=\"no\\\"rd\"} 4\n"
+        );
+    }
+}
