@@ -407,9 +407,14 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
         };
         let agg = cx.store.aggregate(&query).await?;
         let config = cx.config.clone();
+        // Archived branches (off the imported list) keep their name in their history.
+        let archived = cx.store.listed_businesses().await?;
         let mut rows = report::summary::rows(&agg, &|id| match config.business(id) {
             Some(b) => (Some(b.name.clone()), b.group.clone()),
-            None => (None, filter.group.clone()),
+            None => match archived.iter().find(|l| l.business.id == id) {
+                Some(l) => (Some(l.business.name.clone()), l.business.group.clone()),
+                None => (None, filter.group.clone()),
+            },
         });
         for r in &mut rows {
             r.paused = config.is_paused(&r.business);
