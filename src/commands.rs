@@ -16,9 +16,27 @@ use tokio_util::sync::CancellationToken;
 pub const EXIT_PARTIAL: i32 = 2;
 
 /// `mystery check`: every problem, one per line, file:line first. Returns the exit code.
-pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
-    match config::load(path) {
+/// Businesses imported into an existing store count like configured ones (issue 12).
+pub async fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
+    let imported = match imported_for_check(path).await {
+        Ok(imported) => imported,
+        Err(e) => {
+            writeln!(
+                out,
+                "warning: imported businesses not checked (cannot open the store: {e:#})"
+            )?;
+            Vec::new()
+        }
+    };
+    match config::load_with_imported(path, imported) {
         Ok(c) => {
+            if !c.imported.is_empty() {
+                writeln!(
+                    out,
+                    "imported: {} business(es) from the store",
+                    c.imported.len()
+                )?;
+            }
             for w in &c.warnings {
                 writeln!(out, "warning: {w}")?;
             }
@@ -69,9 +87,25 @@ pub fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
     }
 }
 
+/// The businesses imported into the store the configuration names; none when the store does
+/// not exist yet (`check` never creates one).
+async fn imported_for_check(path: &Path) -> Result<Vec<config::Business>> {
+    let Some(url) = config::storage_url(path) else {
+        return Ok(Vec::new());
+    };
+    if let Some(file) = url.strip_prefix("sqlite://") {
+        let file = file.split('?').next().unwrap_or_default();
+        if file.starts_with(':') || !Path::new(file).exists() {
+            return Ok(Vec::new());
+        }
+    }
+    let store = crate::store::Store::connect(&url).await?;
+    store.imported_businesses().await
+}
+
 /// `mystery run`: the daemon until SIGINT/SIGTERM, with the dashboard when `[http]` is set.
 pub async fn run(path: &Path) -> Result<()> {
-    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
+    let cx = Context::open(path, Clock::system()).await?;
     // Bound before any work starts: a port in use stops the start, not a later request.
     let web = match &cx.config.http {
         Some(_) => Some(crate::web::Server::bind(cx.clone()).await?),
@@ -150,7 +184,7 @@ pub async fn visit(
     force: bool,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
+    let cx = Context::open(path, Clock::system()).await?;
     let b = cx
         .config
         .business(business)
@@ -353,7 +387,7 @@ pub struct ReportArgs {
 }
 
 pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Result<i32> {
-    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
+    let cx = Context::open(path, Clock::system()).await?;
     let since_ms = match &args.since {
         Some(s) => Some(
             cx.now_ms()
@@ -408,9 +442,14 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
         };
         let agg = cx.store.aggregate(&query).await?;
         let config = cx.config.clone();
+        // Archived branches (off the imported list) keep their name in their history.
+        let archived = cx.store.listed_businesses().await?;
         let mut rows = report::summary::rows(&agg, &|id| match config.business(id) {
             Some(b) => (Some(b.name.clone()), b.group.clone()),
-            None => (None, filter.group.clone()),
+            None => match archived.iter().find(|l| l.business.id == id) {
+                Some(l) => (Some(l.business.name.clone()), l.business.group.clone()),
+                None => (None, filter.group.clone()),
+            },
         });
         for r in &mut rows {
             r.paused = config.is_paused(&r.business);
@@ -433,7 +472,7 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
 
 /// `mystery purge`: applies `[storage] retention` now and prints what went, per kind.
 pub async fn purge(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<i32> {
-    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
+    let cx = Context::open(path, Clock::system()).await?;
     let storage = &cx.config.storage;
     let counts = cx
         .store
@@ -483,40 +522,4 @@ pub async fn purge(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<i3
         return Ok(EXIT_PARTIAL);
     }
     Ok(0)
-}
-
-/// `mystery import`: validates each row; good rows are stored, bad ones reported by line.
-pub async fn import(path: &Path, csv: &Path, out: &mut dyn Write) -> Result<i32> {
-    let (rows, errors) = config::parse_businesses_csv(csv);
-    let mut failed = 0;
-    for (line, message) in &errors {
-        writeln!(out, "{}:{line}: {message}", csv.display())?;
-        failed += 1;
-    }
-    let mut good = Vec::new();
-    for row in &rows {
-        match config::business_from_csv(row, csv) {
-            Ok(b) => good.push(b),
-            Err(diags) => {
-                failed += 1;
-                for d in diags {
-                    writeln!(out, "{d}")?;
-                }
-            }
-        }
-    }
-    if rows.is_empty() && failed == 0 {
-        bail!("{}: no rows", csv.display());
-    }
-    let cx = Context::build(config::load_for_run(path)?, Clock::system()).await?;
-    let now = cx.now_ms();
-    for b in &good {
-        cx.store.import_business(b, now).await?;
-    }
-    writeln!(
-        out,
-        "{} business(es) imported, {failed} row(s) rejected",
-        good.len()
-    )?;
-    Ok(if failed > 0 { EXIT_PARTIAL } else { 0 })
 }

@@ -31,6 +31,35 @@ impl Context {
         Ok(Arc::new(Self::with_store(config, store, clock)))
     }
 
+    /// Both phases for a command that works on the store: the store named by the file is
+    /// opened first, so the configuration is validated knowing the businesses imported into
+    /// it (a schedule may target them), exactly as `check` validates it.
+    pub async fn open(path: &std::path::Path, clock: Clock) -> Result<Arc<Self>> {
+        Self::open_with(path, clock, Vec::new()).await
+    }
+
+    /// `open`, with businesses about to be imported known too (`mystery import`: a schedule
+    /// may already target the branches of the list being imported).
+    pub async fn open_with(
+        path: &std::path::Path,
+        clock: Clock,
+        incoming: Vec<crate::config::Business>,
+    ) -> Result<Arc<Self>> {
+        let Some(url) = crate::config::storage_url(path) else {
+            // Unreadable file or `[storage]`: `load` says why, with the line.
+            return Self::build(crate::config::load_for_run(path)?, clock).await;
+        };
+        let store = Store::connect(&url).await?;
+        let mut imported = store.imported_businesses().await?;
+        for b in incoming {
+            if !imported.iter().any(|i| i.id == b.id) {
+                imported.push(b);
+            }
+        }
+        let config = crate::config::load_for_run_with(path, imported)?;
+        Ok(Arc::new(Self::with_store(config, store, clock)))
+    }
+
     pub fn with_store(config: Config, store: Store, clock: Clock) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
         Self {

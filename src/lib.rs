@@ -16,6 +16,7 @@ pub mod email;
 pub mod fault;
 #[cfg(test)]
 mod hostile;
+pub mod import;
 pub mod outage;
 pub mod report;
 pub mod schedule;

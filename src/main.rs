@@ -91,8 +91,39 @@ enum Command {
     },
     /// Read a password on standard input and print its argon2id hash, for `[[users]]`.
     HashPassword,
-    /// Load businesses from a CSV file (id,name,group,email,phone,timezone,city,hours).
-    Import { file: PathBuf },
+    /// Load a branch list (CSV or tab-separated text in any encoding, .xlsx, .ods) as one
+    /// change: prints add/update/unchanged/remove per branch; exit 2 when a row is rejected.
+    Import {
+        file: PathBuf,
+        /// The sheet of an .xlsx or .ods file (default: the first).
+        #[arg(long)]
+        sheet: Option<String>,
+        /// Print the change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import the good rows even when some are rejected (default: all or nothing).
+        #[arg(long)]
+        partial: bool,
+        /// Archive the imported branches that are not in the file (their visits are kept).
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Write the imported branch list in the columns `import` reads.
+    Export {
+        #[arg(value_enum)]
+        what: ExportWhat,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormatArg,
+        /// The file to write (CSV goes to standard output without it; xlsx needs it).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// CSV: start with a UTF-8 BOM (Excel).
+        #[arg(long)]
+        bom: bool,
+        /// CSV: field separator (use ';' for French spreadsheets).
+        #[arg(long, default_value = ",")]
+        separator: char,
+    },
     /// Transcribe recordings (WAV) with the configured model, as call visits are; prints the
     /// timed segments and the speed. The configuration file is optional here.
     Transcribe {
@@ -111,6 +142,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportWhat {
+    Branches,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormatArg {
+    Csv,
+    Xlsx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -155,7 +197,7 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout();
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Check => commands::check(&cli.config, &mut out),
+            Command::Check => commands::check(&cli.config, &mut out).await,
             Command::Run => commands::run(&cli.config).await.map(|()| 0),
             Command::Visit {
                 business,
@@ -216,7 +258,40 @@ fn main() -> ExitCode {
                 commands::hash_password(&mut std::io::stdin().lock(), &mut out)
             }
             Command::Purge { dry_run } => commands::purge(&cli.config, dry_run, &mut out).await,
-            Command::Import { file } => commands::import(&cli.config, &file, &mut out).await,
+            Command::Import {
+                file,
+                sheet,
+                dry_run,
+                partial,
+                prune,
+            } => {
+                let args = mystery::import::ImportArgs {
+                    file,
+                    sheet,
+                    dry_run,
+                    partial,
+                    prune,
+                };
+                mystery::import::import(&cli.config, &args, &mut out).await
+            }
+            Command::Export {
+                what: ExportWhat::Branches,
+                format,
+                output,
+                bom,
+                separator,
+            } => {
+                let args = mystery::import::ExportArgs {
+                    format: match format {
+                        ExportFormatArg::Csv => mystery::import::ExportFormat::Csv,
+                        ExportFormatArg::Xlsx => mystery::import::ExportFormat::Xlsx,
+                    },
+                    output,
+                    bom,
+                    separator: separator as u8,
+                };
+                mystery::import::export_branches(&cli.config, &args, &mut out).await
+            }
             Command::Transcribe {
                 files,
                 language,

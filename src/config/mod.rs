@@ -4,12 +4,12 @@
 //! either returns a fully valid `Config` or every problem it found, each with file and line.
 //! Secrets come from the environment and live in `Secret`, never in the file or the store.
 
-pub(crate) mod businesses_csv;
+pub mod branch_list;
+pub mod duration;
+pub mod phone;
 mod raw;
 pub mod template;
 mod validate;
-
-pub use businesses_csv::{parse_businesses_csv, CsvBusiness};
 
 use crate::call::{CallSettings, Step};
 use crate::schedule::{CronExpr, Hours, ScheduleSpec};
@@ -38,6 +38,8 @@ pub struct Config {
     pub personas: Vec<Persona>,
     pub groups: Vec<Group>,
     pub businesses: Vec<Business>,
+    /// Ids of `businesses` that came from the store (`mystery import`), not from this file.
+    pub imported: std::collections::BTreeSet<String>,
     pub scenarios: Vec<Scenario>,
     pub schedules: Vec<Schedule>,
     /// Governance rules of groups and businesses (kept apart from `Group` and `Business` so
@@ -231,8 +233,8 @@ impl DigestPeriod {
                 .find(|c: char| !c.is_ascii_alphabetic())
                 .unwrap_or(rest.len());
             let per = match &rest[..unit] {
-                "d" | "day" | "days" => 1,
-                "w" | "week" | "weeks" => 7,
+                "d" | "day" | "days" | "j" | "jour" | "jours" => 1,
+                "w" | "week" | "weeks" | "semaine" | "semaines" => 7,
                 _ => return None,
             };
             days = days.checked_add(n.checked_mul(per)?)?;
@@ -270,6 +272,30 @@ pub struct Business {
     pub hours: Option<Hours>,
     /// The hours as written, for display.
     pub hours_text: Option<String>,
+    /// The branch's contact form, for form visits.
+    pub form_url: Option<String>,
+    /// ISO 3166 code (`FR` by default): how its national phone numbers were read.
+    pub country: String,
+}
+
+impl Business {
+    /// A business known by its id only, for validating a configuration that names branches
+    /// of a list being imported.
+    pub fn placeholder(id: &str) -> Business {
+        Business {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            group: None,
+            email: None,
+            phone: None,
+            timezone: DEFAULT_TIMEZONE,
+            city: None,
+            hours: None,
+            hours_text: None,
+            form_url: None,
+            country: phone::DEFAULT_COUNTRY.to_owned(),
+        }
+    }
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
@@ -449,10 +475,36 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     validate::from_str(path, &text, &|name| std::env::var(name).ok())
 }
 
+/// As `load`, with the businesses imported into the store known to schedules and templates
+/// exactly like configured ones (`check` and the daemon see one list).
+pub fn load_with_imported(path: &Path, imported: Vec<Business>) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read the configuration: {e}"),
+        }])
+    })?;
+    validate::from_str_with(path, &text, &|name| std::env::var(name).ok(), imported)
+}
+
+/// The store URL of a configuration file, read before the rest is validated (`None` when the
+/// file or its `[storage]` table cannot be read: `load` will say why).
+pub fn storage_url(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    validate::storage_url(path, &text, &|name| std::env::var(name).ok())
+}
+
 /// `load` for a command that goes on to work: warnings are logged, errors become one error
 /// listing every problem.
 pub fn load_for_run(path: &Path) -> anyhow::Result<Config> {
-    let config = load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    load_for_run_with(path, Vec::new())
+}
+
+/// `load_for_run` with the businesses imported into the store.
+pub fn load_for_run_with(path: &Path, imported: Vec<Business>) -> anyhow::Result<Config> {
+    let config = load_with_imported(path, imported)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -497,9 +549,19 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
     Ok(certs)
 }
 
-/// Validates one row of a businesses CSV on its own (`mystery import`).
-pub fn business_from_csv(row: &CsvBusiness, file: &Path) -> Result<Business, Vec<Diagnostic>> {
-    validate::csv_row(row, file)
+/// One row of a branch list, validated: the business when the row is good, and what was
+/// found, each at its line or cell.
+#[derive(Debug, Clone)]
+pub struct RowVerdict {
+    pub business: Option<Business>,
+    pub problems: Vec<branch_list::Problem>,
+    pub warnings: Vec<branch_list::Problem>,
+}
+
+/// Validates one row of a branch list on its own, like a `[[businesses]]` table, with the
+/// groups it may name (`mystery import`).
+pub fn business_from_row(row: &branch_list::BranchRow, groups: &[Group]) -> RowVerdict {
+    validate::branch_row(row, groups)
 }
 
 /// A configured duration as users write it: "14d" for whole days (humantime would say
@@ -606,6 +668,7 @@ impl Config {
     pub fn merge_imported(&mut self, imported: Vec<Business>) {
         for b in imported {
             if self.business(&b.id).is_none() {
+                self.imported.insert(b.id.clone());
                 self.businesses.push(b);
             }
         }

@@ -184,6 +184,10 @@ pub struct RawBusiness {
     pub timezone: Option<S<String>>,
     pub city: Option<S<String>>,
     pub hours: Option<S<String>>,
+    /// The contact form of the branch, for form visits.
+    pub form_url: Option<S<String>>,
+    /// ISO 3166 code, for reading national phone numbers (FR when absent).
+    pub country: Option<S<String>>,
     pub paused: Option<S<bool>>,
 }
 

@@ -170,6 +170,8 @@ mod tests {
             city: Some(city.into()),
             hours: None,
             hours_text: None,
+            form_url: None,
+            country: "FR".into(),
         }
     }
 

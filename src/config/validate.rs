@@ -1,5 +1,6 @@
 //! Phase one of start-up: TOML text → a valid `Config`, or every problem with its line.
 
+use super::branch_list::{self, BranchRow, Field, Location, Problem};
 use super::raw::*;
 use super::template::{self, VisitContext};
 use super::*;
@@ -19,6 +20,8 @@ struct Ctx<'a> {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Businesses imported into the store, known to schedules like configured ones.
+    imported: Vec<Business>,
 }
 
 impl Ctx<'_> {
@@ -67,13 +70,13 @@ impl Ctx<'_> {
         out
     }
     fn duration(&mut self, v: &S<String>, what: &str) -> Option<Duration> {
-        match humantime::parse_duration(v.get_ref().trim()) {
+        match super::duration::parse(v.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(
                     v.span(),
                     format!(
-                        "{what}: invalid duration {:?}: {e} (e.g. \"48h\", \"30s\", \"7d\")",
+                        "{what}: invalid duration {:?}: {e} (e.g. \"48h\", \"30s\", \"7d\", \"2 jours\", \"30 min\")",
                         v.get_ref()
                     ),
                 );
@@ -145,6 +148,16 @@ pub(super) fn from_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    from_str_with(path, text, env, Vec::new())
+}
+
+/// As `from_str`, with the businesses imported into the store.
+pub(super) fn from_str_with(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    imported: Vec<Business>,
+) -> Result<Config, ConfigErrors> {
     let base = path
         .parent()
         .map(Path::to_path_buf)
@@ -158,6 +171,7 @@ pub(super) fn from_str(
         errors: Vec::new(),
         warnings: Vec::new(),
         env,
+        imported,
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -176,6 +190,39 @@ pub(super) fn from_str(
         cx.errors.sort_by_key(|d| (d.file.clone(), d.line));
         Err(ConfigErrors(cx.errors))
     }
+}
+
+/// The store URL the file names (or `MYSTERY_DATABASE_URL`), read before the rest is
+/// validated: `check` opens the store to see imported businesses. `None` when unreadable.
+pub(super) fn storage_url(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct OnlyStorage {
+        storage: Option<RawStorage>,
+    }
+    let raw = toml::from_str::<OnlyStorage>(text)
+        .ok()?
+        .storage
+        .unwrap_or_default();
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut cx = Ctx {
+        path,
+        text,
+        base: std::fs::canonicalize(&base).unwrap_or(base),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        env,
+        imported: Vec::new(),
+    };
+    let url = storage(&mut cx, raw).url;
+    (cx.errors.is_empty() && !url.is_empty()).then_some(url)
 }
 
 /// serde stops at the first bad key; to report every one, each table is tried on its own.
@@ -270,7 +317,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     let mut businesses = Vec::new();
     let mut seen = HashSet::new();
     for b in &raw.businesses {
-        if let Some(b) = business(cx, b.get_ref(), None) {
+        if let Some(b) = business(cx, b.get_ref()) {
             if !seen.insert(b.id.clone()) {
                 cx.err(
                     b_span(b.id.as_str(), &raw.businesses),
@@ -280,33 +327,58 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
             businesses.push(b);
         }
     }
+    let configured = businesses.len();
     if let Some(csv) = &raw.businesses_csv {
-        let csv_path = cx.resolve(csv.get_ref());
-        let (rows, errors) = parse_businesses_csv(&csv_path);
-        for (line, message) in errors {
-            cx.errors.push(Diagnostic {
-                file: csv_path.clone(),
-                line,
-                message,
-            });
-        }
-        for row in rows {
-            let rb = csv_row_as_raw(&row);
-            let before = cx.errors.len();
-            if let Some(b) = business(cx, &rb, Some((&csv_path, row.line))) {
-                if !seen.insert(b.id.clone()) {
-                    cx.errors.push(Diagnostic {
-                        file: csv_path.clone(),
-                        line: row.line,
-                        message: format!("duplicate business id {:?}", b.id),
-                    });
-                } else if cx.errors.len() == before {
-                    businesses.push(b);
+        let list_path = cx.resolve(csv.get_ref());
+        let diagnostic = |at: &Location, message: String| Diagnostic {
+            file: list_path.clone(),
+            line: at.line(),
+            message: match at {
+                Location::Line(_) => message,
+                cell => format!("{cell}: {message}"),
+            },
+        };
+        match branch_list::read(&list_path, None) {
+            Err(e) => cx.err(csv.span(), format!("businesses_csv: {e}")),
+            Ok(list) => {
+                for p in list.problems {
+                    cx.errors.push(diagnostic(&p.at, p.message));
+                }
+                for w in list.warnings {
+                    cx.warnings.push(diagnostic(&w.at, w.message));
+                }
+                for row in &list.rows {
+                    let verdict = branch_row(row, &groups);
+                    for p in verdict.problems {
+                        cx.errors.push(diagnostic(&p.at, p.message));
+                    }
+                    for w in verdict.warnings {
+                        cx.warnings.push(diagnostic(&w.at, w.message));
+                    }
+                    if let Some(b) = verdict.business {
+                        if !seen.insert(b.id.clone()) {
+                            cx.errors.push(diagnostic(
+                                row.at(Field::Id),
+                                format!("duplicate business id {:?}", b.id),
+                            ));
+                        } else {
+                            businesses.push(b);
+                        }
+                    }
                 }
             }
         }
     }
-    for b in &businesses {
+    // Businesses imported into the store (`mystery import`): schedules and templates may name
+    // them, so `check` sees them as the daemon will. The configuration wins on an id.
+    let mut imported = std::collections::BTreeSet::new();
+    for b in std::mem::take(&mut cx.imported) {
+        if seen.insert(b.id.clone()) {
+            imported.insert(b.id.clone());
+            businesses.push(b);
+        }
+    }
+    for b in &businesses[..configured] {
         if let Some(g) = &b.group {
             if !groups.iter().any(|x| &x.id == g) {
                 let line = raw
@@ -336,6 +408,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         personas,
         groups,
         businesses,
+        imported,
         scenarios,
         schedules,
         governance,
@@ -752,25 +825,23 @@ fn personas(cx: &mut Ctx<'_>, raws: &[S<RawPersona>]) -> Vec<Persona> {
             );
         }
         // The phone becomes the From user part of calls: E.164, separators dropped.
+        // A French national number ("06 12 34 56 78") is read as people write it (issue 12).
         let phone = p.phone.as_ref().and_then(|v| {
-            let number: String = v
-                .get_ref()
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '.' | '-'))
-                .collect();
-            let digits = number.strip_prefix('+').unwrap_or("");
-            if (4..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
-                Some(number)
-            } else {
-                cx.err(
-                    v.span(),
-                    format!(
-                        "persona {:?}: phone {:?} is not an E.164 number like +33612345678",
-                        p.id.get_ref(),
-                        v.get_ref()
-                    ),
-                );
-                None
+            match super::phone::normalise(v.get_ref(), super::phone::DEFAULT_COUNTRY)
+                .filter(|n| n.starts_with('+'))
+            {
+                Some(number) => Some(number),
+                None => {
+                    cx.err(
+                        v.span(),
+                        format!(
+                            "persona {:?}: phone {:?} is not an E.164 number like +33612345678",
+                            p.id.get_ref(),
+                            v.get_ref()
+                        ),
+                    );
+                    None
+                }
             }
         });
         let language = p.language.as_ref().and_then(|l| {
@@ -855,7 +926,7 @@ fn groups(cx: &mut Ctx<'_>, raws: &[S<RawGroup>]) -> Vec<Group> {
                     Some(d) => (d.trim(), true),
                     None => (text, false),
                 };
-                if let Ok(d) = humantime::parse_duration(d) {
+                if let Ok(d) = super::duration::parse(d) {
                     targets.reply_within = Some((d, business));
                 } else {
                     cx.err(r.span(), format!("targets.reply_within: expected e.g. \"24h business\" or \"48h\", got {text:?}"));
@@ -885,48 +956,102 @@ fn parse_cron(cx: &mut Ctx<'_>, v: &S<String>, what: &str) -> Option<CronExpr> {
     }
 }
 
-/// Validates one CSV row alone (for `mystery import`): the business, or its problems.
-pub(super) fn csv_row(row: &CsvBusiness, file: &Path) -> Result<Business, Vec<Diagnostic>> {
-    let mut cx = Ctx {
-        path: file,
-        text: "",
-        base: PathBuf::from("."),
-        errors: Vec::new(),
-        warnings: Vec::new(),
-        env: &|_| None,
+/// Validates one row of a branch list on its own (`mystery import`, `businesses_csv`): the
+/// business, or its problems, each at the cell that holds the bad value.
+pub(super) fn branch_row(row: &BranchRow, groups: &[Group]) -> RowVerdict {
+    let raw = row_as_raw(row);
+    let checked = check_business(&raw, true);
+    let at = |span: Range<usize>| {
+        Field::ALL
+            .get(span.start)
+            .map_or(row.at.clone(), |f| row.at(*f).clone())
     };
-    let file = file.to_path_buf();
-    match business(&mut cx, &csv_row_as_raw(row), Some((&file, row.line))) {
-        Some(b) if cx.errors.is_empty() => Ok(b),
-        _ => Err(cx.errors),
+    let to_problem = |(span, message): (Range<usize>, String)| Problem {
+        at: at(span),
+        message,
+    };
+    let mut problems: Vec<Problem> = checked.problems.into_iter().map(to_problem).collect();
+    if let Some(g) = &raw.group {
+        if !groups.iter().any(|x| &x.id == g.get_ref()) {
+            problems.push(Problem {
+                at: row.at(Field::Group).clone(),
+                message: format!(
+                    "business {:?}: unknown group {:?} (groups: {})",
+                    raw.id.get_ref(),
+                    g.get_ref(),
+                    groups
+                        .iter()
+                        .map(|g| g.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    RowVerdict {
+        business: checked.business.filter(|_| problems.is_empty()),
+        problems,
+        warnings: checked.warnings.into_iter().map(to_problem).collect(),
     }
 }
 
-fn csv_row_as_raw(row: &CsvBusiness) -> RawBusiness {
-    let s = |v: &str| S::new(0..0, v.to_owned());
-    let o = |v: &Option<String>| v.as_deref().map(s);
+/// A row as a `[[businesses]]` table whose spans are the index of the field in `Field::ALL`,
+/// so that a problem found by `check_business` names its cell.
+fn row_as_raw(row: &BranchRow) -> RawBusiness {
+    let o = |f: Field| {
+        row.get(f)
+            .map(|v| S::new(f as usize..f as usize, v.to_owned()))
+    };
+    let s = |f: Field| o(f).unwrap_or_else(|| S::new(f as usize..f as usize, String::new()));
     RawBusiness {
-        id: s(&row.id),
-        name: s(&row.name),
-        group: o(&row.group),
-        email: o(&row.email),
-        phone: o(&row.phone),
-        timezone: o(&row.timezone),
-        city: o(&row.city),
-        hours: o(&row.hours),
+        id: s(Field::Id),
+        name: s(Field::Name),
+        group: o(Field::Group),
+        email: o(Field::Email),
+        phone: o(Field::Phone),
+        timezone: o(Field::Timezone),
+        city: o(Field::City),
+        hours: o(Field::Hours),
+        form_url: o(Field::FormUrl),
+        country: o(Field::Country),
         paused: None,
     }
 }
 
-/// Validates one business; `csv` says the row came from a CSV file (its errors go there).
-fn business(cx: &mut Ctx<'_>, b: &RawBusiness, csv: Option<(&PathBuf, usize)>) -> Option<Business> {
+/// Validates one `[[businesses]]` table; its problems are reported where it is written.
+fn business(cx: &mut Ctx<'_>, b: &RawBusiness) -> Option<Business> {
+    let checked = check_business(b, false);
+    for (span, message) in checked.problems {
+        cx.err(span, message);
+    }
+    for (span, message) in checked.warnings {
+        cx.warn(span, message);
+    }
+    checked.business
+}
+
+struct Checked {
+    business: Option<Business>,
+    problems: Vec<(Range<usize>, String)>,
+    warnings: Vec<(Range<usize>, String)>,
+}
+
+/// Validates one business, from the configuration or a list; `listed`: from a branch list,
+/// where a phone that is no number is kept as typed (with a warning) rather than refused.
+fn check_business(b: &RawBusiness, listed: bool) -> Checked {
     let mut problems: Vec<(Range<usize>, String)> = Vec::new();
+    let mut warnings: Vec<(Range<usize>, String)> = Vec::new();
     let id = b.id.get_ref();
-    if id.is_empty() || !id.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
+    if id.is_empty() {
+        problems.push((b.id.span(), "the id is empty".to_owned()));
+    } else if !id.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
         problems.push((
             b.id.span(),
             format!("business id {id:?}: use letters, digits, '-', '_' or '.'"),
         ));
+    }
+    if b.name.get_ref().is_empty() {
+        problems.push((b.name.span(), format!("business {id:?}: the name is empty")));
     }
     for (v, what) in [
         (Some(&b.name), "name"),
@@ -947,14 +1072,58 @@ fn business(cx: &mut Ctx<'_>, b: &RawBusiness, csv: Option<(&PathBuf, usize)>) -
             ));
         }
     }
-    if let Some(p) = &b.phone {
-        if !is_sip_uri(p.get_ref()) && !is_e164(p.get_ref()) {
+    let country = match &b.country {
+        None => super::phone::DEFAULT_COUNTRY.to_owned(),
+        Some(c) => {
+            let code = c.get_ref().trim().to_ascii_uppercase();
+            if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                problems.push((
+                    c.span(),
+                    format!(
+                        "business {id:?}: country {:?} is not a two-letter ISO code such as FR or BE",
+                        c.get_ref()
+                    ),
+                ));
+            }
+            code
+        }
+    };
+    // National numbers ("03 21 00 00 00") are read with the branch's country (issue 12).
+    let phone = b.phone.as_ref().and_then(|p| {
+        let normalised = super::phone::normalise(p.get_ref(), &country)
+            .filter(|n| is_sip_uri(n) || is_e164(n));
+        match normalised {
+            Some(n) => Some(n),
+            None if listed => {
+                warnings.push((
+                    p.span(),
+                    format!(
+                        "business {id:?}: phone {:?} kept as written: not a sip: URI nor a number of {country} (calls to it will fail)",
+                        p.get_ref()
+                    ),
+                ));
+                Some(p.get_ref().clone())
+            }
+            None => {
+                problems.push((
+                    p.span(),
+                    format!(
+                        "business {id:?}: phone must be a sip: URI, an E.164 number (+33…) or a national number of {country} (03 21 00 00 00), not {:?}",
+                        p.get_ref()
+                    ),
+                ));
+                None
+            }
+        }
+    });
+    if let Some(u) = &b.form_url {
+        let u = u.get_ref();
+        let ok = (u.starts_with("http://") || u.starts_with("https://"))
+            && !u.contains(char::is_whitespace);
+        if !ok {
             problems.push((
-                p.span(),
-                format!(
-                    "business {id:?}: phone must be a sip: URI or an E.164 number (+33…), not {:?}",
-                    p.get_ref()
-                ),
+                b.form_url.as_ref().map_or(0..0, |u| u.span()),
+                format!("business {id:?}: form_url {u:?} is not an http:// or https:// address"),
             ));
         }
     }
@@ -963,7 +1132,10 @@ fn business(cx: &mut Ctx<'_>, b: &RawBusiness, csv: Option<(&PathBuf, usize)>) -
         Some(t) => t.get_ref().parse::<Tz>().unwrap_or_else(|_| {
             problems.push((
                 t.span(),
-                format!("business {id:?}: unknown time zone {:?}", t.get_ref()),
+                format!(
+                    "business {id:?}: unknown time zone {:?} (an IANA name such as \"Europe/Paris\")",
+                    t.get_ref()
+                ),
             ));
             DEFAULT_TIMEZONE
         }),
@@ -978,28 +1150,24 @@ fn business(cx: &mut Ctx<'_>, b: &RawBusiness, csv: Option<(&PathBuf, usize)>) -
                 None
             }
         });
-    let ok = problems.is_empty();
-    for (span, message) in problems {
-        match csv {
-            Some((file, line)) => cx.errors.push(Diagnostic {
-                file: file.clone(),
-                line,
-                message,
-            }),
-            None => cx.err(span, message),
-        }
-    }
-    ok.then(|| Business {
+    let business = problems.is_empty().then(|| Business {
         id: id.clone(),
         name: b.name.get_ref().clone(),
         group: b.group.as_ref().map(|g| g.get_ref().clone()),
         email: b.email.as_ref().map(|e| e.get_ref().to_ascii_lowercase()),
-        phone: b.phone.as_ref().map(|p| p.get_ref().clone()),
+        phone,
         timezone,
         city: b.city.as_ref().map(|c| c.get_ref().clone()),
         hours,
         hours_text: b.hours.as_ref().map(|h| h.get_ref().clone()),
-    })
+        form_url: b.form_url.as_ref().map(|u| u.get_ref().clone()),
+        country,
+    });
+    Checked {
+        business,
+        problems,
+        warnings,
+    }
 }
 
 fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) -> Vec<Scenario> {
@@ -1217,7 +1385,7 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                     continue;
                 }
                 let dur = |cx: &mut Ctx<'_>, t: &str, what: &str| {
-                    humantime::parse_duration(t)
+                    super::duration::parse(t)
                         .map_err(|e| {
                             cx.err(
                                 span.clone(),
@@ -1534,6 +1702,33 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
         );
     }
 
+    /// Issue 12: `phone` in a national format and French duration units in mystery.toml.
+    #[test]
+    fn french_phone_numbers_and_duration_units_are_read_in_the_configuration() {
+        let text = "[[groups]]\nid = \"nord\"\nname = \"N\"\nmin_interval = \"2 semaines\"\n\n\
+                    [[businesses]]\nid = \"lille\"\nname = \"L\"\ngroup = \"nord\"\n\
+                    phone = \"03 20 00 00 00\"\n\n\
+                    [[businesses]]\nid = \"gand\"\nname = \"G\"\ncountry = \"BE\"\n\
+                    phone = \"09 123 45 67\"\n";
+        let cfg = from_str(Path::new("mystery.toml"), text, &|_| None).unwrap();
+        assert_eq!(cfg.businesses[0].phone.as_deref(), Some("+33320000000"));
+        assert_eq!(cfg.businesses[1].phone.as_deref(), Some("+3291234567"));
+        assert_eq!(
+            cfg.governance.groups["nord"].min_interval,
+            Some(Duration::from_secs(14 * 86_400))
+        );
+        let bad = text.replace("03 20 00 00 00", "03 20");
+        let errors = from_str(Path::new("mystery.toml"), &bad, &|_| None)
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 10);
+        assert!(
+            errors[0].message.contains("national number of FR"),
+            "{errors:?}"
+        );
+    }
+
     /// issue7 finding 3: the persona's phone becomes the From of calls; the User-Agent is
     /// only what `[sip] user_agent` says.
     #[test]
@@ -1543,7 +1738,7 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
                     [[personas]]\nid = \"a\"\nname = \"A\"\nemail = \"a@robot.test\"\n\
                     phone = \"+33 6 12-34.56 78\"\n\n\
                     [[personas]]\nid = \"b\"\nname = \"B\"\nemail = \"b@robot.test\"\n\
-                    phone = \"06 12 34 56 78\"\n";
+                    phone = \"n/c\"\n";
         let errors = from_str(Path::new("mystery.toml"), text, &|_| None)
             .unwrap_err()
             .0;
@@ -1552,9 +1747,11 @@ RQkuSS4A4bmElu7oVD9xCNUqYbX37tWxaw==
             errors[0].message.contains("not an E.164 number"),
             "{errors:?}"
         );
-        let ok = text.replace("06 12 34 56 78", "+33612345679");
+        // Issue 12: a French national number is read as people write it.
+        let ok = text.replace("n/c", "06 12 34 56 79");
         let cfg = from_str(Path::new("mystery.toml"), &ok, &|_| None).unwrap();
         assert_eq!(cfg.personas[0].phone.as_deref(), Some("+33612345678"));
+        assert_eq!(cfg.personas[1].phone.as_deref(), Some("+33612345679"));
         assert_eq!(
             cfg.sip.unwrap().user_agent.as_deref(),
             Some("Yealink SIP-T46U")

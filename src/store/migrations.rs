@@ -230,4 +230,15 @@ ALTER TABLE visits ADD COLUMN greeted BIGINT;
 CREATE INDEX visits_transcript_queue ON visits (transcript_status, transcript_lease_until)
 "#,
     ),
+    (
+        8,
+        // Branch lists (issue 12): `form_url` and `country` travel with an imported branch;
+        // a branch dropped from the list is archived (`archived_at`), never deleted, so its
+        // visits keep their history and planning skips it.
+        r#"
+ALTER TABLE businesses ADD COLUMN form_url TEXT;
+ALTER TABLE businesses ADD COLUMN country TEXT;
+ALTER TABLE businesses ADD COLUMN archived_at BIGINT
+"#,
+    ),
 ];

@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod browse;
+mod businesses;
 mod governance;
 mod messages;
 mod migrations;
@@ -19,6 +20,7 @@ pub use aggregate::{
 #[cfg(feature = "seed")]
 mod seed;
 pub use browse::{GroupHistogram, Measured, VisitMessage, VisitQuery};
+pub use businesses::ListedBusiness;
 pub use governance::Planned;
 pub use retention::PurgeCounts;
 #[cfg(feature = "seed")]
@@ -250,66 +252,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Upserts businesses from `mystery import`.
-    pub async fn import_business(&self, b: &crate::config::Business, now_ms: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO businesses (id, name, group_id, email, phone, timezone, city, hours, imported_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, group_id = excluded.group_id,
-               email = excluded.email, phone = excluded.phone, timezone = excluded.timezone,
-               city = excluded.city, hours = excluded.hours, imported_at = excluded.imported_at",
-        )
-        .bind(&b.id)
-        .bind(&b.name)
-        .bind(b.group.clone())
-        .bind(b.email.clone())
-        .bind(b.phone.clone())
-        .bind(b.timezone.name())
-        .bind(b.city.clone())
-        .bind(b.hours_text.clone())
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Businesses imported earlier; rows that no longer validate are skipped with a warning.
-    pub async fn imported_businesses(&self) -> Result<Vec<crate::config::Business>> {
-        let rows = sqlx::query(
-            "SELECT id, name, group_id, email, phone, timezone, city, hours FROM businesses ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let tz: Option<String> = r.try_get("timezone")?;
-            let hours_text: Option<String> = r.try_get("hours")?;
-            let hours = match hours_text.as_deref().map(str::parse) {
-                None => None,
-                Some(Ok(h)) => Some(h),
-                Some(Err(e)) => {
-                    tracing::warn!(business = %id, "imported business skipped: {e}");
-                    continue;
-                }
-            };
-            out.push(crate::config::Business {
-                name: r.try_get("name")?,
-                group: r.try_get("group_id")?,
-                email: r.try_get("email")?,
-                phone: r.try_get("phone")?,
-                timezone: tz
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(crate::config::DEFAULT_TIMEZONE),
-                city: r.try_get("city")?,
-                hours,
-                hours_text,
-                id,
-            });
-        }
-        Ok(out)
     }
 }
 

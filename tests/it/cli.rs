@@ -1,5 +1,5 @@
 //! The `mystery` binary as users run it: visit alone and beside a daemon, the daemon's clean
-//! stop, a crash between sending and recording, the JSON report contract, import.
+//! stop, a crash between sending and recording, the JSON report contract (import: import.rs).
 
 use crate::common::{self, Backend};
 use std::path::{Path, PathBuf};
@@ -321,44 +321,6 @@ async fn the_json_report_names_every_measurement_of_the_contract() {
     for key in ["id", "hit", "weight", "evidence"] {
         assert!(rule.get(key).is_some(), "rule lacks {key}: {rule}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn import_keeps_good_rows_reports_bad_ones_by_line_and_exits_distinctly() {
-    let (tmp, config) = setup(Backend::Sqlite, &[], "").await;
-    let csv = tmp.path().join("branches.csv");
-    std::fs::write(
-        &csv,
-        "id;name;group;email;phone;timezone;city;hours\nlens;Agence Lens;nord;contact@lens.test;;Europe/Paris;Lens;Lun-Ven 09:00-18:00\nbad;Agence X;nord;not-an-email;;Europe/Paris;X;\narras;Agence Arras;nord;contact@arras.test;+33321000000;Europe/Paris;Arras;\n",
-    )
-    .unwrap();
-    let out = output(
-        {
-            let mut c = mystery(&config);
-            c.arg("import").arg(&csv);
-            c
-        },
-        Duration::from_secs(30),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}");
-    assert!(stdout.contains("branches.csv:3:"), "{stdout}");
-    assert!(
-        stdout.contains("2 business(es) imported, 1 row(s) rejected"),
-        "{stdout}"
-    );
-    let cfg = mystery::config::load(&config).unwrap();
-    let store = mystery::store::Store::connect(&cfg.storage.url)
-        .await
-        .unwrap();
-    let ids: Vec<String> = store
-        .imported_businesses()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    assert_eq!(ids, ["arras", "lens"]);
 }
 
 /// Issue 7, finding 0: four `mystery visit` processes opening one new SQLite file at once

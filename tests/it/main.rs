@@ -8,6 +8,7 @@ mod config_check;
 mod digest;
 mod email_lab;
 mod governance;
+mod import;
 mod planning;
 mod report;
 mod secrets;
