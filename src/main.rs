@@ -242,18 +242,21 @@ fn main() -> ExitCode {
                 preview,
                 resend,
                 at,
-            } => match mystery::config::load_for_run(&cli.config) {
-                Ok(config) => {
-                    let args = mystery::digest::CommandArgs {
-                        send,
-                        resend,
-                        preview: preview.as_deref(),
-                        at,
-                    };
-                    mystery::digest::command(config, &group, args, &mut out).await
+            } => {
+                // Imported branches belong to the digest as much as configured ones.
+                match mystery::Context::open(&cli.config, mystery::clock::Clock::system()).await {
+                    Ok(cx) => {
+                        let args = mystery::digest::CommandArgs {
+                            send,
+                            resend,
+                            preview: preview.as_deref(),
+                            at,
+                        };
+                        mystery::digest::run_command(&cx, &group, args, &mut out).await
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             Command::HashPassword => {
                 commands::hash_password(&mut std::io::stdin().lock(), &mut out)
             }

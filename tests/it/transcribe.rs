@@ -54,7 +54,7 @@ from = "sip:robot@robot.test"
 rtp_ports = "32000-32999"
 
 [transcribe]
-workers = 2
+workers = 1
 
 [[scenarios]]
 id = "accueil"

@@ -85,11 +85,13 @@ async fn issue7_a_reply_that_arrived_in_time_is_never_closed_as_no_reply_while_i
             .await
             .unwrap();
     }
-    let v = wait_done(&cx, std::slice::from_ref(&id), Duration::from_secs(15))
+    // "At once" is about a second on a quiet machine; the bound leaves room for a loaded one
+    // (the suite transcribes calls beside this test).
+    let v = wait_done(&cx, std::slice::from_ref(&id), Duration::from_secs(40))
         .await
         .remove(0);
     daemon.stop().await;
-    assert_eq!(v.outcome.as_deref(), Some("replied"));
+    assert_eq!(v.outcome.as_deref(), Some("replied"), "{v:?}");
     // Its arrival is the one INTERNALDATE vouches for, not the late reading, 10 s later.
     let ttr = v.time_to_reply_ms.unwrap();
     assert!(
