@@ -7,7 +7,7 @@
 //! ("Dupond"). Every outcome quotes the transcript with its time in the call, and says when the
 //! words that decided it were heard with low confidence.
 
-use super::{human, snippet, tally, Builtin, Expectation, Rule, RuleOutcome, Scorecard};
+use super::{human, score_with, snippet, Builtin, Expectation, Rule, Scorecard};
 use crate::text::fold_indexed;
 use crate::transcript::{call_time, Transcript, LOW_CONFIDENCE};
 use std::time::Duration;
@@ -21,19 +21,7 @@ pub struct CallInput<'a> {
 
 pub fn score_call(expect: &[Expectation], input: &CallInput<'_>) -> Scorecard {
     let text = Compact::new(&input.transcript.text);
-    let rules = expect
-        .iter()
-        .map(|e| {
-            let (hit, evidence) = evaluate(&e.rule, &text, input);
-            RuleOutcome {
-                id: e.id.clone(),
-                hit,
-                weight: e.weight,
-                evidence,
-            }
-        })
-        .collect();
-    tally(rules)
+    score_with(expect, |rule| evaluate(rule, &text, input))
 }
 
 const GREETINGS: &[&str] = &[
@@ -425,6 +413,7 @@ fn levenshtein(a: &[char], b: &[char]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::score::RuleOutcome;
     use crate::transcript::Segment;
 
     fn transcript(parts: &[(i64, &str, f64)]) -> Transcript {

@@ -78,10 +78,19 @@ pub struct Scorecard {
 
 pub fn score(expect: &[Expectation], input: &ScoreInput<'_>) -> Scorecard {
     let text = Folded::new(&input.reply.new_text);
-    let rules = expect
+    score_with(expect, |rule| evaluate(rule, &text, input))
+}
+
+/// Each rule judged by `judge` (hit, evidence), and the score of the outcomes: the one
+/// scoring step of replies and call transcripts alike.
+pub(crate) fn score_with(
+    expect: &[Expectation],
+    mut judge: impl FnMut(&Rule) -> (bool, Option<String>),
+) -> Scorecard {
+    let rules: Vec<RuleOutcome> = expect
         .iter()
         .map(|e| {
-            let (hit, evidence) = evaluate(&e.rule, &text, input);
+            let (hit, evidence) = judge(&e.rule);
             RuleOutcome {
                 id: e.id.clone(),
                 hit,
@@ -90,11 +99,6 @@ pub fn score(expect: &[Expectation], input: &ScoreInput<'_>) -> Scorecard {
             }
         })
         .collect();
-    tally(rules)
-}
-
-/// The score of a set of rule outcomes.
-pub(crate) fn tally(rules: Vec<RuleOutcome>) -> Scorecard {
     let total: u64 = rules.iter().map(|r| u64::from(r.weight)).sum();
     let got: u64 = rules
         .iter()
