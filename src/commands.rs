@@ -25,7 +25,7 @@ pub async fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
                 out,
                 "warning: imported businesses not checked (cannot open the store: {e:#})"
             )?;
-            Vec::new()
+            config::Imported::default()
         }
     };
     match config::load_with_imported(path, imported) {
@@ -89,18 +89,18 @@ pub async fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
 
 /// The businesses imported into the store the configuration names; none when the store does
 /// not exist yet (`check` never creates one).
-async fn imported_for_check(path: &Path) -> Result<Vec<config::Business>> {
+async fn imported_for_check(path: &Path) -> Result<config::Imported> {
     let Some(url) = config::storage_url(path) else {
-        return Ok(Vec::new());
+        return Ok(config::Imported::default());
     };
     if let Some(file) = url.strip_prefix("sqlite://") {
         let file = file.split('?').next().unwrap_or_default();
         if file.starts_with(':') || !Path::new(file).exists() {
-            return Ok(Vec::new());
+            return Ok(config::Imported::default());
         }
     }
     let store = crate::store::Store::connect(&url).await?;
-    store.imported_businesses().await
+    store.imported().await
 }
 
 /// `mystery run`: the daemon until SIGINT/SIGTERM, with the dashboard when `[http]` is set.
@@ -188,7 +188,13 @@ pub async fn visit(
     let b = cx
         .config
         .business(business)
-        .ok_or_else(|| anyhow!("unknown business {business:?}"))?;
+        .ok_or_else(|| {
+            if cx.config.archived.contains(business) {
+                anyhow!("business {business:?} is archived: it was taken off the branch list (`mystery import --prune`); import it again to visit it")
+            } else {
+                anyhow!("unknown business {business:?}")
+            }
+        })?;
     let s = cx
         .config
         .scenario(scenario)
@@ -453,6 +459,10 @@ pub async fn report(path: &Path, args: ReportArgs, out: &mut dyn Write) -> Resul
         });
         for r in &mut rows {
             r.paused = config.is_paused(&r.business);
+            r.archived = config.business(&r.business).is_none()
+                && archived
+                    .iter()
+                    .any(|l| l.business.id == r.business && l.archived_at.is_some());
         }
         match args.format {
             Format::Json => report::summary::write_json(out, &rows)?,

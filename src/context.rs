@@ -50,10 +50,11 @@ impl Context {
             return Self::build(crate::config::load_for_run(path)?, clock).await;
         };
         let store = Store::connect(&url).await?;
-        let mut imported = store.imported_businesses().await?;
+        let mut imported = store.imported().await?;
         for b in incoming {
-            if !imported.iter().any(|i| i.id == b.id) {
-                imported.push(b);
+            imported.archived.remove(&b.id);
+            if !imported.businesses.iter().any(|i| i.id == b.id) {
+                imported.businesses.push(b);
             }
         }
         let config = crate::config::load_for_run_with(path, imported)?;

@@ -40,6 +40,8 @@ pub struct Config {
     pub businesses: Vec<Business>,
     /// Ids of `businesses` that came from the store (`mystery import`), not from this file.
     pub imported: std::collections::BTreeSet<String>,
+    /// Ids of businesses an import archived (`--prune`): known, no longer visited.
+    pub archived: std::collections::BTreeSet<String>,
     pub scenarios: Vec<Scenario>,
     pub schedules: Vec<Schedule>,
     /// Governance rules of groups and businesses (kept apart from `Group` and `Business` so
@@ -475,9 +477,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     validate::from_str(path, &text, &|name| std::env::var(name).ok())
 }
 
+/// What the store holds of branch lists (`mystery import`), for validating the configuration.
+#[derive(Debug, Default)]
+pub struct Imported {
+    /// On the list: schedules and templates know them like configured businesses.
+    pub businesses: Vec<Business>,
+    /// Taken off the list (`--prune`): a schedule that still names one skips it.
+    pub archived: std::collections::BTreeSet<String>,
+}
+
 /// As `load`, with the businesses imported into the store known to schedules and templates
 /// exactly like configured ones (`check` and the daemon see one list).
-pub fn load_with_imported(path: &Path, imported: Vec<Business>) -> Result<Config, ConfigErrors> {
+pub fn load_with_imported(path: &Path, imported: Imported) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![Diagnostic {
             file: path.to_path_buf(),
@@ -498,11 +509,11 @@ pub fn storage_url(path: &Path) -> Option<String> {
 /// `load` for a command that goes on to work: warnings are logged, errors become one error
 /// listing every problem.
 pub fn load_for_run(path: &Path) -> anyhow::Result<Config> {
-    load_for_run_with(path, Vec::new())
+    load_for_run_with(path, Imported::default())
 }
 
 /// `load_for_run` with the businesses imported into the store.
-pub fn load_for_run_with(path: &Path, imported: Vec<Business>) -> anyhow::Result<Config> {
+pub fn load_for_run_with(path: &Path, imported: Imported) -> anyhow::Result<Config> {
     let config = load_with_imported(path, imported)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     for w in &config.warnings {

@@ -22,6 +22,8 @@ struct Ctx<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     /// Businesses imported into the store, known to schedules like configured ones.
     imported: Vec<Business>,
+    /// Ids an import archived (`--prune`): a schedule naming one skips it with a warning.
+    archived: std::collections::BTreeSet<String>,
 }
 
 impl Ctx<'_> {
@@ -148,7 +150,7 @@ pub(super) fn from_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    from_str_with(path, text, env, Vec::new())
+    from_str_with(path, text, env, Default::default())
 }
 
 /// As `from_str`, with the businesses imported into the store.
@@ -156,7 +158,7 @@ pub(super) fn from_str_with(
     path: &Path,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    imported: Vec<Business>,
+    imported: super::Imported,
 ) -> Result<Config, ConfigErrors> {
     let base = path
         .parent()
@@ -171,7 +173,8 @@ pub(super) fn from_str_with(
         errors: Vec::new(),
         warnings: Vec::new(),
         env,
-        imported,
+        imported: imported.businesses,
+        archived: imported.archived,
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -220,6 +223,7 @@ pub(super) fn storage_url(
         warnings: Vec::new(),
         env,
         imported: Vec::new(),
+        archived: Default::default(),
     };
     let url = storage(&mut cx, raw).url;
     (cx.errors.is_empty() && !url.is_empty()).then_some(url)
@@ -409,6 +413,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         groups,
         businesses,
         imported,
+        archived: std::mem::take(&mut cx.archived),
         scenarios,
         schedules,
         governance,
@@ -1502,15 +1507,25 @@ fn schedules(
                 Targets::Group(g.clone())
             }
             (None, Some(list), None) => {
+                let mut kept = Vec::new();
                 for b in list {
-                    if !businesses.iter().any(|x| &x.id == b) {
+                    if businesses.iter().any(|x| &x.id == b) {
+                        kept.push(b.clone());
+                    } else if cx.archived.contains(b) {
+                        // The list is the user's truth: a branch taken off it must not stop
+                        // the daemon or the other branches of the schedule.
+                        cx.warn(
+                            s.targets.span(),
+                            format!("schedule {id:?}: business {b:?} was archived by `mystery import --prune` (no longer on the branch list); the schedule skips it"),
+                        );
+                    } else {
                         cx.err(
                             s.targets.span(),
                             format!("schedule {id:?}: unknown business {b:?}"),
                         );
                     }
                 }
-                Targets::Businesses(list.clone())
+                Targets::Businesses(kept)
             }
             (None, None, Some(true)) => Targets::All,
             _ => {

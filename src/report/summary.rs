@@ -17,6 +17,8 @@ pub struct SummaryRow {
     pub group: Option<String>,
     /// The business or its group is paused (governance): no new visits are planned.
     pub paused: bool,
+    /// Taken off the imported branch list (`mystery import --prune`): history only.
+    pub archived: bool,
     pub email_visits: i64,
     pub email_pending: i64,
     /// Reached the branch (replied, acknowledged_only, no_reply, bounced): rates' denominator.
@@ -64,6 +66,7 @@ impl SummaryRow {
             name,
             group,
             paused: false,
+            archived: false,
             email_visits: e.visits,
             email_pending: e.pending,
             email_reachable: e.reachable,
@@ -122,6 +125,7 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "name",
     "group",
     "paused",
+    "archived",
     "email_visits",
     "email_pending",
     "email_reachable",
@@ -176,6 +180,7 @@ pub fn write_csv(out: &mut dyn Write, rows: &[SummaryRow], opts: CsvOptions) -> 
             r.name.clone().unwrap_or_default(),
             r.group.clone().unwrap_or_default(),
             r.paused.to_string(),
+            r.archived.to_string(),
             r.email_visits.to_string(),
             r.email_pending.to_string(),
             r.email_reachable.to_string(),
@@ -254,6 +259,9 @@ pub fn write_table(out: &mut dyn Write, rows: &[SummaryRow], unmatched: usize) -
         if r.paused {
             // Its own line: the name column stays whole and the table within 80 columns.
             writeln!(out, "  ↳ paused: no new visits are planned")?;
+        }
+        if r.archived {
+            writeln!(out, "  ↳ archived: off the branch list, its history kept")?;
         }
     }
     if rows.is_empty() {

@@ -32,6 +32,19 @@ impl Store {
             .collect())
     }
 
+    /// What the configuration's validation needs to know of the imported lists.
+    pub async fn imported(&self) -> Result<crate::config::Imported> {
+        let mut out = crate::config::Imported::default();
+        for l in self.listed_businesses().await? {
+            if l.archived_at.is_some() {
+                out.archived.insert(l.business.id);
+            } else {
+                out.businesses.push(l.business);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every imported business, archived ones included, by id.
     pub async fn listed_businesses(&self) -> Result<Vec<ListedBusiness>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM businesses ORDER BY id"))

@@ -393,3 +393,148 @@ async fn an_exported_list_round_trips_through_csv_and_xlsx_unchanged() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("--output"), "{out}");
 }
+
+/// `setup` with the store on `backend` (PostgreSQL: a schema of its own).
+async fn setup_on(backend: crate::common::Backend, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = setup(extra);
+    let url = crate::common::store_url(backend, dir.path()).await;
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("url = \"sqlite://mystery.db\"", &format!("url = {url:?}"));
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// What a list's life leaves behind on one backend: each step's summary line, the exported
+/// list, and which branches are archived.
+async fn a_list_lived_on(
+    backend: crate::common::Backend,
+) -> (Vec<String>, String, Vec<(String, bool)>) {
+    let (dir, config) = setup_on(backend, "").await;
+    let mut summaries = Vec::new();
+    let mut step = |args: &[&str], want: i32| {
+        let (code, out) = mystery(&config, args);
+        assert_eq!(code, want, "{args:?} on {backend:?}: {out}");
+        summaries.push(
+            out.lines()
+                .rfind(|l| l.contains("rejected"))
+                .unwrap_or_else(|| panic!("no summary line: {out}"))
+                .to_owned(),
+        );
+    };
+    step(&["import", "--dry-run", &fixture("libreoffice.xlsx")], 0);
+    step(&["import", &fixture("libreoffice.xlsx")], 0);
+    let smaller = dir.path().join("smaller.csv");
+    std::fs::write(
+        &smaller,
+        "id;nom;réseau;courriel;tel;ville\nlens;Agence Lens;nord;accueil@lens.test;03 21 00 00 00;Lens\n",
+    )
+    .unwrap();
+    let smaller = smaller.to_string_lossy().into_owned();
+    // All or nothing: a refused row in a pruning import writes nothing.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "id;nom;réseau\nlens;Agence Lens;nord\n;sans id;nord\n",
+    )
+    .unwrap();
+    step(&["import", "--prune", &bad.to_string_lossy()], 2);
+    step(&["import", "--prune", &smaller], 0);
+    // Back on the list, with its history.
+    step(&["import", &fixture("libreoffice.xlsx")], 0);
+    step(&["import", "--prune", &smaller], 0);
+    let (code, csv, err) = mystery_apart(&config, &["export", "branches"]);
+    assert_eq!(code, 0, "{err}");
+    (summaries, csv, listed(&config).await)
+}
+
+/// Branch-list writes (upsert, archive, back on the list, all-or-nothing) behave the same on
+/// PostgreSQL as on SQLite.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_branch_list_lives_the_same_on_postgresql_as_on_sqlite() {
+    use crate::common::Backend;
+    let sqlite = a_list_lived_on(Backend::Sqlite).await;
+    let postgres = a_list_lived_on(Backend::Postgres).await;
+    assert_eq!(sqlite, postgres);
+    let (summaries, csv, listed) = sqlite;
+    assert!(
+        summaries[0].contains("4 to add, 0 to update"),
+        "{summaries:?}"
+    );
+    assert!(summaries[2].contains("nothing written"), "{summaries:?}");
+    assert!(summaries[3].contains("3 archived"), "{summaries:?}");
+    assert!(summaries[4].contains("3 added"), "{summaries:?}");
+    assert_eq!(csv.lines().count(), 2, "only lens is on the list: {csv}");
+    assert_eq!(listed.iter().filter(|(_, archived)| *archived).count(), 3);
+}
+
+/// A schedule naming a branch that `--prune` took off the list goes on for the others (a
+/// warning, not a configuration that no longer loads); the branch's history stays in the
+/// report, marked archived; a manual visit says why it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_branch_pruned_off_the_list_is_skipped_by_its_schedule_and_kept_in_reports() {
+    let schedule = "\n[[schedules]]\nid = \"hebdo\"\nscenario = \"devis\"\ntargets = { businesses = [\"lens\", \"saint-omer\", \"lille-centre\"] }\ncron = \"0 10 * * Tue\"\n";
+    let (dir, config) = setup(schedule);
+    let (code, out) = mystery(&config, &["import", &fixture("libreoffice.xlsx")]);
+    assert_eq!(code, 0, "{out}");
+    let url = mystery::config::storage_url(&config).unwrap();
+    let store = mystery::store::Store::connect(&url).await.unwrap();
+    let visit = |id: &str, business: &str| mystery::store::SeedVisit {
+        id: id.into(),
+        business_id: business.into(),
+        group_id: Some("nord".into()),
+        scenario_id: "devis".into(),
+        channel: "email".into(),
+        outcome: Some("replied".into()),
+        due_at: 1_000,
+        sent_at: Some(1_000),
+        time_to_reply_ms: Some(3_600_000),
+        ..Default::default()
+    };
+    store
+        .seed_finished_visits(&[visit("v1", "saint-omer"), visit("v2", "lens")])
+        .await
+        .unwrap();
+    let smaller = dir.path().join("smaller.csv");
+    std::fs::write(
+        &smaller,
+        "id;nom;réseau;courriel\nlens;Agence Lens;nord;accueil@lens.test\n",
+    )
+    .unwrap();
+    let (code, out) = mystery(&config, &["import", "--prune", &smaller.to_string_lossy()]);
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = mystery(&config, &["check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("business \"saint-omer\" was archived by `mystery import --prune`")
+            && out.contains("the schedule skips it"),
+        "{out}"
+    );
+    let loaded =
+        mystery::config::load_with_imported(&config, store.imported().await.unwrap()).unwrap();
+    let mut targets: Vec<&str> = loaded
+        .targets_of(&loaded.schedules[0].targets)
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["lens", "lille-centre"]);
+
+    let (code, out) = mystery(&config, &["visit", "saint-omer", "devis"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("\"saint-omer\" is archived"), "{out}");
+
+    let (code, json, err) = mystery_apart(&config, &["report", "--summary", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let row = |id: &str| rows.iter().find(|r| r["business"] == id).unwrap().clone();
+    assert_eq!(row("saint-omer")["name"], "Agence Saint-Omer");
+    assert_eq!(row("saint-omer")["group"], "nord");
+    assert_eq!(row("saint-omer")["archived"], true);
+    assert_eq!(row("saint-omer")["replied"], 1);
+    assert_eq!(row("lens")["archived"], false);
+    let (code, table) = mystery(&config, &["report", "--summary"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("↳ archived"), "{table}");
+}
