@@ -135,7 +135,7 @@ async fn evaluate_alert(
     let language = language(cx, alert, business);
     // An announced incident goes on until the branch answers after its first visit; a
     // visit that ends late and joins the run does not make it a new incident.
-    let mut ongoing = false;
+    let mut ongoing: Option<String> = None;
     if let Some((incident, due, recovered)) =
         ledger::latest_incident(&cx.store, &alert.id, &business.id).await?
     {
@@ -152,7 +152,11 @@ async fn evaluate_alert(
                         business_id: &business.id,
                         incident: &incident,
                         kind: "alert",
-                        channel: if alert.to.is_empty() { "webhook" } else { "mail" },
+                        channel: if alert.to.is_empty() {
+                            "webhook"
+                        } else {
+                            "mail"
+                        },
                     },
                 )
                 .await?;
@@ -171,17 +175,19 @@ async fn evaluate_alert(
                 };
                 send_all(cx, &notice, sent).await?;
             }
-            None => ongoing = !recovered,
+            None if !recovered => ongoing = Some(incident),
+            None => {}
         }
     }
-    if !ongoing && standing.silent.len() >= alert.consecutive as usize {
-        let run = &standing.silent;
+    let run = &standing.silent;
+    // An ongoing incident keeps its name: only a notice of it waiting for a retry may go.
+    if !run.is_empty() && (ongoing.is_some() || run.len() >= alert.consecutive as usize) {
         let notice = Notice {
             kind: Kind::Alert,
             alert,
             business,
             group_name,
-            incident: &run[0].id,
+            incident: ongoing.as_deref().unwrap_or(&run[0].id),
             consecutive: run.len(),
             run,
             last_visit: run.last().expect("a run of at least one visit"),
@@ -286,10 +292,18 @@ async fn send_mail(cx: &Context, n: &Notice<'_>) -> Result<bool> {
 fn log_outcome(n: &Notice<'_>, channel: &str, state: &str, error: Option<&str>) {
     let (alert, business, kind) = (&n.alert.id, &n.business.id, n.kind.as_str());
     match state {
-        "sent" => tracing::info!(%alert, %business, %kind, %channel, consecutive = n.consecutive, "alert notice sent"),
-        "retry" => tracing::warn!(%alert, %business, %kind, %channel, "alert notice not sent, will retry: {}", error.unwrap_or("")),
-        "uncertain" => tracing::error!(%alert, %business, %kind, %channel, "alert notice may or may not have been delivered (never resent): {}", error.unwrap_or("")),
-        _ => tracing::error!(%alert, %business, %kind, %channel, "alert notice refused: {}", error.unwrap_or("")),
+        "sent" => {
+            tracing::info!(%alert, %business, %kind, %channel, consecutive = n.consecutive, "alert notice sent")
+        }
+        "retry" => {
+            tracing::warn!(%alert, %business, %kind, %channel, "alert notice not sent, will retry: {}", error.unwrap_or(""))
+        }
+        "uncertain" => {
+            tracing::error!(%alert, %business, %kind, %channel, "alert notice may or may not have been delivered (never resent): {}", error.unwrap_or(""))
+        }
+        _ => {
+            tracing::error!(%alert, %business, %kind, %channel, "alert notice refused: {}", error.unwrap_or(""))
+        }
     }
 }
 
@@ -351,13 +365,13 @@ pub fn render(n: &Notice<'_>) -> (String, String) {
             outcome_words(lang, &v.outcome)
         )
     };
-    let group = n
-        .group_name
-        .map(|g| format!(" ({g})"))
-        .unwrap_or_default();
+    let group = n.group_name.map(|g| format!(" ({g})")).unwrap_or_default();
     let (subject, mut body) = match (n.kind, lang) {
         (Kind::Alert, Language::Fr) => (
-            format!("Alerte : {name} sans réponse {} fois de suite", n.consecutive),
+            format!(
+                "Alerte : {name} sans réponse {} fois de suite",
+                n.consecutive
+            ),
             format!(
                 "{name}{group} n'a pas répondu aux {} dernières visites :\n\n",
                 n.consecutive
@@ -491,8 +505,7 @@ async fn send_webhook(cx: &Context, n: &Notice<'_>) -> Result<bool> {
     let var = n.alert.webhook_env.as_deref().unwrap_or("webhook_env");
     let retry = Some(cx.now_ms() + RETRY_AFTER.as_millis() as i64);
     // Errors are told without the URL: it is a secret (named by its variable instead).
-    let (state, error, retry_at) = match client.post(url.expose()).json(&payload(n)).send().await
-    {
+    let (state, error, retry_at) = match client.post(url.expose()).json(&payload(n)).send().await {
         Ok(r) if r.status().is_success() => ("sent", None, None),
         Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => (
             "retry",

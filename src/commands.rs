@@ -175,7 +175,10 @@ fn joined(r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<
 /// The configuration at `path`, read again for SIGHUP against the running store; None (with
 /// every problem logged) when it is invalid. The store stays the one opened at start.
 async fn reload(path: &Path, cx: &Context) -> Option<Arc<Context>> {
-    tracing::info!("SIGHUP: reloading the configuration from {}", path.display());
+    tracing::info!(
+        "SIGHUP: reloading the configuration from {}",
+        path.display()
+    );
     let imported = match cx.store.imported_businesses().await {
         Ok(i) => i,
         Err(e) => {

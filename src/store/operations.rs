@@ -29,10 +29,8 @@ impl Store {
         let rows = sqlx::query("SELECT kind, total FROM protocol_errors")
             .fetch_all(&self.pool)
             .await?;
-        let mut out: Vec<(String, i64)> = PROTOCOL_KINDS
-            .iter()
-            .map(|k| (k.to_string(), 0))
-            .collect();
+        let mut out: Vec<(String, i64)> =
+            PROTOCOL_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
         for r in rows {
             let (kind, total): (String, i64) = (r.try_get("kind")?, r.try_get("total")?);
             match out.iter_mut().find(|(k, _)| *k == kind) {

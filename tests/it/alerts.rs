@@ -69,6 +69,24 @@ async fn fetch_by_message_id(imap: &mystery::config::ImapConfig, prefix: &str) -
     out
 }
 
+/// The messages under `prefix` once at least `n` have been delivered (Postfix hands them to
+/// Dovecot a moment after accepting them): bounded wait, then every one found.
+async fn delivered(imap: &mystery::config::ImapConfig, prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    let start = Instant::now();
+    loop {
+        let got = fetch_by_message_id(imap, prefix).await;
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} of {n} messages {prefix}… delivered",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Waits (bounded) until the alert's ledger has a `sent` row of this kind and channel.
 async fn wait_sent(store: &Store, alert_id: &str, kind: &str, channel: &str) -> ledger::Notice {
     let start = Instant::now();
@@ -134,8 +152,8 @@ fn fresh_context(tmp: &std::path::Path, text: &str, store: &Store) -> Arc<Contex
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn three_silent_visits_give_one_alert_mail_a_reply_one_recovery_and_a_restart_nothing_twice(
-) {
+async fn three_silent_visits_give_one_alert_mail_a_reply_one_recovery_and_a_restart_nothing_twice()
+{
     let tmp = tempfile::tempdir().unwrap();
     let l = lab_alert(Backend::Sqlite, tmp.path(), "fr").await;
     let store = Store::connect(&common::config_from(tmp.path(), &l.text).storage.url)
@@ -201,9 +219,8 @@ async fn three_silent_visits_give_one_alert_mail_a_reply_one_recovery_and_a_rest
     assert_eq!((s.evaluated, s.notices.len()), (1, 0), "{s:?}");
 
     // The mailbox holds exactly one alert and one recovery, in French, with the link.
-    let alerts = fetch_by_message_id(&l.imap, &format!("alert.{}.alert.", l.alert_id)).await;
-    let recoveries =
-        fetch_by_message_id(&l.imap, &format!("alert.{}.recovery.", l.alert_id)).await;
+    let recoveries = delivered(&l.imap, &format!("alert.{}.recovery.", l.alert_id), 1).await;
+    let alerts = delivered(&l.imap, &format!("alert.{}.alert.", l.alert_id), 1).await;
     assert_eq!((alerts.len(), recoveries.len()), (1, 1));
     let msg = mail_parser::MessageParser::default()
         .parse(&alerts[0])
@@ -216,7 +233,11 @@ async fn three_silent_visits_give_one_alert_mail_a_reply_one_recovery_and_a_rest
     assert!(text.contains("pas de réponse"), "{text}");
     assert!(text.contains("pas décroché"), "{text}");
     assert!(text.contains("adresse en échec"), "{text}");
-    assert_eq!(text.matches("  - ").count(), 3, "our-side failure listed:\n{text}");
+    assert_eq!(
+        text.matches("  - ").count(),
+        3,
+        "our-side failure listed:\n{text}"
+    );
     assert!(
         text.contains(&format!(
             "Page de l'agence : https://mystery.example.test/businesses/{b}"
@@ -269,7 +290,7 @@ async fn two_daemons_on_postgresql_send_one_alert() {
     d2.stop().await;
     assert_eq!(ledger::history(&store, &l.alert_id).await.unwrap().len(), 1);
     assert_eq!(row.attempts, 1);
-    let got = fetch_by_message_id(&l.imap, &format!("alert.{}.alert.", l.alert_id)).await;
+    let got = delivered(&l.imap, &format!("alert.{}.alert.", l.alert_id), 1).await;
     assert_eq!(got.len(), 1);
     let msg = mail_parser::MessageParser::default()
         .parse(&got[0])
@@ -383,7 +404,10 @@ async fn the_webhook_receives_the_alert_and_the_recovery_as_json_once_each() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].state, "retry");
     let error = rows[0].error.clone().unwrap();
-    assert!(error.contains("MYSTERY_TEST_ALERT_HOOK") && error.contains("503"), "{error}");
+    assert!(
+        error.contains("MYSTERY_TEST_ALERT_HOOK") && error.contains("503"),
+        "{error}"
+    );
     assert!(!error.contains("T0K3N"), "the URL is a secret: {error}");
     // Before its time, the retry waits; at its time it goes, once.
     assert!(alert::evaluate(&cx, &b).await.unwrap().notices.is_empty());
@@ -459,49 +483,89 @@ async fn our_side_failures_neither_count_nor_break_a_run_and_an_answer_breaks_it
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["consecutive"], 2);
     assert_eq!(bodies[0]["last_visit"], last.id.as_str());
+    // A visit made before the run's first one ends late, silent: it joins the run, and it is
+    // still the incident already announced.
+    cx.store
+        .seed_finished_visits(&[visit(&b, "call", "no_answer", t - 45 * MIN)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger::standing(&cx.store, &b, 100)
+            .await
+            .unwrap()
+            .silent
+            .len(),
+        3
+    );
+    assert!(alert::evaluate(&cx, &b).await.unwrap().notices.is_empty());
+    assert_eq!(h.bodies.lock().unwrap().len(), 1);
+    assert_eq!(ledger::history(&cx.store, "hook").await.unwrap().len(), 1);
 }
 
-store_test!(a_visit_that_ends_late_inside_an_announced_run_is_not_a_new_incident, |store| {
-    // The run's standing, read in the order visits were made whatever the order they ended.
-    let t = now();
-    let b = "douai";
-    let late = visit(b, "email", "no_reply", t - 50 * MIN);
-    let (v1, v2) = (
-        visit(b, "call", "no_answer", t - 40 * MIN),
-        visit(b, "call", "busy", t - 30 * MIN),
-    );
-    store
-        .seed_finished_visits(&[v1.clone(), v2.clone()])
-        .await
-        .unwrap();
-    let s = ledger::standing(&store, b, 100).await.unwrap();
-    assert_eq!(s.silent.iter().map(|v| &v.id).collect::<Vec<_>>(), [&v1.id, &v2.id]);
-    assert!(s.last_answer.is_none());
-    // An alert was claimed for the run starting at v1; then an older email visit ends silent.
-    let key = ledger::Key {
-        alert_id: "a",
-        business_id: b,
-        incident: &v1.id,
-        kind: "alert",
-        channel: "mail",
-    };
-    assert!(ledger::claim(&store, &key, Some("m1"), 2, &v2.id, "p1", t).await.unwrap());
-    assert!(!ledger::claim(&store, &key, Some("m2"), 2, &v2.id, "p2", t).await.unwrap());
-    store.seed_finished_visits(&[late.clone()]).await.unwrap();
-    let s = ledger::standing(&store, b, 100).await.unwrap();
-    assert_eq!(s.silent[0].id, late.id);
-    let (incident, due, recovered) = ledger::latest_incident(&store, "a", b)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((incident, due, recovered), (v1.id.clone(), Some(v1.due_at), false));
-    // A claim left `sending` by a crash is never taken again; a `retry` is, at its time.
-    ledger::finish(&store, &key, "p1", "retry", t, Some("451"), Some(t + 1000))
-        .await
-        .unwrap();
-    assert!(!ledger::claim(&store, &key, Some("m3"), 2, &v2.id, "p3", t).await.unwrap());
-    assert!(ledger::claim(&store, &key, Some("m3"), 2, &v2.id, "p3", t + 1000).await.unwrap());
-    let row = ledger::find(&store, &key).await.unwrap().unwrap();
-    assert_eq!((row.state.as_str(), row.attempts), ("sending", 2));
-    assert!(!ledger::claim(&store, &key, Some("m4"), 2, &v2.id, "p4", t + 9_000_000).await.unwrap());
-});
+store_test!(
+    a_visit_that_ends_late_inside_an_announced_run_is_not_a_new_incident,
+    |store| {
+        // The run's standing, read in the order visits were made whatever the order they ended.
+        let t = now();
+        let b = "douai";
+        let late = visit(b, "email", "no_reply", t - 50 * MIN);
+        let (v1, v2) = (
+            visit(b, "call", "no_answer", t - 40 * MIN),
+            visit(b, "call", "busy", t - 30 * MIN),
+        );
+        store
+            .seed_finished_visits(&[v1.clone(), v2.clone()])
+            .await
+            .unwrap();
+        let s = ledger::standing(&store, b, 100).await.unwrap();
+        assert_eq!(
+            s.silent.iter().map(|v| &v.id).collect::<Vec<_>>(),
+            [&v1.id, &v2.id]
+        );
+        assert!(s.last_answer.is_none());
+        // An alert was claimed for the run starting at v1; then an older email visit ends silent.
+        let key = ledger::Key {
+            alert_id: "a",
+            business_id: b,
+            incident: &v1.id,
+            kind: "alert",
+            channel: "mail",
+        };
+        assert!(ledger::claim(&store, &key, Some("m1"), 2, &v2.id, "p1", t)
+            .await
+            .unwrap());
+        assert!(!ledger::claim(&store, &key, Some("m2"), 2, &v2.id, "p2", t)
+            .await
+            .unwrap());
+        store.seed_finished_visits(&[late.clone()]).await.unwrap();
+        let s = ledger::standing(&store, b, 100).await.unwrap();
+        assert_eq!(s.silent[0].id, late.id);
+        let (incident, due, recovered) = ledger::latest_incident(&store, "a", b)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (incident, due, recovered),
+            (v1.id.clone(), Some(v1.due_at), false)
+        );
+        // A claim left `sending` by a crash is never taken again; a `retry` is, at its time.
+        ledger::finish(&store, &key, "p1", "retry", t, Some("451"), Some(t + 1000))
+            .await
+            .unwrap();
+        assert!(!ledger::claim(&store, &key, Some("m3"), 2, &v2.id, "p3", t)
+            .await
+            .unwrap());
+        assert!(
+            ledger::claim(&store, &key, Some("m3"), 2, &v2.id, "p3", t + 1000)
+                .await
+                .unwrap()
+        );
+        let row = ledger::find(&store, &key).await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.attempts), ("sending", 2));
+        assert!(
+            !ledger::claim(&store, &key, Some("m4"), 2, &v2.id, "p4", t + 9_000_000)
+                .await
+                .unwrap()
+        );
+    }
+);

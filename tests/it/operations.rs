@@ -127,10 +127,7 @@ async fn metrics_show_watcher_lag_and_protocol_errors(backend: Backend) {
     // At least the 90 s recorded; the rest is the test's own run time.
     assert!((90.0..3600.0).contains(&lag), "{lag}");
     assert_eq!(
-        value(
-            &text,
-            r#"mystery_watcher_lag_seconds{mailbox="Junk"}"#
-        ),
+        value(&text, r#"mystery_watcher_lag_seconds{mailbox="Junk"}"#),
         "+Inf"
     );
     assert_eq!(
@@ -230,8 +227,17 @@ fn init_writes_a_starter_that_check_accepts_and_never_overwrites() {
     );
     // Every section is explained, in French.
     for section in [
-        "[storage]", "[smtp]", "[imap]", "# [sip]", "[http]", "# [[users]]", "[[alerts]]",
-        "[[personas]]", "[[groups]]", "[[scenarios]]", "[[schedules]]",
+        "[storage]",
+        "[smtp]",
+        "[imap]",
+        "# [sip]",
+        "[http]",
+        "# [[users]]",
+        "[[alerts]]",
+        "[[personas]]",
+        "[[groups]]",
+        "[[scenarios]]",
+        "[[schedules]]",
     ] {
         let at = toml.find(section).unwrap_or_else(|| panic!("no {section}"));
         let before = &toml[..at];
@@ -253,16 +259,20 @@ fn init_writes_a_starter_that_check_accepts_and_never_overwrites() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("ok (5 businesses, 1 scenarios, 1 schedules)"),
         "{stdout}"
     );
-    let warnings: Vec<&str> = stdout.lines().filter(|l| l.starts_with("warning:")).collect();
-    assert!(
-        warnings.iter().all(|w| w.contains("users")),
-        "{warnings:?}"
-    );
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert!(warnings.iter().all(|w| w.contains("users")), "{warnings:?}");
     // No store was created by `check`.
     assert!(!dir.join("mystery.db").exists());
 
@@ -272,7 +282,10 @@ fn init_writes_a_starter_that_check_accepts_and_never_overwrites() {
     let out = mystery().arg("init").arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("already exist") && err.contains("mystery.toml"), "{err}");
+    assert!(
+        err.contains("already exist") && err.contains("mystery.toml"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), "# mine\n");
     assert!(!dir.join("branches.csv").exists(), "nothing is written");
 }
@@ -297,7 +310,10 @@ impl Running {
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -424,7 +440,11 @@ window = "always"
     std::fs::write(&config, daemon_config(&store, schedule)).unwrap();
     d.signal("HUP");
     let r = d.wait_for("configuration reloaded");
-    assert_eq!((r["businesses"].as_u64(), r["schedules"].as_u64()), (Some(2), Some(1)), "{r}");
+    assert_eq!(
+        (r["businesses"].as_u64(), r["schedules"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
     let p = d.wait_for("visits planned");
     assert!(p["planned"].as_u64().unwrap() >= 1, "{p}");
     // Nothing stopped in between but the daemon's loop, restarted with the new file.
@@ -482,10 +502,16 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
             .arg(&path)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, stderr) = verify(&unit);
-    assert!(ok && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
+    assert!(
+        ok && stderr.trim().is_empty(),
+        "systemd-analyze verify:\n{stderr}"
+    );
     // The check can fail: a misspelt directive is reported (as a warning, exit 0).
     let (_, stderr) = verify(&unit.replace("ProtectSystem=strict", "ProtectSystem=strictt"));
     assert!(stderr.contains("strictt"), "{stderr}");

@@ -53,7 +53,10 @@ pub(super) fn alerts(
                 }
             },
         };
-        let to = a.to.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default();
+        let to =
+            a.to.as_ref()
+                .map(|t| t.get_ref().clone())
+                .unwrap_or_default();
         if let Some(t) = &a.to {
             for addr in t.get_ref() {
                 if !is_email(addr) {
@@ -205,7 +208,10 @@ name = "Réseau Nord"
     fn a_webhook_url_that_is_not_http_is_refused_without_being_quoted() {
         let text = "\n[[alerts]]\nid = \"a\"\nwebhook_env = \"HOOK\"\n";
         let e = check(text, &[("HOOK", "ftp://token-s3cr3t@hooks.test/x")]).unwrap_err();
-        assert!(e.contains("HOOK does not hold an http:// or https:// URL"), "{e}");
+        assert!(
+            e.contains("HOOK does not hold an http:// or https:// URL"),
+            "{e}"
+        );
         assert!(!e.contains("s3cr3t"), "{e}");
         let c = check(text, &[("HOOK", "https://hooks.test/T0K3N")]).unwrap();
         assert_eq!(
