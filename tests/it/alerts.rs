@@ -537,7 +537,10 @@ store_test!(
         assert!(!ledger::claim(&store, &key, Some("m2"), 2, &v2.id, "p2", t)
             .await
             .unwrap());
-        store.seed_finished_visits(&[late.clone()]).await.unwrap();
+        store
+            .seed_finished_visits(std::slice::from_ref(&late))
+            .await
+            .unwrap();
         let s = ledger::standing(&store, b, 100).await.unwrap();
         assert_eq!(s.silent[0].id, late.id);
         let (incident, due, recovered) = ledger::latest_incident(&store, "a", b)
