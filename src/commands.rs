@@ -104,8 +104,13 @@ async fn imported_for_check(path: &Path) -> Result<config::Imported> {
 }
 
 /// `mystery run`: the daemon until SIGINT/SIGTERM, with the dashboard when `[http]` is set.
+/// SIGHUP reloads the configuration: a valid one replaces the running one for planning,
+/// visits, the mailbox watchers, digests and alerts (the daemon's loop is stopped as on
+/// SIGTERM, in-flight visits parked, and started again with it); an invalid one is refused,
+/// each problem logged, and the running one kept. The dashboard keeps the configuration it
+/// started with (`[http]`, `[[users]]`: restart to change them).
 pub async fn run(path: &Path) -> Result<()> {
-    let cx = Context::open(path, Clock::system()).await?;
+    let mut cx = Context::open(path, Clock::system()).await?;
     // Bound before any work starts: a port in use stops the start, not a later request.
     let web = match &cx.config.http {
         Some(_) => Some(crate::web::Server::bind(cx.clone()).await?),
@@ -118,8 +123,39 @@ pub async fn run(path: &Path) -> Result<()> {
         tracing::info!("shutdown requested");
         signal.cancel();
     });
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
     let web = web.map(|server| tokio::spawn(server.run(shutdown.clone())));
-    let result = crate::dispatch::run(cx, shutdown.clone()).await;
+    let result = 'daemon: loop {
+        if shutdown.is_cancelled() {
+            break Ok(());
+        }
+        let round = shutdown.child_token();
+        let mut daemon = tokio::spawn(crate::dispatch::run(cx.clone(), round.clone()));
+        loop {
+            tokio::select! {
+                ended = &mut daemon => break 'daemon joined(ended),
+                _ = hangup.recv() => match reload(path, &cx).await {
+                    Some(next) => {
+                        round.cancel();
+                        if let Err(e) = joined((&mut daemon).await) {
+                            break 'daemon Err(e);
+                        }
+                        cx = next;
+                        tracing::info!(
+                            businesses = cx.config.businesses.len(),
+                            schedules = cx.config.schedules.len(),
+                            groups = cx.config.groups.len(),
+                            alerts = cx.config.alerts.len(),
+                            "configuration reloaded"
+                        );
+                        continue 'daemon;
+                    }
+                    None => continue,
+                },
+            }
+        }
+    };
     // The daemon may stop on an error of its own: the server stops with it.
     shutdown.cancel();
     if let Some(web) = web {
@@ -130,6 +166,51 @@ pub async fn run(path: &Path) -> Result<()> {
         }
     }
     result
+}
+
+fn joined(r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    r.map_err(|e| anyhow!("daemon task: {e}"))?
+}
+
+/// The configuration at `path`, read again for SIGHUP against the running store; None (with
+/// every problem logged) when it is invalid. The store stays the one opened at start.
+async fn reload(path: &Path, cx: &Context) -> Option<Arc<Context>> {
+    tracing::info!(
+        "SIGHUP: reloading the configuration from {}",
+        path.display()
+    );
+    let imported = match cx.store.imported_businesses().await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!("configuration reload refused, the running one is kept: cannot read the imported businesses: {e:#}");
+            return None;
+        }
+    };
+    match config::load_with_imported(path, imported) {
+        Err(errors) => {
+            for d in &errors.0 {
+                tracing::error!("configuration reload refused: {d}");
+            }
+            tracing::error!(
+                errors = errors.0.len(),
+                "configuration reload refused, the running one is kept"
+            );
+            None
+        }
+        Ok(config) => {
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
+            if config.storage.url != cx.config.storage.url {
+                tracing::warn!("[storage] url changed: the daemon keeps the store it started with until it is restarted");
+            }
+            Some(Arc::new(Context::with_store(
+                config,
+                cx.store.clone(),
+                cx.clock.clone(),
+            )))
+        }
+    }
 }
 
 /// `mystery hash-password`: the first line of `input` (the password) as an argon2id hash.

@@ -111,6 +111,14 @@ impl Context {
             .await
     }
 
+    /// Counts a failed exchange with a peer (`smtp`, `imap`, `sip`) for `/metrics`. Never
+    /// fails the caller: a store that cannot count it is already said elsewhere.
+    pub async fn count_protocol_error(&self, kind: &str) {
+        if let Err(e) = self.store.count_protocol_error(kind, self.now_ms()).await {
+            tracing::debug!("counting a {kind} error: {e:#}");
+        }
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.clock.now().timestamp_millis()
     }

@@ -304,6 +304,9 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
         if let Err(e) = crate::digest::step(&cx).await {
             tracing::error!("digest: {e:#}");
         }
+        if let Err(e) = crate::alert::step(&cx).await {
+            tracing::error!("alerts: {e:#}");
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}

@@ -5,6 +5,7 @@
 
 #![warn(rust_2018_idioms, unsafe_code, unused_lifetimes)]
 
+pub mod alert;
 pub mod call;
 pub mod clock;
 pub mod commands;
@@ -17,6 +18,7 @@ pub mod fault;
 #[cfg(test)]
 mod hostile;
 pub mod import;
+pub mod init;
 pub mod outage;
 pub mod report;
 pub mod schedule;

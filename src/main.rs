@@ -21,8 +21,23 @@ struct Cli {
         default_value = "mystery.toml"
     )]
     config: PathBuf,
+    /// Log lines as text (default) or as one JSON object per line, for log shippers.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MYSTERY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +106,12 @@ enum Command {
     },
     /// Read a password on standard input and print its argon2id hash, for `[[users]]`.
     HashPassword,
+    /// Write a commented starter `mystery.toml` and `branches.csv` into DIR (default: here);
+    /// never overwrites a file.
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Load a branch list (CSV or tab-separated text in any encoding, .xlsx, .ods) as one
     /// change: prints add/update/unchanged/remove per branch; exit 2 when a row is rejected.
     Import {
@@ -171,22 +192,27 @@ fn main() -> ExitCode {
     } else {
         "warn,sqlx=error"
     };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+        // async-imap traces every command it sends, LOGIN and its password included
+        // (issue 7, secrets test): never below debug, whatever RUST_LOG says.
+        .add_directive(
+            "async_imap::imap_stream=debug"
+                .parse()
+                .expect("static directive"),
+        );
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        // One object per line, the event's fields at the top level beside `level`,
+        // `timestamp` and `target`.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
         // Colour codes only on a terminal: a log file or journal gets plain, greppable text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
-                // async-imap traces every command it sends, LOGIN and its password included
-                // (issue 7, secrets test): never below debug, whatever RUST_LOG says.
-                .add_directive(
-                    "async_imap::imap_stream=debug"
-                        .parse()
-                        .expect("static directive"),
-                ),
-        )
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -260,6 +286,7 @@ fn main() -> ExitCode {
             Command::HashPassword => {
                 commands::hash_password(&mut std::io::stdin().lock(), &mut out)
             }
+            Command::Init { dir } => mystery::init::init(&dir, &mut out),
             Command::Purge { dry_run } => commands::purge(&cli.config, dry_run, &mut out).await,
             Command::Import {
                 file,

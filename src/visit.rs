@@ -152,6 +152,7 @@ async fn run_email(
             smtp_outage(cx, None);
         }
         Err(e) if e.is_uncertain() => {
+            cx.count_protocol_error("smtp").await;
             let data_end = e
                 .data_end()
                 .map_or_else(|| cx.now_ms(), |i| to_ms(cx.clock.at(i)));
@@ -167,6 +168,7 @@ async fn run_email(
                 .await?;
         }
         Err(e) if e.is_transient() && visit.attempts < MAX_SEND_ATTEMPTS => {
+            cx.count_protocol_error("smtp").await;
             let retry_at = cx.now_ms() + 60_000 * visit.attempts.max(1);
             // No SMTP code: the server itself is away (refused, timed out), an outage said
             // once for all visits; a coded refusal concerns this enquiry.
@@ -181,6 +183,7 @@ async fn run_email(
                 .await?;
         }
         Err(e) => {
+            cx.count_protocol_error("smtp").await;
             tracing::warn!(visit = %visit.id, business = %business.id, "send failed: {e}");
             cx.store
                 .mark_send_failed(&visit.id, &e.to_string(), cx.now_ms())
@@ -284,10 +287,11 @@ async fn run_call(
     let agent = match cx.call_agent().await {
         Ok(a) => a,
         Err(e) => {
+            cx.count_protocol_error("sip").await;
             return cx
                 .store
                 .mark_failed(&visit.id, "failed", &format!("{e:#}"), cx.now_ms())
-                .await
+                .await;
         }
     };
     let report = agent
@@ -307,6 +311,11 @@ async fn run_call(
         })
         .await;
     tracing::info!(visit = %visit.id, business = %business.id, outcome = report.outcome.as_str(), "call ended");
+    if report.outcome == crate::call::CallOutcome::Failed {
+        // Our side of SIP/RTP failed (auth refused, media error): a protocol error, not the
+        // branch's doing.
+        cx.count_protocol_error("sip").await;
+    }
     let answered = report.outcome == crate::call::CallOutcome::Answered;
     let rings = answered.then(|| cx.config.ring_cadence.rings(report.ring_ms.unwrap_or(0)));
     let transcript =

@@ -51,6 +51,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// `[[users]]`: who may log in to the dashboard.
     pub users: Vec<User>,
+    /// `[[alerts]]`: notices when a branch stops answering, and when it answers again.
+    pub alerts: Vec<AlertConfig>,
     /// Problems that do not stop the daemon (e.g. an unset password variable).
     pub warnings: Vec<Diagnostic>,
 }
@@ -109,11 +111,52 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
+    /// The dashboard page of a branch as users reach it (`public_url`), for digests and
+    /// alerts; None without a `public_url`.
+    pub fn branch_page(&self, business_id: &str) -> Option<String> {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        const SEGMENT: &percent_encoding::AsciiSet =
+            &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+        let base = self.public_url.as_deref()?;
+        Some(format!(
+            "{base}/businesses/{}",
+            utf8_percent_encode(business_id, SEGMENT)
+        ))
+    }
+
     /// Cookies get `Secure` when users come through https.
     pub fn secure_cookies(&self) -> bool {
         self.public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+/// `[[alerts]]`, validated.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    pub id: String,
+    /// The groups watched; `None`: every group, and branches without one.
+    pub groups: Option<Vec<String>>,
+    /// Visits in a row without an answer (our-side failures aside) that make an incident.
+    pub consecutive: u32,
+    /// Mail recipients; may be empty when a webhook is set.
+    pub to: Vec<String>,
+    /// The webhook's URL, read from the environment: a secret (it often holds a token).
+    pub webhook: Option<Secret>,
+    /// The variable it came from, the only thing messages may name.
+    pub webhook_env: Option<String>,
+    /// `None`: the language of the branch's group digest, else French.
+    pub language: Option<Language>,
+}
+
+impl AlertConfig {
+    /// Whether this alert watches a branch of `group`.
+    pub fn watches(&self, group: Option<&str>) -> bool {
+        match &self.groups {
+            None => true,
+            Some(gs) => group.is_some_and(|g| gs.iter().any(|x| x == g)),
+        }
     }
 }
 

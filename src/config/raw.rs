@@ -20,6 +20,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub users: Vec<S<RawUser>>,
     #[serde(default)]
+    pub alerts: Vec<S<RawAlert>>,
+    #[serde(default)]
     pub personas: Vec<S<RawPersona>>,
     #[serde(default)]
     pub groups: Vec<S<RawGroup>>,
@@ -131,6 +133,19 @@ pub struct RawUser {
     pub password_hash: S<String>,
     pub role: S<String>,
     pub groups: Option<S<Vec<String>>>,
+}
+
+/// `[[alerts]]`: who is told when a branch stops answering, and when it answers again.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub id: S<String>,
+    pub groups: Option<S<Vec<String>>>,
+    /// Signed so that 0 and negative numbers get a sentence, not a type error.
+    pub consecutive: Option<S<i64>>,
+    pub to: Option<S<Vec<String>>>,
+    pub webhook_env: Option<S<String>>,
+    pub language: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

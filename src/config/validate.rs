@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::str::FromStr;
 
+mod alerts;
 mod http;
 
 struct Ctx<'a> {
@@ -276,6 +277,7 @@ fn structural_errors(cx: &mut Ctx<'_>, first: &toml::de::Error) {
                 "transcribe" => try_as::<RawTranscribe>(&doc),
                 "http" => try_as::<RawHttp>(&doc),
                 "users" => try_as::<RawUser>(&doc),
+                "alerts" => try_as::<RawAlert>(&doc),
                 "businesses_csv" => Ok(()),
                 other => {
                     cx.err(span, format!("unknown key `{other}`"));
@@ -312,6 +314,7 @@ fn header_positions(text: &str, key: &str) -> Vec<Range<usize>> {
 fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     let storage = storage(cx, raw.storage.take().unwrap_or_default());
     let smtp = raw.smtp.take().map(|s| smtp(cx, s));
+    let raw_has_smtp = smtp.is_some();
     let imap = raw.imap.take().map(|i| imap(cx, i));
     let ring_cadence = ring_cadence(cx, raw.sip.as_ref());
     let sip = raw.sip.take().map(|s| sip(cx, s, &storage));
@@ -401,6 +404,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     let governance = governance(cx, &raw);
     let http = raw.http.take().map(|h| http::http(cx, h));
     let users = http::users(cx, &raw.users, &groups, http.is_some());
+    let alerts = alerts::alerts(cx, &raw.alerts, &groups, raw_has_smtp);
     Config {
         source: cx.path.to_path_buf(),
         storage,
@@ -419,6 +423,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         governance,
         http,
         users,
+        alerts,
         warnings: Vec::new(),
     }
 }

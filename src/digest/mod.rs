@@ -106,7 +106,7 @@ pub async fn build(cx: &Context, group: &Group, period: Period) -> Result<model:
         .filter(|b| b.group.as_deref() == Some(group.id.as_str()))
         .map(|b| (b.id.clone(), b.name.clone()))
         .collect();
-    Ok(model::build(model::Inputs {
+    let mut d = model::build(model::Inputs {
         group,
         branches,
         language,
@@ -115,7 +115,15 @@ pub async fn build(cx: &Context, group: &Group, period: Period) -> Result<model:
         current,
         previous,
         histogram,
-    }))
+    });
+    if let Some(http) = &cx.config.http {
+        d.branch_pages = d
+            .rows
+            .iter()
+            .filter_map(|r| Some((r.id.clone(), http.branch_page(&r.id)?)))
+            .collect();
+    }
+    Ok(d)
 }
 
 pub fn render(d: model::Digest) -> Result<Rendered> {
@@ -150,7 +158,7 @@ pub fn preview_html(r: &Rendered) -> String {
 
 /// RFC 3834: a digest is machine-generated, so out-of-office responders stay quiet.
 #[derive(Clone)]
-struct AutoSubmitted;
+pub(crate) struct AutoSubmitted;
 
 impl lettre::message::header::Header for AutoSubmitted {
     fn name() -> HeaderName {
@@ -165,7 +173,7 @@ impl lettre::message::header::Header for AutoSubmitted {
 }
 
 /// The address digests come from: the SMTP login if it is an address, else the IMAP one.
-fn sender(cx: &Context) -> String {
+pub(crate) fn sender(cx: &Context) -> String {
     let smtp = cx.config.smtp.as_ref().and_then(|s| s.username.clone());
     let imap = cx.config.imap.as_ref().map(|i| i.username.clone());
     [smtp, imap]
@@ -265,7 +273,11 @@ async fn send_claimed(
     message: Message,
 ) -> Result<Delivery> {
     let mailer = cx.mailer().await?;
-    match mailer.send(message).await {
+    let result = mailer.send(message).await;
+    if result.is_err() {
+        cx.count_protocol_error("smtp").await;
+    }
+    match result {
         Ok(at) => {
             let sent_at = to_ms(cx.clock.at(at));
             ledger::mark_sent(&cx.store, &group.id, period_start, &message_id, sent_at).await?;

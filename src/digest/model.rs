@@ -36,6 +36,9 @@ pub struct Digest {
     pub answer_within_ms: Option<i64>,
     /// Counts per `HISTOGRAM_EDGES` bucket, then the never-replied count.
     pub histogram: Vec<i64>,
+    /// Each branch's dashboard page by its id, when `[http] public_url` is set: branch names
+    /// link to it (HTML) and the text lists it.
+    pub branch_pages: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +209,7 @@ pub fn build(i: Inputs<'_>) -> Digest {
         reply_within,
         answer_within_ms,
         histogram: i.histogram,
+        branch_pages: Default::default(),
     }
 }
 

@@ -629,6 +629,21 @@ pub fn text(d: &Digest) -> String {
     }
     s.push('\n');
     s.push_str(&wrap(median_note(lang), 0));
+    let pages: Vec<(&str, &String)> = d
+        .rows
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), d.branch_pages.get(&r.id)?)))
+        .collect();
+    if !pages.is_empty() {
+        s.push_str(&format!(
+            "\n{}\n",
+            tr(lang, "Page de chaque agence :", "Each branch's page:")
+        ));
+        let sep = tr(lang, " : ", ": ");
+        for (name, url) in pages {
+            s.push_str(&format!("  {name}{sep}{url}\n"));
+        }
+    }
     if let Some(t) = target_line(d) {
         s.push_str(&wrap(&t, 0));
     }
@@ -830,10 +845,18 @@ pub fn html(d: &Digest, chart_src: Option<&str>) -> String {
         } else {
             String::new()
         };
+        let shown = match d.branch_pages.get(&r.id) {
+            Some(url) => format!(
+                "<a href=\"{}\" style=\"color:inherit;\">{}</a>",
+                esc(url),
+                esc(&c.name)
+            ),
+            None => esc(&c.name),
+        };
         let name = if r.never_answered() {
-            format!("<span style=\"color:{BAD};\">{}</span>{flag}", esc(&c.name))
+            format!("<span style=\"color:{BAD};\">{shown}</span>{flag}")
         } else {
-            format!("{}{flag}", esc(&c.name))
+            format!("{shown}{flag}")
         };
         h.push_str(&format!("<tr style=\"background:{bg};\">"));
         h.push_str(&td(&esc(&c.rank), "right"));
@@ -1033,6 +1056,35 @@ mod tests {
             assert!(!h.contains("Lille <Centre>"));
             assert!(!h.contains("src=\"http") && !h.contains("url("));
             assert!(h.contains("<img src=\"cid:chart\""));
+        }
+    }
+
+    #[test]
+    fn with_a_public_url_branch_names_link_to_their_pages() {
+        for lang in [Language::Fr, Language::En] {
+            let plain = digest(lang, true);
+            assert!(!html(&plain, None).contains("<a "));
+            assert!(!text(&plain).contains("https://"));
+            let mut d = plain.clone();
+            d.branch_pages.insert(
+                "lille".into(),
+                "https://m.test/businesses/lille?a=1&b=\"2\"".into(),
+            );
+            let h = html(&d, None);
+            assert!(
+                h.contains(
+                    "<a href=\"https://m.test/businesses/lille?a=1&amp;b=&quot;2&quot;\" style=\"color:inherit;\">Lille &lt;Centre&gt;</a>"
+                ),
+                "{h}"
+            );
+            let t = text(&d);
+            let sep = if lang == Language::Fr { " : " } else { ": " };
+            assert!(
+                t.contains(&format!(
+                    "  Lille <Centre>{sep}https://m.test/businesses/lille?a=1&b=\"2\"\n"
+                )),
+                "{t}"
+            );
         }
     }
 

@@ -204,6 +204,7 @@ pub async fn watch_mailbox(cx: Arc<Context>, mailbox: String, cancel: Cancellati
         match watch_session(&cx, &cfg, &mailbox, &lease_name, &cancel, &mut imap).await {
             Ok(()) => break,
             Err(e) => {
+                cx.count_protocol_error("imap").await;
                 let backoff = imap.failed(&e);
                 tokio::select! {
                     _ = cancel.cancelled() => break,

@@ -241,4 +241,42 @@ ALTER TABLE businesses ADD COLUMN country TEXT;
 ALTER TABLE businesses ADD COLUMN archived_at BIGINT
 "#,
     ),
+    (
+        10,
+        // Alerts (issue 9): one row per (alert, branch, incident, kind, channel) is the claim
+        // that makes a notice leave at most once, whatever the number of daemons and
+        // restarts. `incident` is the first visit of the silent run; `kind` is `alert` or
+        // `recovery`; `channel` is `mail` or `webhook`. States as the digests' ledger:
+        // `sending` (may have gone out: never again), `sent`, `retry` (nothing was accepted),
+        // `uncertain`, `failed`. `protocol_errors`: failures talking to the SMTP, IMAP and SIP
+        // peers, counted in the store so every daemon's `/metrics` says the same.
+        r#"
+CREATE TABLE alert_notices (
+    alert_id TEXT NOT NULL,
+    business_id TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message_id TEXT,
+    consecutive BIGINT NOT NULL,
+    last_visit TEXT NOT NULL,
+    claimed_by TEXT NOT NULL,
+    claimed_at BIGINT NOT NULL,
+    sent_at BIGINT,
+    error TEXT,
+    attempts BIGINT NOT NULL DEFAULT 1,
+    retry_at BIGINT,
+    PRIMARY KEY (alert_id, business_id, incident, kind, channel)
+);
+CREATE INDEX alert_notices_branch ON alert_notices (alert_id, business_id, kind, claimed_at);
+CREATE INDEX alert_notices_retry ON alert_notices (state, retry_at);
+CREATE INDEX visits_updated ON visits (updated_at);
+CREATE TABLE protocol_errors (
+    kind TEXT PRIMARY KEY,
+    total BIGINT NOT NULL,
+    last_at BIGINT NOT NULL
+)
+"#,
+    ),
 ];

@@ -10,6 +10,7 @@ mod businesses;
 mod governance;
 mod messages;
 mod migrations;
+mod operations;
 mod retention;
 mod transcripts;
 mod visits;
@@ -22,6 +23,7 @@ mod seed;
 pub use browse::{GroupHistogram, Measured, VisitMessage, VisitQuery};
 pub use businesses::ListedBusiness;
 pub use governance::Planned;
+pub use operations::PROTOCOL_KINDS;
 pub use retention::PurgeCounts;
 #[cfg(feature = "seed")]
 pub use seed::SeedVisit;

@@ -128,7 +128,47 @@ async fn exposition(st: &St) -> Result<String> {
     ] {
         writeln!(out, "mystery_queue_depth{{kind=\"{kind}\"}} {n}")?;
     }
+    operations(st, &mut out).await?;
     Ok(out)
+}
+
+/// The watchers' lag and the protocol errors: how the machinery itself is doing.
+async fn operations(st: &St, out: &mut String) -> Result<()> {
+    let store = &st.cx.store;
+    out.push_str(
+        "# HELP mystery_watcher_lag_seconds How far behind now each watched mailbox is known \
+         read: now minus the start of its last complete pass (the instant the reply-deadline \
+         rule trusts); +Inf while it was never read.\n\
+         # TYPE mystery_watcher_lag_seconds gauge\n",
+    );
+    if let Some(imap) = &st.cx.config.imap {
+        let now = st.cx.now_ms();
+        for (mailbox, read_at) in store
+            .mailbox_read_at(&imap.username, &imap.mailboxes)
+            .await?
+        {
+            let lag = read_at.map_or("+Inf".to_owned(), |at| seconds((now - at).max(0)));
+            writeln!(
+                out,
+                "mystery_watcher_lag_seconds{{mailbox=\"{}\"}} {lag}",
+                escape(&mailbox)
+            )?;
+        }
+    }
+    out.push_str(
+        "# HELP mystery_protocol_errors_total Failed exchanges with our peers, counted in the \
+         store by every daemon: smtp (a send that failed or whose verdict was lost), imap (a \
+         watcher session that failed), sip (a call that failed on our side).\n\
+         # TYPE mystery_protocol_errors_total counter\n",
+    );
+    for (kind, n) in store.protocol_errors().await? {
+        writeln!(
+            out,
+            "mystery_protocol_errors_total{{kind=\"{}\"}} {n}",
+            escape(&kind)
+        )?;
+    }
+    Ok(())
 }
 
 fn seconds(ms: i64) -> String {

@@ -1,5 +1,6 @@
 //! The one integration-test binary: modules by subject, tests named as sentences.
 
+mod alerts;
 mod call;
 mod call_visit;
 mod cli;
@@ -9,6 +10,7 @@ mod digest;
 mod email_lab;
 mod governance;
 mod import;
+mod operations;
 mod planning;
 mod report;
 mod secrets;
