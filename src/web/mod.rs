@@ -9,6 +9,7 @@ pub mod auth;
 mod i18n;
 mod metrics;
 mod pages;
+mod visit;
 
 use crate::config::User;
 use crate::Context;
@@ -93,8 +94,8 @@ fn router(state: AppState) -> Router {
         .route("/", get(pages::overview))
         .route("/groups/{id}", get(pages::group))
         .route("/businesses/{id}", get(pages::business))
-        .route("/visits/{id}", get(pages::visit))
-        .route("/visits/{id}/recording.wav", get(pages::recording))
+        .route("/visits/{id}", get(visit::visit))
+        .route("/visits/{id}/recording.wav", get(visit::recording))
         .fallback(pages::not_found)
         .layer(h(
             "content-security-policy",
