@@ -1,5 +1,6 @@
 //! How long digest aggregation takes with 1 million stored visits, on SQLite and PostgreSQL
-//! (a benchmark, not a test: `cargo bench --bench aggregate`, or `scripts/bench-aggregate`).
+//! (a benchmark, not a test: `cargo bench --bench aggregate`, `scripts/bench-aggregate`, or
+//! `scripts/bench digest`, which keeps the seeded stores between runs: MYSTERY_BENCH_KEEP).
 //!
 //! Seeds `MYSTERY_BENCH_VISITS` (default 1 000 000) finished visits — 10 groups × 100
 //! branches over 52 weeks, 3 emails to 1 call, a rule result per reply — then times, several
@@ -99,22 +100,33 @@ async fn bench(name: &str, url: &str, n: i64) -> anyhow::Result<()> {
     let store = Store::connect(url).await?;
     let end = 1_795_417_200_000; // Monday 23 November 2026, 08:00 Paris.
     let t = Instant::now();
-    let mut batch = Vec::with_capacity(50_000);
-    for i in 0..n {
-        batch.push(visit(i, end));
-        if batch.len() == 50_000 {
-            store.seed_finished_visits(&batch).await?;
-            batch.clear();
+    let (seeded,): (i64,) = sqlx::query_as("SELECT count(*) FROM visits")
+        .fetch_one(store.pool())
+        .await?;
+    if seeded == n {
+        // A store kept by an earlier run (MYSTERY_BENCH_KEEP): the same deterministic visits.
+        println!("{name}: reusing the {n} visits kept by an earlier run");
+    } else {
+        if seeded != 0 {
+            anyhow::bail!("{name}: the store holds {seeded} visits, not 0 or {n}");
         }
+        let mut batch = Vec::with_capacity(50_000);
+        for i in 0..n {
+            batch.push(visit(i, end));
+            if batch.len() == 50_000 {
+                store.seed_finished_visits(&batch).await?;
+                batch.clear();
+            }
+        }
+        store.seed_finished_visits(&batch).await?;
+        if store.backend() == mystery::store::Backend::Postgres {
+            sqlx::query("ANALYZE").execute(store.pool()).await?;
+        }
+        println!(
+            "{name}: seeded {n} visits in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
     }
-    store.seed_finished_visits(&batch).await?;
-    if store.backend() == mystery::store::Backend::Postgres {
-        sqlx::query("ANALYZE").execute(store.pool()).await?;
-    }
-    println!(
-        "{name}: seeded {n} visits in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
 
     let week = Period {
         start_ms: end - WEEK,
@@ -182,9 +194,22 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let only = std::env::var("MYSTERY_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    // MYSTERY_BENCH_KEEP=DIR keeps the seeded stores (a SQLite file in DIR, a PostgreSQL
+    // schema named after n) for the next run: seeding a million visits takes minutes.
+    let keep = std::env::var_os("MYSTERY_BENCH_KEEP").map(std::path::PathBuf::from);
     let tmp = tempfile::tempdir()?;
     if only.contains("sqlite") {
-        let sqlite = format!("sqlite://{}", tmp.path().join("bench.db").display());
+        let dir = match &keep {
+            Some(k) => {
+                std::fs::create_dir_all(k)?;
+                k.clone()
+            }
+            None => tmp.path().to_path_buf(),
+        };
+        let sqlite = format!(
+            "sqlite://{}",
+            dir.join(format!("aggregate-{n}.db")).display()
+        );
         bench("sqlite", &sqlite, n).await?;
     }
     if !only.contains("postgres") {
@@ -192,17 +217,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let base = std::env::var("MYSTERY_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let schema = match &keep {
+        Some(_) => format!("bench_keep_{n}"),
+        None => format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+    };
     sqlx::any::install_default_drivers();
     {
         use sqlx::Connection;
         let mut c = sqlx::AnyConnection::connect(&base).await?;
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
             .execute(&mut c)
             .await?;
     }
     let pg = format!("{base}?options=-c%20search_path%3D{schema}");
     let result = bench("postgres", &pg, n).await;
+    if keep.is_some() && result.is_ok() {
+        return result;
+    }
     {
         use sqlx::Connection;
         let mut c = sqlx::AnyConnection::connect(&base).await?;
