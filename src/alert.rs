@@ -143,8 +143,18 @@ async fn evaluate_alert(
             Some(d) => (a.due_at, a.id.as_str()) > (d, incident.as_str()),
             None => true,
         });
-        match answer_after {
-            Some(answer) => {
+        if let Some(answer) = answer_after {
+            ledger::abandon_retries(
+                &cx.store,
+                &alert.id,
+                &business.id,
+                &incident,
+                "given up: the branch answered before this alert could be sent",
+            )
+            .await?;
+            // A recovery only follows an alert that may have reached someone.
+            if ledger::alert_may_have_reached(&cx.store, &alert.id, &business.id, &incident).await?
+            {
                 let row = ledger::find(
                     &cx.store,
                     &Key {
@@ -175,8 +185,8 @@ async fn evaluate_alert(
                 };
                 send_all(cx, &notice, sent).await?;
             }
-            None if !recovered => ongoing = Some(incident),
-            None => {}
+        } else if !recovered {
+            ongoing = Some(incident);
         }
     }
     let run = &standing.silent;

@@ -633,3 +633,45 @@ async fn a_first_look_covers_every_branch_a_hundred_per_tick() {
     branches.dedup();
     assert_eq!((bodies.len(), branches.len()), (250, 250));
 }
+
+#[tokio::test]
+async fn an_alert_that_never_left_is_given_up_when_the_branch_answers_and_gets_no_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = hook(vec![503]).await;
+    let (cx, b) = webhook_context(Backend::Sqlite, tmp.path(), &h.url).await;
+    let t = now();
+    cx.store
+        .seed_finished_visits(&[
+            visit(&b, "email", "no_reply", t - 30 * MIN),
+            visit(&b, "email", "no_reply", t - 20 * MIN),
+        ])
+        .await
+        .unwrap();
+    assert!(alert::evaluate(&cx, &b).await.unwrap().notices.is_empty());
+    assert_eq!(
+        ledger::history(&cx.store, "hook").await.unwrap()[0].state,
+        "retry"
+    );
+    cx.store
+        .seed_finished_visits(&[visit(&b, "email", "replied", t - 10 * MIN)])
+        .await
+        .unwrap();
+    sqlx::query("UPDATE alert_notices SET retry_at = 0")
+        .execute(cx.store.pool())
+        .await
+        .unwrap();
+    assert!(alert::evaluate(&cx, &b).await.unwrap().notices.is_empty());
+    let rows = ledger::history(&cx.store, "hook").await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].state, "failed");
+    assert!(rows[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("answered before"));
+    assert_eq!(h.bodies.lock().unwrap().len(), 1, "only the refused POST");
+    assert!(ledger::due_retries(&cx.store, t + 3_600_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
