@@ -143,8 +143,18 @@ async fn evaluate_alert(
             Some(d) => (a.due_at, a.id.as_str()) > (d, incident.as_str()),
             None => true,
         });
-        match answer_after {
-            Some(answer) => {
+        if let Some(answer) = answer_after {
+            ledger::abandon_retries(
+                &cx.store,
+                &alert.id,
+                &business.id,
+                &incident,
+                "given up: the branch answered before this alert could be sent",
+            )
+            .await?;
+            // A recovery only follows an alert that may have reached someone.
+            if ledger::alert_may_have_reached(&cx.store, &alert.id, &business.id, &incident).await?
+            {
                 let row = ledger::find(
                     &cx.store,
                     &Key {
@@ -175,8 +185,8 @@ async fn evaluate_alert(
                 };
                 send_all(cx, &notice, sent).await?;
             }
-            None if !recovered => ongoing = Some(incident),
-            None => {}
+        } else if !recovered {
+            ongoing = Some(incident);
         }
     }
     let run = &standing.silent;
@@ -559,15 +569,23 @@ fn error_chain(e: reqwest::Error) -> String {
     out
 }
 
-/// Per process instance: the `updated_at` up to which branches were looked at, and when each
+/// Per process instance: the `updated_at` up to which branches were looked at, when each
 /// branch touched inside the look-back was last evaluated (so it is not evaluated again for
-/// the same change).
+/// the same change), and the branches of the current look still to evaluate.
 #[derive(Default)]
 struct Cursor {
     up_to: Option<i64>,
     next_look: i64,
     seen: HashMap<String, i64>,
+    pending: std::collections::VecDeque<(String, i64)>,
+    /// The newest `updated_at` of the current look, and whether a branch of it failed.
+    look_newest: i64,
+    look_failed: bool,
 }
+
+/// Branches evaluated per daemon tick: a first look over a large network is spread over
+/// ticks instead of holding up visits and digests.
+const BATCH: usize = 100;
 
 static CURSORS: Mutex<Option<HashMap<String, Cursor>>> = Mutex::new(None);
 
@@ -577,67 +595,79 @@ fn with_cursor<T>(instance: &str, f: impl FnOnce(&mut Cursor) -> T) -> T {
     f(map.entry(instance.to_owned()).or_default())
 }
 
-/// One round for the daemon: evaluates every branch whose visits ended or changed since the
-/// last round (every branch with visits on the first round of a process), and the branches
-/// with a notice waiting to be retried. A branch that fails is logged and left for the next
-/// round; the others go on.
+/// One round for the daemon: evaluates the branches whose visits ended or changed since the
+/// last look (every branch with visits on the first look of a process, so visits that ended
+/// while no daemon ran are seen), and the branches with a notice waiting to be retried, at
+/// most `BATCH` per call. A branch that fails is logged and evaluated again at the next look
+/// (after `RETRY_AFTER`); the others go on.
 pub async fn step(cx: &Arc<Context>) -> Result<Sent> {
     let mut out = Sent::default();
     if cx.config.alerts.is_empty() {
         return Ok(out);
     }
     let now = cx.now_ms();
-    let (up_to, due) = with_cursor(&cx.instance, |c| (c.up_to, c.next_look <= now));
-    if !due {
-        return Ok(out);
-    }
-    let touched = match up_to {
-        None => ledger::all_with_visits(&cx.store).await?,
-        Some(t) => ledger::touched_since(&cx.store, t - SLACK_MS).await?,
-    };
-    let mut todo: Vec<(String, i64)> = with_cursor(&cx.instance, |c| {
-        touched
-            .into_iter()
-            .filter(|(b, at)| c.seen.get(b).is_none_or(|s| s < at))
-            .collect()
+    let (up_to, look) = with_cursor(&cx.instance, |c| {
+        (c.up_to, c.pending.is_empty() && c.next_look <= now)
     });
-    for row in ledger::due_retries(&cx.store, now).await? {
-        if !todo.iter().any(|(b, _)| b == &row.business_id) {
-            todo.push((row.business_id, i64::MIN));
-        }
+    if look {
+        let touched = match up_to {
+            None => ledger::all_with_visits(&cx.store).await?,
+            Some(t) => ledger::touched_since(&cx.store, t - SLACK_MS).await?,
+        };
+        let retries = ledger::due_retries(&cx.store, now).await?;
+        with_cursor(&cx.instance, |c| {
+            c.look_newest = up_to.unwrap_or(i64::MIN);
+            c.look_failed = false;
+            for (b, at) in touched {
+                if c.seen.get(&b).is_none_or(|s| *s < at) {
+                    c.pending.push_back((b, at));
+                }
+            }
+            for row in retries {
+                if !c.pending.iter().any(|(b, _)| b == &row.business_id) {
+                    c.pending.push_back((row.business_id, i64::MIN));
+                }
+            }
+        });
     }
-    let mut failed = false;
-    let mut newest = up_to.unwrap_or(i64::MIN);
-    for (business, at) in todo {
-        match evaluate(cx, &business).await {
+    let mut worked = look;
+    for _ in 0..BATCH {
+        let Some((business, at)) = with_cursor(&cx.instance, |c| c.pending.pop_front()) else {
+            break;
+        };
+        worked = true;
+        let result = evaluate(cx, &business).await;
+        with_cursor(&cx.instance, |c| match &result {
+            Ok(_) => {
+                c.look_newest = c.look_newest.max(at);
+                let seen = c.seen.entry(business.clone()).or_insert(at);
+                *seen = (*seen).max(at);
+            }
+            Err(_) => c.look_failed = true,
+        });
+        match result {
             Ok(s) => {
                 out.evaluated += s.evaluated;
                 out.notices.extend(s.notices);
-                newest = newest.max(at);
-                with_cursor(&cx.instance, |c| {
-                    let seen = c.seen.entry(business).or_insert(at);
-                    *seen = (*seen).max(at);
-                });
             }
-            Err(e) => {
-                failed = true;
-                tracing::error!(%business, "alerts: {e:#}");
-            }
+            Err(e) => tracing::error!(%business, "alerts: {e:#}"),
         }
     }
+    // A look is over when its last branch is done: only then does the next one get its time.
     with_cursor(&cx.instance, |c| {
-        // After a failure the look-back is kept where it was: the branch is tried again.
-        if !failed {
-            c.up_to = Some(newest.max(c.up_to.unwrap_or(i64::MIN)));
+        if !worked || !c.pending.is_empty() {
+            return;
+        }
+        // After a failure the look-back stays where it was: the branch is looked at again,
+        // later, so a broken mail setting is not one error line per branch each second.
+        if c.look_failed {
+            c.next_look = now + RETRY_AFTER.as_millis() as i64;
+        } else {
+            c.up_to = Some(c.look_newest.max(c.up_to.unwrap_or(i64::MIN)));
+            c.next_look = now + LOOK_EVERY_MS;
         }
         let floor = c.up_to.unwrap_or(i64::MIN).saturating_sub(SLACK_MS);
         c.seen.retain(|_, at| *at >= floor);
-        c.next_look = now + LOOK_EVERY_MS;
     });
     Ok(out)
-}
-
-/// Forgets this process's cursor (a reloaded configuration may watch other branches).
-pub fn reset(cx: &Context) {
-    with_cursor(&cx.instance, |c| *c = Cursor::default());
 }

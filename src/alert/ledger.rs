@@ -208,6 +208,50 @@ pub async fn latest_incident(
     Ok(Some((incident, due, recovered.is_some())))
 }
 
+/// Whether an alert of the incident may have reached someone (sent, or sent with its verdict
+/// unknown): only then does its recovery mean anything to the reader.
+pub async fn alert_may_have_reached(
+    store: &Store,
+    alert_id: &str,
+    business_id: &str,
+    incident: &str,
+) -> Result<bool> {
+    let row: Option<String> = sqlx::query_scalar(
+        "SELECT channel FROM alert_notices WHERE alert_id = $1 AND business_id = $2
+           AND incident = $3 AND kind = 'alert' AND state IN ('sent', 'sending', 'uncertain')
+         LIMIT 1",
+    )
+    .bind(alert_id)
+    .bind(business_id)
+    .bind(incident)
+    .fetch_optional(store.pool())
+    .await?;
+    Ok(row.is_some())
+}
+
+/// The incident is over before its alert could leave: a notice still waiting for a retry is
+/// given up (`failed`, with why), never sent late.
+pub async fn abandon_retries(
+    store: &Store,
+    alert_id: &str,
+    business_id: &str,
+    incident: &str,
+    why: &str,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE alert_notices SET state = 'failed', error = $4, retry_at = NULL
+         WHERE alert_id = $1 AND business_id = $2 AND incident = $3 AND kind = 'alert'
+           AND state = 'retry'",
+    )
+    .bind(alert_id)
+    .bind(business_id)
+    .bind(incident)
+    .bind(why)
+    .execute(store.pool())
+    .await?
+    .rows_affected())
+}
+
 pub async fn find(store: &Store, k: &Key<'_>) -> Result<Option<Notice>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM alert_notices WHERE alert_id = $1 AND business_id = $2

@@ -255,6 +255,23 @@ async fn three_silent_visits_give_one_alert_mail_a_reply_one_recovery_and_a_rest
         format!("Rétabli : Agence {b} répond de nouveau")
     );
     assert!(msg.body_text(0).unwrap().contains("réponse reçue"));
+
+    // The digest of the period links the branch to the same page.
+    let group = cx.config.group("nord").unwrap();
+    let period = mystery::store::Period {
+        start_ms: t - 60 * MIN,
+        end_ms: t,
+    };
+    let digest = mystery::digest::build(&cx, group, period).await.unwrap();
+    let page = format!("https://mystery.example.test/businesses/{b}");
+    assert_eq!(digest.branch_pages.get(b), Some(&page));
+    let rendered = mystery::digest::render(digest).unwrap();
+    assert!(
+        rendered.html.contains(&format!("<a href=\"{page}\"")),
+        "{}",
+        rendered.html
+    );
+    assert!(rendered.text.contains(&page), "{}", rendered.text);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -572,3 +589,89 @@ store_test!(
         );
     }
 );
+
+#[tokio::test]
+async fn a_first_look_covers_every_branch_a_hundred_per_tick() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = hook(vec![]).await;
+    let url = common::store_url(Backend::Sqlite, tmp.path()).await;
+    let mut text = format!(
+        "[storage]\nurl = \"{url}\"\n\n[[groups]]\nid = \"nord\"\nname = \"Réseau Nord\"\n\n\
+         [[alerts]]\nid = \"hook\"\nconsecutive = 1\nwebhook_env = \"HOOK\"\n"
+    );
+    let t = now();
+    let mut seeds = Vec::new();
+    for i in 0..250 {
+        text.push_str(&format!(
+            "\n[[businesses]]\nid = \"b{i:03}\"\nname = \"Agence {i:03}\"\ngroup = \"nord\"\nemail = \"b{i:03}@branch.test\"\n"
+        ));
+        seeds.push(visit(
+            &format!("b{i:03}"),
+            "email",
+            "no_reply",
+            t - 90 * MIN,
+        ));
+    }
+    let hook_url = h.url.clone();
+    let env = move |k: &str| (k == "HOOK").then(|| hook_url.clone());
+    let config = mystery::config::from_str(&tmp.path().join("mystery.toml"), &text, &env).unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    store.seed_finished_visits(&seeds).await.unwrap();
+    let cx = common::context(config, store);
+    let mut per_tick = Vec::new();
+    for _ in 0..4 {
+        let s = alert::step(&cx).await.unwrap();
+        per_tick.push((s.evaluated, s.notices.len()));
+    }
+    assert_eq!(per_tick, [(100, 100), (100, 100), (50, 50), (0, 0)]);
+    let bodies = h.bodies.lock().unwrap().clone();
+    let mut branches: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["business"].as_str().unwrap())
+        .collect();
+    branches.sort_unstable();
+    branches.dedup();
+    assert_eq!((bodies.len(), branches.len()), (250, 250));
+}
+
+#[tokio::test]
+async fn an_alert_that_never_left_is_given_up_when_the_branch_answers_and_gets_no_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = hook(vec![503]).await;
+    let (cx, b) = webhook_context(Backend::Sqlite, tmp.path(), &h.url).await;
+    let t = now();
+    cx.store
+        .seed_finished_visits(&[
+            visit(&b, "email", "no_reply", t - 30 * MIN),
+            visit(&b, "email", "no_reply", t - 20 * MIN),
+        ])
+        .await
+        .unwrap();
+    assert!(alert::evaluate(&cx, &b).await.unwrap().notices.is_empty());
+    assert_eq!(
+        ledger::history(&cx.store, "hook").await.unwrap()[0].state,
+        "retry"
+    );
+    cx.store
+        .seed_finished_visits(&[visit(&b, "email", "replied", t - 10 * MIN)])
+        .await
+        .unwrap();
+    sqlx::query("UPDATE alert_notices SET retry_at = 0")
+        .execute(cx.store.pool())
+        .await
+        .unwrap();
+    assert!(alert::evaluate(&cx, &b).await.unwrap().notices.is_empty());
+    let rows = ledger::history(&cx.store, "hook").await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].state, "failed");
+    assert!(rows[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("answered before"));
+    assert_eq!(h.bodies.lock().unwrap().len(), 1, "only the refused POST");
+    assert!(ledger::due_retries(&cx.store, t + 3_600_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
