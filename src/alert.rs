@@ -612,7 +612,7 @@ pub async fn step(cx: &Arc<Context>) -> Result<Sent> {
     if look {
         let touched = match up_to {
             None => ledger::all_with_visits(&cx.store).await?,
-            Some(t) => ledger::touched_since(&cx.store, t - SLACK_MS).await?,
+            Some(t) => ledger::touched_since(&cx.store, t.saturating_sub(SLACK_MS)).await?,
         };
         let retries = ledger::due_retries(&cx.store, now).await?;
         with_cursor(&cx.instance, |c| {

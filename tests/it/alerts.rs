@@ -675,3 +675,120 @@ async fn an_alert_that_never_left_is_given_up_when_the_branch_answers_and_gets_n
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_webhook_url_appears_in_no_log_line_and_no_store_column_even_at_trace() {
+    // A plain test: the waits on the daemon's log block this thread, while the hook answers
+    // from its own runtime's workers.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let h = rt.block_on(hook(vec![]));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = format!("http://127.0.0.1:{closed}/hooks/S3CR3T-D0WN");
+    let store_url = format!("sqlite://{}", tmp.path().join("m.db").display());
+    let config = tmp.path().join("mystery.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[storage]
+url = "{store_url}"
+
+[[groups]]
+id = "nord"
+name = "Réseau Nord"
+
+[[businesses]]
+id = "lens"
+name = "Agence Lens"
+group = "nord"
+email = "lens@branch.test"
+
+[[alerts]]
+id = "up"
+consecutive = 1
+webhook_env = "MYSTERY_TEST_HOOK_UP"
+
+[[alerts]]
+id = "down"
+consecutive = 1
+webhook_env = "MYSTERY_TEST_HOOK_DOWN"
+"#
+        ),
+    )
+    .unwrap();
+    let store = rt.block_on(Store::connect(&store_url)).unwrap();
+    rt.block_on(store.seed_finished_visits(&[visit(
+        "lens",
+        "email",
+        "no_reply",
+        now() - 10 * MIN,
+    )]))
+    .unwrap();
+    let mut d = crate::operations::Running::start_with(
+        &config,
+        &[
+            ("MYSTERY_TEST_HOOK_UP", h.url.as_str()),
+            ("MYSTERY_TEST_HOOK_DOWN", down.as_str()),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    d.saw("alert notice not sent, will retry");
+    d.saw("alert notice sent");
+    d.signal("TERM");
+    d.wait_for("daemon stopped");
+    d.child.wait().unwrap();
+    let mut logs: Vec<String> = d.seen.iter().map(|v| v.to_string()).collect();
+    logs.extend(d.rest());
+    assert_eq!(h.bodies.lock().unwrap().len(), 1);
+    // The HTTP client's own trace lines were on, and are in what was searched.
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("\"target\":\"reqwest") || l.contains("\"target\":\"hyper")),
+        "no HTTP client trace among {} lines",
+        logs.len()
+    );
+    let retry = logs
+        .iter()
+        .find(|l| l.contains("will retry"))
+        .unwrap()
+        .clone();
+    assert!(retry.contains("MYSTERY_TEST_HOOK_DOWN"), "{retry}");
+    for secret in ["T0K3N", "S3CR3T-D0WN"] {
+        let leaks: Vec<&String> = logs.iter().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "{secret} in the logs: {leaks:#?}");
+    }
+    let rows = rt.block_on(ledger::history(&store, "down")).unwrap();
+    assert_eq!(rows.len(), 1);
+    let dump = format!(
+        "{rows:?}{:?}",
+        rt.block_on(ledger::history(&store, "up")).unwrap()
+    );
+    assert!(
+        !dump.contains("T0K3N") && !dump.contains("S3CR3T"),
+        "{dump}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_without_finished_visits_is_looked_at_again_without_harm() {
+    // Regression: the second look of a daemon that had seen no visit at all started from
+    // i64::MIN minus the look-back, an overflow that stopped the daemon.
+    let tmp = tempfile::tempdir().unwrap();
+    let h = hook(vec![]).await;
+    let (cx, _) = webhook_context(Backend::Sqlite, tmp.path(), &h.url).await;
+    for _ in 0..2 {
+        let s = alert::step(&cx).await.unwrap();
+        assert_eq!((s.evaluated, s.notices.len()), (0, 0));
+        // The next look is due a second after the previous one.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+}

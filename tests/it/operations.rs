@@ -291,17 +291,23 @@ fn init_writes_a_starter_that_check_accepts_and_never_overwrites() {
 }
 
 /// A `mystery run` child whose JSON log lines are read as they come.
-struct Running {
-    child: std::process::Child,
+pub(crate) struct Running {
+    pub child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<serde_json::Value>,
+    pub seen: Vec<serde_json::Value>,
 }
 
 impl Running {
-    fn start(config: &Path) -> Running {
+    pub fn start(config: &Path) -> Running {
+        Self::start_with(config, &[])
+    }
+
+    /// With these environment variables set (secrets, `RUST_LOG`).
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> Running {
         let mut child = mystery()
             .args(["run", "--log-format", "json", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -326,14 +332,33 @@ impl Running {
         }
     }
 
+    /// As `wait_for`, but a line already read counts too.
+    pub fn saw(&mut self, text: &str) -> serde_json::Value {
+        let earlier = self
+            .seen
+            .iter()
+            .find(|v| v["message"].as_str().is_some_and(|m| m.contains(text)));
+        match earlier {
+            Some(v) => v.clone(),
+            None => self.wait_for(text),
+        }
+    }
+
+    /// Every line not read yet, once the process has ended.
+    pub fn rest(&mut self) -> Vec<String> {
+        self.lines.iter().collect()
+    }
+
     /// The first line from now on whose message contains `text` (bounded wait). Every line is
     /// a JSON object with a level and a message.
-    fn wait_for(&mut self, text: &str) -> serde_json::Value {
+    pub fn wait_for(&mut self, text: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
         loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(90))
-                .unwrap_or_else(|_| panic!("no log line with {text:?}; seen: {:#?}", self.seen));
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                let tail = &self.seen[self.seen.len().saturating_sub(40)..];
+                panic!("no log line with {text:?} within 90 s; last lines: {tail:#?}")
+            });
             let v: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
             assert!(v["level"].is_string() && v["timestamp"].is_string(), "{v}");
@@ -345,7 +370,7 @@ impl Running {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub fn signal(&self, name: &str) {
         let ok = std::process::Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
