@@ -7,6 +7,7 @@
 mod aggregate;
 mod browse;
 mod businesses;
+mod forms;
 mod governance;
 mod messages;
 mod migrations;
@@ -21,6 +22,7 @@ pub use aggregate::{
 mod seed;
 pub use browse::{GroupHistogram, Measured, VisitMessage, VisitQuery};
 pub use businesses::ListedBusiness;
+pub use forms::{FormSending, Screenshot};
 pub use governance::Planned;
 pub use retention::PurgeCounts;
 #[cfg(feature = "seed")]
