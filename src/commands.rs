@@ -217,6 +217,8 @@ pub async fn visit(
         for v in claimed {
             crate::visit::run(&cx, v).await?;
         }
+        // A form visit started a browser: it is not left behind this command.
+        cx.stop_browser().await;
     }
     if !wait {
         return Ok(0);
@@ -225,7 +227,10 @@ pub async fn visit(
     wait_for_transcript(&cx, &id, daemon).await?;
     writeln!(out, "{outcome}")?;
     if let Some(v) = cx.store.visit(&id).await? {
-        let j = report::VisitJson::from_visit(&v, cx.store.rules(&id).await?);
+        let j = report::VisitJson {
+            screenshots: cx.store.screenshots(&id).await?,
+            ..report::VisitJson::from_visit(&v, cx.store.rules(&id).await?)
+        };
         eprintln!("{}", serde_json::to_string(&j)?);
     }
     Ok(0)

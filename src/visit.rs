@@ -106,10 +106,11 @@ async fn run_form(
             .format("%d/%m/%Y")
             .to_string(),
     };
-    let rendered = match crate::config::template::render_fields(scenario, business, &persona, &context) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("{e:#}")).await,
-    };
+    let rendered =
+        match crate::config::template::render_fields(scenario, business, &persona, &context) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("{e:#}")).await,
+        };
     let subject = rendered
         .iter()
         .find(|(k, _)| k == "subject")

@@ -1482,7 +1482,11 @@ fn form_fields(
 ) -> (Vec<(String, String)>, Duration) {
     if channel != Channel::Form {
         for (set, span, what) in [
-            (s.fields.is_some(), s.fields.as_ref().map(|f| f.span()), "fields"),
+            (
+                s.fields.is_some(),
+                s.fields.as_ref().map(|f| f.span()),
+                "fields",
+            ),
             (
                 s.typing_delay.is_some(),
                 s.typing_delay.as_ref().map(|t| t.span()),
@@ -1556,7 +1560,10 @@ fn browser(cx: &mut Ctx<'_>, b: Option<S<RawBrowser>>) -> BrowserConfig {
     if let Some(c) = &b.concurrency {
         match *c.get_ref() {
             n @ 1..=16 => out.concurrency = n as usize,
-            n => cx.err(c.span(), format!("browser.concurrency: between 1 and 16, not {n}")),
+            n => cx.err(
+                c.span(),
+                format!("browser.concurrency: between 1 and 16, not {n}"),
+            ),
         }
     }
     if let Some(t) = &b.page_timeout {
@@ -1686,12 +1693,17 @@ fn check_renders(
         // templates are checked against a stand-in business, so a misspelt variable is found.
         let stand_in = Business::placeholder("check");
         if reached.is_empty() && sc.channel == Channel::Form {
-            if let Err(e) = template::render_fields(sc, &stand_in, persona, &VisitContext {
-                id: "check".into(),
-                reference: "ABCD-EF".into(),
-                scenario: sc.id.clone(),
-                date: "01/01/2026".into(),
-            }) {
+            if let Err(e) = template::render_fields(
+                sc,
+                &stand_in,
+                persona,
+                &VisitContext {
+                    id: "check".into(),
+                    reference: "ABCD-EF".into(),
+                    scenario: sc.id.clone(),
+                    date: "01/01/2026".into(),
+                },
+            ) {
                 cx.err_line(line, format!("scenario {:?}: {e}", sc.id));
             }
         }

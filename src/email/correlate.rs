@@ -161,7 +161,11 @@ pub fn form_domain(url: &str) -> Option<String> {
 fn same_site(from: &str, site: &str) -> bool {
     let from = from.trim_end_matches('.').to_ascii_lowercase();
     let site = site.trim_end_matches('.').to_ascii_lowercase();
-    if is_public_provider(&from) || is_public_provider(&site) || !from.contains('.') || !site.contains('.') {
+    if is_public_provider(&from)
+        || is_public_provider(&site)
+        || !from.contains('.')
+        || !site.contains('.')
+    {
         return false;
     }
     from == site || from.ends_with(&format!(".{site}")) || site.ends_with(&format!(".{from}"))
@@ -370,25 +374,60 @@ mod tests {
     #[test]
     fn a_form_visit_is_found_by_its_code_then_by_its_sender_then_by_its_form_domain() {
         let c = vec![
-            form("lille-form", "FM-7K3Q", "contact@lille.test", "https://www.lille.test/contact", 9),
-            form("douai-form", "FM-2B8N", "agence.douai@gmail.com", "https://douai.test/nous-ecrire", 9),
-            form("lens-form", "FM-9TZX", "", "https://www.agence-lens.fr/contact", 9),
+            form(
+                "lille-form",
+                "FM-7K3Q",
+                "contact@lille.test",
+                "https://www.lille.test/contact",
+                9,
+            ),
+            form(
+                "douai-form",
+                "FM-2B8N",
+                "agence.douai@gmail.com",
+                "https://douai.test/nous-ecrire",
+                9,
+            ),
+            form(
+                "lens-form",
+                "FM-9TZX",
+                "",
+                "https://www.agence-lens.fr/contact",
+                9,
+            ),
             cand("lille-mail", "DV-1111", "Devis", "contact@lille.test", 8),
         ];
         let code = reply("x@else.test", "Votre demande", "Réf. FM-2B8N");
-        assert_eq!(correlate(&code, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)), Some(("douai-form", Evidence::Reference)));
+        assert_eq!(
+            correlate(&code, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)),
+            Some(("douai-form", Evidence::Reference))
+        );
         // The branch's own domain; an email visit of the same branch with another subject does not take it.
-        let own = reply("marie@lille.test", "Suite à votre demande sur notre site", "Bonjour");
-        assert_eq!(correlate(&own, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)), Some(("lille-form", Evidence::Sender)));
+        let own = reply(
+            "marie@lille.test",
+            "Suite à votre demande sur notre site",
+            "Bonjour",
+        );
+        assert_eq!(
+            correlate(&own, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)),
+            Some(("lille-form", Evidence::Sender))
+        );
         // Gmail: only the branch's own mailbox.
         let stranger = reply("someone@gmail.com", "Bonjour", "x");
         assert!(correlate(&stranger, &c, at(12)).is_none());
         let douai = reply("agence.douai@gmail.com", "Bonjour", "x");
-        assert_eq!(correlate(&douai, &c, at(12)).map(|(v, _)| v.visit_id.as_str()), Some("douai-form"));
+        assert_eq!(
+            correlate(&douai, &c, at(12)).map(|(v, _)| v.visit_id.as_str()),
+            Some("douai-form")
+        );
         // No address: the form's domain (and its subdomains) stand for the branch.
         for from in ["noreply@agence-lens.fr", "contact@mail.agence-lens.fr"] {
             let m = reply(from, "Accusé de réception", "x");
-            assert_eq!(correlate(&m, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)), Some(("lens-form", Evidence::Sender)), "{from}");
+            assert_eq!(
+                correlate(&m, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)),
+                Some(("lens-form", Evidence::Sender)),
+                "{from}"
+            );
         }
         // Outside the window, or before the visit: nothing.
         let late = reply("noreply@agence-lens.fr", "x", "x");
@@ -398,8 +437,14 @@ mod tests {
 
     #[test]
     fn a_form_domain_is_a_host_without_www_port_or_address_literal() {
-        assert_eq!(form_domain("https://www.Agence.fr:8443/contact?x=1").as_deref(), Some("agence.fr"));
-        assert_eq!(form_domain("http://lille.localhost:8090/plain").as_deref(), Some("lille.localhost"));
+        assert_eq!(
+            form_domain("https://www.Agence.fr:8443/contact?x=1").as_deref(),
+            Some("agence.fr")
+        );
+        assert_eq!(
+            form_domain("http://lille.localhost:8090/plain").as_deref(),
+            Some("lille.localhost")
+        );
         assert_eq!(form_domain("http://127.0.0.1:8090/x"), None);
         assert_eq!(form_domain("http://[::1]/x"), None);
         assert!(!same_site("gmail.com", "gmail.com"));

@@ -174,7 +174,9 @@ fn as_candidate(v: &Visit) -> Option<Candidate> {
         },
         by_sender: form,
         form_domain: if form {
-            v.form_url.as_deref().and_then(crate::email::correlate::form_domain)
+            v.form_url
+                .as_deref()
+                .and_then(crate::email::correlate::form_domain)
         } else {
             None
         },

@@ -159,7 +159,8 @@ impl Browser {
             .tempdir()
             .context("creating a browser profile")?;
         let caps = self.capabilities(profile.path()).await;
-        let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
         builder.capabilities(caps);
         let client = match tokio::time::timeout(SESSION_START, builder.connect(&url)).await {
             Ok(Ok(c)) => c,
@@ -264,7 +265,10 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let n = self.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let n = self
+            .starts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         tracing::info!(pid, port, starts = n, "chromedriver started");
         Ok(driver)
     }
@@ -376,14 +380,30 @@ fn free_port() -> std::io::Result<u16> {
 /// Whether chromedriver on `port` answers `/status` with `"ready": true`.
 async fn driver_ready(port: u16) -> bool {
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        s.write_all(b"GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .ok()?;
+        s.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        // Read until the answer says it (chromedriver may keep the connection open).
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).replace(' ', "");
-        Some(text.contains("\"ready\":true"))
+        let mut chunk = [0u8; 2048];
+        loop {
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).replace(' ', "");
+            if text.contains("\"ready\":true") {
+                return Some(true);
+            }
+            if buf.len() > 64 * 1024 {
+                break;
+            }
+        }
+        Some(false)
     };
     tokio::time::timeout(Duration::from_secs(2), attempt)
         .await
@@ -416,7 +436,11 @@ fn group_rss(pgid: i32) -> u64 {
             continue;
         }
         if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
-            if let Some(rss) = statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+            if let Some(rss) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
                 total += rss * page;
             }
         }

@@ -65,9 +65,17 @@ pub const CANONICAL: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Type `value` into a text field or text area.
-    Type { index: usize, key: String, value: String },
+    Type {
+        index: usize,
+        key: String,
+        value: String,
+    },
     /// Pick the option at `option` (index into the select's options).
-    Select { index: usize, key: String, option: usize },
+    Select {
+        index: usize,
+        key: String,
+        option: usize,
+    },
     /// Tick a check box (consent, or required).
     Check { index: usize, why: String },
     /// Click one radio button of a group.
@@ -104,7 +112,12 @@ pub struct Values {
 impl Values {
     /// `fields` first; `name`, `first_name`, `last_name`, `email`, `phone` completed from the
     /// persona (a given `name` also gives the first and last names, split at the first space).
-    pub fn new(fields: Vec<(String, String)>, persona_name: &str, email: &str, phone: Option<&str>) -> Self {
+    pub fn new(
+        fields: Vec<(String, String)>,
+        persona_name: &str,
+        email: &str,
+        phone: Option<&str>,
+    ) -> Self {
         let mut entries = fields;
         let has = |e: &Vec<(String, String)>, k: &str| e.iter().any(|(x, _)| x == k);
         let full = entries
@@ -158,8 +171,7 @@ pub fn words(text: &str) -> String {
 
 /// `phrase` (folded words) as whole words of `text` (folded words).
 fn has_phrase(text: &str, phrase: &str) -> bool {
-    !phrase.is_empty()
-        && format!(" {text} ").contains(&format!(" {phrase} "))
+    !phrase.is_empty() && format!(" {text} ").contains(&format!(" {phrase} "))
 }
 
 /// Synonyms per canonical key, most specific first (checked in this order, the first hit
@@ -168,47 +180,111 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     (
         "name",
         &[
-            "nom complet", "nom et prenom", "nom prenom", "prenom et nom", "prenom nom",
-            "full name", "fullname", "your name", "votre nom", "nom prenoms",
+            "nom complet",
+            "nom et prenom",
+            "nom prenom",
+            "prenom et nom",
+            "prenom nom",
+            "full name",
+            "fullname",
+            "your name",
+            "votre nom",
+            "nom prenoms",
         ],
     ),
     (
         "first_name",
-        &["prenom", "first name", "firstname", "given name", "fname", "forename"],
+        &[
+            "prenom",
+            "first name",
+            "firstname",
+            "given name",
+            "fname",
+            "forename",
+        ],
     ),
     (
         "last_name",
-        &["nom de famille", "last name", "lastname", "surname", "family name", "lname"],
+        &[
+            "nom de famille",
+            "last name",
+            "lastname",
+            "surname",
+            "family name",
+            "lname",
+        ],
     ),
     (
         "email",
         &[
-            "courriel", "e mail", "email", "mail", "adresse electronique", "adresse mail",
-            "mel", "mail address",
+            "courriel",
+            "e mail",
+            "email",
+            "mail",
+            "adresse electronique",
+            "adresse mail",
+            "mel",
+            "mail address",
         ],
     ),
     (
         "phone",
         &[
-            "telephone", "tel", "phone", "mobile", "portable", "gsm", "numero de telephone",
-            "phone number", "telefone",
+            "telephone",
+            "tel",
+            "phone",
+            "mobile",
+            "portable",
+            "gsm",
+            "numero de telephone",
+            "phone number",
+            "telefone",
         ],
     ),
-    ("zip", &["code postal", "cp", "zip", "zipcode", "postal code", "postcode", "postal"]),
+    (
+        "zip",
+        &[
+            "code postal",
+            "cp",
+            "zip",
+            "zipcode",
+            "postal code",
+            "postcode",
+            "postal",
+        ],
+    ),
     ("city", &["ville", "city", "commune", "localite", "town"]),
     (
         "subject",
         &[
-            "objet", "sujet", "subject", "motif", "type de demande", "nature de la demande",
-            "topic", "raison",
+            "objet",
+            "sujet",
+            "subject",
+            "motif",
+            "type de demande",
+            "nature de la demande",
+            "topic",
+            "raison",
         ],
     ),
     (
         "message",
         &[
-            "message", "votre message", "demande", "votre demande", "commentaire",
-            "commentaires", "comment", "comments", "question", "questions", "enquiry",
-            "inquiry", "precisions", "details", "remarques",
+            "message",
+            "votre message",
+            "demande",
+            "votre demande",
+            "commentaire",
+            "commentaires",
+            "comment",
+            "comments",
+            "question",
+            "questions",
+            "enquiry",
+            "inquiry",
+            "precisions",
+            "details",
+            "remarques",
         ],
     ),
     // "Nom" alone: a full name, or the last name when the form also asks for the first name
@@ -218,30 +294,81 @@ const SYNONYMS: &[(&str, &[&str])] = &[
 
 /// Labels that name something else than the person (a company name is not "Nom").
 const NOT_THE_PERSON: &[&str] = &[
-    "societe", "entreprise", "company", "raison sociale", "organisation", "organization",
-    "etablissement", "enseigne", "agence", "magasin", "username", "utilisateur", "identifiant",
-    "login", "mot de passe", "password", "recherche", "search", "captcha", "code de securite",
+    "societe",
+    "entreprise",
+    "company",
+    "raison sociale",
+    "organisation",
+    "organization",
+    "etablissement",
+    "enseigne",
+    "agence",
+    "magasin",
+    "username",
+    "utilisateur",
+    "identifiant",
+    "login",
+    "mot de passe",
+    "password",
+    "recherche",
+    "search",
+    "captcha",
+    "code de securite",
 ];
 
 /// What a honeypot says to people (and not to robots that read names only).
 const LEAVE_EMPTY: &[&str] = &[
-    "laissez ce champ vide", "laisser ce champ vide", "laisser vide", "laissez vide",
-    "ne pas remplir", "ne remplissez pas", "leave this field empty", "leave this field blank",
-    "leave empty", "leave blank", "do not fill", "dont fill", "don t fill", "honeypot",
+    "laissez ce champ vide",
+    "laisser ce champ vide",
+    "laisser vide",
+    "laissez vide",
+    "ne pas remplir",
+    "ne remplissez pas",
+    "leave this field empty",
+    "leave this field blank",
+    "leave empty",
+    "leave blank",
+    "do not fill",
+    "dont fill",
+    "don t fill",
+    "honeypot",
     "if you are human",
 ];
 
 /// Boxes a person ticks to be allowed to send: data protection, terms.
 const CONSENT: &[&str] = &[
-    "rgpd", "gdpr", "j accepte", "accepte", "consens", "consent", "donnees personnelles",
-    "politique de confidentialite", "confidentialite", "privacy", "conditions generales", "cgu",
-    "cgv", "terms", "i agree", "agree", "autorise", "mentions legales", "traitement de mes donnees",
+    "rgpd",
+    "gdpr",
+    "j accepte",
+    "accepte",
+    "consens",
+    "consent",
+    "donnees personnelles",
+    "politique de confidentialite",
+    "confidentialite",
+    "privacy",
+    "conditions generales",
+    "cgu",
+    "cgv",
+    "terms",
+    "i agree",
+    "agree",
+    "autorise",
+    "mentions legales",
+    "traitement de mes donnees",
 ];
 
 /// Boxes a person leaves alone unless required: marketing.
 const OPTIONAL_BOX: &[&str] = &[
-    "newsletter", "offres", "offers", "promotions", "partenaires", "partners", "marketing",
-    "sms", "lettre d information",
+    "newsletter",
+    "offres",
+    "offers",
+    "promotions",
+    "partenaires",
+    "partners",
+    "marketing",
+    "sms",
+    "lettre d information",
 ];
 
 /// The texts of a field, most telling first: what a person reads, then what a developer wrote.
@@ -337,7 +464,12 @@ fn pick_option(f: &FieldInfo, value: &str) -> Option<usize> {
         return None;
     }
     let usable = |o: &&OptionInfo| !o.disabled && !o.value.trim().is_empty();
-    let opts: Vec<(usize, &OptionInfo)> = f.options.iter().enumerate().filter(|(_, o)| usable(o)).collect();
+    let opts: Vec<(usize, &OptionInfo)> = f
+        .options
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| usable(o))
+        .collect();
     opts.iter()
         .find(|(_, o)| words(&o.text) == v || words(&o.value) == v)
         .or_else(|| {
@@ -367,7 +499,12 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
     let usable: Vec<&FieldInfo> = fields
         .iter()
         .filter(|f| !f.disabled && f.kind != "hidden" && f.kind != "password")
-        .filter(|f| !matches!(f.kind.as_str(), "submit" | "button" | "image" | "reset" | "file"))
+        .filter(|f| {
+            !matches!(
+                f.kind.as_str(),
+                "submit" | "button" | "image" | "reset" | "file"
+            )
+        })
         .collect();
     for f in &usable {
         if is_honeypot(f) {
@@ -376,9 +513,7 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
     }
     let live: Vec<&FieldInfo> = usable.into_iter().filter(|f| !is_honeypot(f)).collect();
     // "Nom" is the last name when the same form asks for a first name, else the full name.
-    let asks_first_name = live
-        .iter()
-        .any(|f| canonical_of(f) == Some("first_name"));
+    let asks_first_name = live.iter().any(|f| canonical_of(f) == Some("first_name"));
     let mut radio_groups_done: Vec<String> = Vec::new();
     for f in &live {
         let literal = literal_keys.iter().find(|(k, _)| literal_match(f, k));
@@ -401,23 +536,43 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
                     matches!(words(v).as_str(), "oui" | "yes" | "true" | "1" | "on" | "x")
                 });
                 if truthy {
-                    out.actions.push(Action::Check { index: f.index, why: "asked".into() });
+                    out.actions.push(Action::Check {
+                        index: f.index,
+                        why: "asked".into(),
+                    });
                 } else if wanted.is_some() && literal.is_some() {
                     // Named in `fields` with a false value: left alone.
                 } else if any_phrase(&ts, CONSENT) && !any_phrase(&ts, OPTIONAL_BOX) {
-                    out.actions.push(Action::Check { index: f.index, why: "consent".into() });
+                    out.actions.push(Action::Check {
+                        index: f.index,
+                        why: "consent".into(),
+                    });
                 } else if f.required {
-                    out.actions.push(Action::Check { index: f.index, why: "required".into() });
+                    out.actions.push(Action::Check {
+                        index: f.index,
+                        why: "required".into(),
+                    });
                 }
             }
             "radio" => {
-                let group = if f.name.is_empty() { f.group.clone() } else { f.name.clone() };
+                let group = if f.name.is_empty() {
+                    f.group.clone()
+                } else {
+                    f.name.clone()
+                };
                 if radio_groups_done.contains(&group) {
                     continue;
                 }
                 let members: Vec<&&FieldInfo> = live
                     .iter()
-                    .filter(|g| g.kind == "radio" && (if f.name.is_empty() { g.group == f.group } else { g.name == f.name }))
+                    .filter(|g| {
+                        g.kind == "radio"
+                            && (if f.name.is_empty() {
+                                g.group == f.group
+                            } else {
+                                g.name == f.name
+                            })
+                    })
                     .collect();
                 if members.iter().any(|m| m.checked) {
                     radio_groups_done.push(group);
@@ -425,9 +580,7 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
                 }
                 let key_value = literal_keys
                     .iter()
-                    .find(|(k, _)| {
-                        f.name == *k || has_phrase(&words(&f.group), &words(k))
-                    })
+                    .find(|(k, _)| f.name == *k || has_phrase(&words(&f.group), &words(k)))
                     .map(|(k, v)| (k.clone(), v.clone()));
                 let chosen = key_value.as_ref().and_then(|(_, v)| {
                     let v = words(v);
@@ -439,8 +592,13 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
                 let required = members.iter().any(|m| m.required);
                 let pick = chosen.or(if required { members.first() } else { None });
                 if let Some(m) = pick {
-                    let key = key_value.map(|(k, _)| k).unwrap_or_else(|| "required".into());
-                    out.actions.push(Action::Choose { index: m.index, key });
+                    let key = key_value
+                        .map(|(k, _)| k)
+                        .unwrap_or_else(|| "required".into());
+                    out.actions.push(Action::Choose {
+                        index: m.index,
+                        key,
+                    });
                 } else if required {
                     out.missing.push(f.group.clone());
                 }
@@ -458,7 +616,11 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
                         .map(|o| ("required".to_owned(), o))
                 });
                 match choice {
-                    Some((key, option)) => out.actions.push(Action::Select { index: f.index, key, option }),
+                    Some((key, option)) => out.actions.push(Action::Select {
+                        index: f.index,
+                        key,
+                        option,
+                    }),
                     None if f.required => out.missing.push(label_of(f)),
                     None => {}
                 }
@@ -466,7 +628,11 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
             _ if is_text_like(f) => match wanted {
                 Some((key, value)) if !value.is_empty() => {
                     if f.value.trim() != value.trim() {
-                        out.actions.push(Action::Type { index: f.index, key, value });
+                        out.actions.push(Action::Type {
+                            index: f.index,
+                            key,
+                            value,
+                        });
                     }
                 }
                 _ if f.required && f.value.trim().is_empty() => out.missing.push(label_of(f)),
@@ -494,7 +660,11 @@ mod tests {
     fn field(index: usize, kind: &str, label: &str) -> FieldInfo {
         FieldInfo {
             index,
-            tag: if kind == "textarea" || kind == "select" { kind.into() } else { "input".into() },
+            tag: if kind == "textarea" || kind == "select" {
+                kind.into()
+            } else {
+                "input".into()
+            },
             kind: kind.into(),
             label: label.into(),
             visible: true,
@@ -547,10 +717,19 @@ mod tests {
     fn a_literal_key_wins_over_synonyms() {
         let mut f = field(0, "text", "Nom de la société");
         f.name = "company".into();
-        let v = Values::new(vec![("company".into(), "ACME".into())], "Claire Dupont", "c@r.test", None);
+        let v = Values::new(
+            vec![("company".into(), "ACME".into())],
+            "Claire Dupont",
+            "c@r.test",
+            None,
+        );
         assert_eq!(
             plan(&[f], &v).actions,
-            vec![Action::Type { index: 0, key: "company".into(), value: "ACME".into() }]
+            vec![Action::Type {
+                index: 0,
+                key: "company".into(),
+                value: "ACME".into()
+            }]
         );
     }
 
@@ -566,7 +745,11 @@ mod tests {
 
     #[test]
     fn consent_and_required_boxes_are_ticked_and_a_newsletter_is_not() {
-        let consent = field(0, "checkbox", "J'accepte que mes données soient traitées (RGPD)");
+        let consent = field(
+            0,
+            "checkbox",
+            "J'accepte que mes données soient traitées (RGPD)",
+        );
         let news = field(1, "checkbox", "Je souhaite recevoir la newsletter");
         let mut req = field(2, "checkbox", "Je certifie");
         req.required = true;
@@ -579,9 +762,21 @@ mod tests {
     fn selects_are_chosen_by_visible_text_and_radios_by_label() {
         let mut s = field(0, "select", "Objet de votre demande");
         s.options = vec![
-            OptionInfo { text: "Choisissez…".into(), value: "".into(), disabled: false },
-            OptionInfo { text: "Réclamation".into(), value: "r".into(), disabled: false },
-            OptionInfo { text: "Demande de devis".into(), value: "d".into(), disabled: false },
+            OptionInfo {
+                text: "Choisissez…".into(),
+                value: "".into(),
+                disabled: false,
+            },
+            OptionInfo {
+                text: "Réclamation".into(),
+                value: "r".into(),
+                disabled: false,
+            },
+            OptionInfo {
+                text: "Demande de devis".into(),
+                value: "d".into(),
+                disabled: false,
+            },
         ];
         let mut r1 = field(1, "radio", "Madame");
         r1.name = "civ".into();
@@ -591,7 +786,10 @@ mod tests {
         r2.name = "civ".into();
         r2.group = "Civilité".into();
         let v = Values::new(
-            vec![("subject".into(), "Demande de devis".into()), ("civilite".into(), "Madame".into())],
+            vec![
+                ("subject".into(), "Demande de devis".into()),
+                ("civilite".into(), "Madame".into()),
+            ],
             "Claire Dupont",
             "c@r.test",
             None,
@@ -600,8 +798,15 @@ mod tests {
         assert_eq!(
             p.actions,
             vec![
-                Action::Select { index: 0, key: "subject".into(), option: 2 },
-                Action::Choose { index: 1, key: "civilite".into() },
+                Action::Select {
+                    index: 0,
+                    key: "subject".into(),
+                    option: 2
+                },
+                Action::Choose {
+                    index: 1,
+                    key: "civilite".into()
+                },
             ]
         );
     }

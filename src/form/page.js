@@ -154,7 +154,7 @@ const M = {
       url: location.href,
       status: nav && nav.responseStatus ? nav.responseStatus : 0,
       title: document.title || '',
-      text: M.txt(document.body).slice(0, 6000),
+      text: (document.body ? document.body.innerText || '' : '').replace(/[ \t\u00a0]+/g, ' ').replace(/\s*\n\s*/g, '\n').trim().slice(0, 6000),
       errors, invalid,
       captcha: M.captcha(),
       visible_fields: visibleFields,

@@ -51,7 +51,10 @@ fn classify(e: &CmdError) -> Stop {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
             .collect();
-        return Stop::Verdict(FormOutcome::Unreachable, format!("the site could not be reached ({name})"));
+        return Stop::Verdict(
+            FormOutcome::Unreachable,
+            format!("the site could not be reached ({name})"),
+        );
     }
     if e.is_timeout() {
         return Stop::Verdict(
@@ -126,7 +129,11 @@ impl Visit<'_> {
         }
     }
 
-    async fn js<T: serde::de::DeserializeOwned>(&self, expr: &str, args: Vec<serde_json::Value>) -> Result<T, Stop> {
+    async fn js<T: serde::de::DeserializeOwned>(
+        &self,
+        expr: &str,
+        args: Vec<serde_json::Value>,
+    ) -> Result<T, Stop> {
         let script = format!("{PAGE_JS}\nreturn {expr};");
         let v = self.call(self.s.client.execute(&script, args)).await?;
         serde_json::from_value(v).map_err(|e| Stop::Ours(format!("reading the page: {e}")))
@@ -173,7 +180,10 @@ impl Visit<'_> {
         let started = Instant::now();
         let (fields, plan) = loop {
             if let Some(why) = self.captcha_anywhere().await? {
-                return Err(Stop::Verdict(FormOutcome::FormBlocked, format!("the site asks for {why}: not attempted")));
+                return Err(Stop::Verdict(
+                    FormOutcome::FormBlocked,
+                    format!("the site asks for {why}: not attempted"),
+                ));
             }
             if let Some(found) = self.find_form().await? {
                 break found;
@@ -195,7 +205,10 @@ impl Visit<'_> {
         for step in 0..MAX_STEPS {
             let before = self.observe().await?;
             let button: i64 = self
-                .js(&format!("M.button({})", serde_json::json!(self.filled)), vec![])
+                .js(
+                    &format!("M.button({})", serde_json::json!(self.filled)),
+                    vec![],
+                )
                 .await?;
             if button < 0 {
                 return Err(Stop::Verdict(
@@ -203,7 +216,9 @@ impl Visit<'_> {
                     "no button to send the form".into(),
                 ));
             }
-            let buttons = self.call(self.s.client.find_all(Locator::Css(BUTTONS))).await?;
+            let buttons = self
+                .call(self.s.client.find_all(Locator::Css(BUTTONS)))
+                .await?;
             let Some(b) = buttons.get(button as usize) else {
                 return Err(Stop::Ours("the send button vanished".into()));
             };
@@ -283,8 +298,11 @@ impl Visit<'_> {
     }
 
     async fn observe(&self) -> Result<Observation, Stop> {
-        self.js(&format!("M.observe({})", serde_json::json!(self.filled)), vec![])
-            .await
+        self.js(
+            &format!("M.observe({})", serde_json::json!(self.filled)),
+            vec![],
+        )
+        .await
     }
 
     /// A CAPTCHA in the page or any of its frames.
@@ -338,7 +356,10 @@ impl Visit<'_> {
             let here = self.plan_here().await;
             self.call(self.s.client.enter_parent_frame()).await?;
             if let Ok(Some((f, p))) = here {
-                if best.as_ref().is_none_or(|(_, _, b)| p.actions.len() > b.actions.len()) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, _, b)| p.actions.len() > b.actions.len())
+                {
                     best = Some((Some(i), f, p));
                 }
             }
@@ -368,7 +389,9 @@ impl Visit<'_> {
 
     /// Does what the plan says, field by field, at the scenario's typing pace.
     async fn fill(&mut self, fields: &[FieldInfo], plan: &Plan) -> Result<(), Stop> {
-        let elements = self.call(self.s.client.find_all(Locator::Css(CONTROLS))).await?;
+        let elements = self
+            .call(self.s.client.find_all(Locator::Css(CONTROLS)))
+            .await?;
         for action in &plan.actions {
             let index = action.index();
             let Some(el) = elements.get(index) else {
@@ -476,6 +499,10 @@ fn describe_status(o: &Observation, what: &str) -> String {
     if o.url.starts_with("chrome-error://") {
         format!("{what} could not be loaded: {text}")
     } else {
-        format!("HTTP {} for {what}: {}", o.status, if text.is_empty() { &o.title } else { &text })
+        format!(
+            "HTTP {} for {what}: {}",
+            o.status,
+            if text.is_empty() { &o.title } else { &text }
+        )
     }
 }

@@ -90,22 +90,40 @@ fn words(text: &str) -> String {
         .join(" ")
 }
 
-/// The first line of `text` holding a confirmation phrase, if any (at most 200 characters).
+/// The line of `text` holding a confirmation phrase, if any: the longest of them (a heading
+/// "Merci" says less than the sentence under it), at most 200 characters.
 pub fn confirmation(text: &str) -> Option<String> {
+    let mut found: Option<String> = None;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let w = format!(" {} ", words(line));
         let thanks = w.contains(" merci ")
-            && !["merci de remplir", "merci de renseigner", "merci de saisir", "merci d indiquer",
-                 "merci de verifier", "merci de corriger", "merci de completer", "merci de patienter",
-                 "merci de bien vouloir", "merci d accepter", "merci de cocher", "merci de choisir",
-                 "merci de selectionner", "merci de preciser"]
-                .iter()
-                .any(|p| w.contains(&format!(" {p} ")));
-        if thanks || SUCCESS.iter().any(|p| w.contains(&format!(" {p} "))) {
-            return Some(line.chars().take(200).collect());
+            && ![
+                "merci de remplir",
+                "merci de renseigner",
+                "merci de saisir",
+                "merci d indiquer",
+                "merci de verifier",
+                "merci de corriger",
+                "merci de completer",
+                "merci de patienter",
+                "merci de bien vouloir",
+                "merci d accepter",
+                "merci de cocher",
+                "merci de choisir",
+                "merci de selectionner",
+                "merci de preciser",
+            ]
+            .iter()
+            .any(|p| w.contains(&format!(" {p} ")));
+        if (thanks || SUCCESS.iter().any(|p| w.contains(&format!(" {p} "))))
+            && found
+                .as_ref()
+                .is_none_or(|f| line.chars().count() > f.chars().count())
+        {
+            found = Some(line.chars().take(200).collect());
         }
     }
-    None
+    found
 }
 
 /// Judges the page `after` a click, knowing what it showed `before` it. `settled`: the page
@@ -158,7 +176,11 @@ pub fn judge(before: &Observation, after: &Observation, settled: bool) -> Verdic
     if moved && after.ready == "complete" && after.empty_fields == 0 {
         return Verdict::Submitted(first_line(&after.text, &after.title));
     }
-    if after.filled_shown == 0 && after.empty_fields == 0 && before.filled_shown > 0 && after.ready == "complete" {
+    if after.filled_shown == 0
+        && after.empty_fields == 0
+        && before.filled_shown > 0
+        && after.ready == "complete"
+    {
         return Verdict::Submitted(first_line(&after.text, &after.title));
     }
     if after.empty_fields > 0 && after.filled_shown < before.filled_shown {
@@ -205,7 +227,11 @@ mod tests {
     fn a_new_thank_you_text_is_a_submission_and_a_request_to_fill_is_not() {
         let before = page("Contactez-nous.\nMerci de remplir tous les champs");
         assert_eq!(
-            judge(&before, &page("Merci de remplir tous les champs, svp"), false),
+            judge(
+                &before,
+                &page("Merci de remplir tous les champs, svp"),
+                false
+            ),
             Verdict::Pending
         );
         let after = page("Contact\nMerci ! Votre message a bien été envoyé.");
@@ -237,7 +263,9 @@ mod tests {
         a.status = 500;
         assert!(matches!(judge(&before, &a, false), Verdict::Unreachable(_)));
         a.status = 403;
-        assert!(matches!(judge(&before, &a, false), Verdict::Failed(m) if m.starts_with("HTTP 403")));
+        assert!(
+            matches!(judge(&before, &a, false), Verdict::Failed(m) if m.starts_with("HTTP 403"))
+        );
         let mut c = page("Merci");
         c.captcha = "a CAPTCHA (g-recaptcha)".into();
         assert!(matches!(judge(&before, &c, false), Verdict::Blocked(_)));
@@ -257,7 +285,10 @@ mod tests {
         let mut gone = page("À bientôt");
         gone.filled_shown = 0;
         gone.visible_fields = 0;
-        assert!(matches!(judge(&before, &gone, false), Verdict::Submitted(_)));
+        assert!(matches!(
+            judge(&before, &gone, false),
+            Verdict::Submitted(_)
+        ));
     }
 
     #[test]

@@ -63,7 +63,8 @@ impl Store {
     }
 
     /// The site confirmed: the visit waits for the answer by email, measured from
-    /// `submitted_at`. An answer that came while the browser was still waiting for the
+    /// `submitted_at` (an acknowledgement the site sent while the browser was still reading
+    /// the confirmation gets its time now). An answer that came while the browser was still waiting for the
     /// confirmation ended the visit already: it keeps its outcome and gets its times (never
     /// negative).
     pub async fn mark_submitted(
@@ -75,7 +76,9 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE visits SET state = 'awaiting_reply', submitted_at = $2, reply_deadline = $3,
-               form_message = $4, updated_at = $2
+               form_message = $4, updated_at = $2,
+               time_to_ack_ms = CASE WHEN first_ack_at IS NULL THEN NULL
+                                     WHEN first_ack_at > $2 THEN first_ack_at - $2 ELSE 0 END
              WHERE id = $1 AND state = 'sending'",
         )
         .bind(id)
@@ -110,7 +113,11 @@ impl Store {
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<()> {
-        let state = if outcome == "failed" { "failed" } else { "done" };
+        let state = if outcome == "failed" {
+            "failed"
+        } else {
+            "done"
+        };
         sqlx::query(
             "UPDATE visits SET state = $2, outcome = $3, form_message = $4, error = $5,
                updated_at = $6

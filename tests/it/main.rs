@@ -7,6 +7,7 @@ mod common;
 mod config_check;
 mod digest;
 mod email_lab;
+mod form;
 mod governance;
 mod import;
 mod planning;
