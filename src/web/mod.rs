@@ -9,6 +9,7 @@ pub mod auth;
 mod i18n;
 mod metrics;
 mod pages;
+mod screenshots;
 
 use crate::config::User;
 use crate::Context;
@@ -95,6 +96,7 @@ fn router(state: AppState) -> Router {
         .route("/businesses/{id}", get(pages::business))
         .route("/visits/{id}", get(pages::visit))
         .route("/visits/{id}/recording.wav", get(pages::recording))
+        .route("/visits/{id}/screenshots/{n}", get(screenshots::screenshot))
         .fallback(pages::not_found)
         .layer(h(
             "content-security-policy",

@@ -305,7 +305,10 @@ email = "contact@lens.branch.test"
     let typo = typo.split("[[schedules_off]]").next().unwrap().to_owned();
     let (code, out) = check(dir.path(), &typo);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("field \"message\"") && out.contains(&format!("mystery.toml:{line}:")), "{out}");
+    assert!(
+        out.contains("field \"message\"") && out.contains(&format!("mystery.toml:{line}:")),
+        "{out}"
+    );
     // Fields are for form scenarios; a form scenario needs them.
     let misplaced = format!("{base}\n[[scenarios]]\nid = \"devis\"\nchannel = \"email\"\nsubject = \"x\"\nbody = \"y\"\nfields = {{ message = \"z\" }}\n\n[[scenarios]]\nid = \"vide\"\nchannel = \"form\"\n");
     let (code, out) = check(dir.path(), &misplaced);
