@@ -15,8 +15,8 @@ mod retention;
 mod transcripts;
 mod visits;
 pub use aggregate::{
-    percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
-    Period, Quantiles,
+    percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, FormFigures,
+    MissedRule, Period, Quantiles,
 };
 #[cfg(feature = "seed")]
 mod seed;
