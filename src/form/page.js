@@ -41,11 +41,14 @@ const M = {
     if (el.labels) for (const l of el.labels) parts.push(M.labelText(l));
     const lb = el.getAttribute('aria-labelledby');
     if (lb) parts.push(lb.split(/\s+/).map(id => M.txt(document.getElementById(id))).join(' '));
-    if (!parts.join('').trim()) {
+    const named = el.getAttribute('aria-label') || el.getAttribute('placeholder') || el.getAttribute('title');
+    if (!parts.join('').trim() && !named) {
       // Text just before the control in its container (a label with no `for`, a <p>, a
-      // <span>), looking up to three levels up, never across another control.
+      // table cell), looking up to three levels up, never across another control nor out of
+      // its form.
       let node = el;
       for (let depth = 0; depth < 3 && node && !parts.length; depth++) {
+        if (node.tagName === 'FORM' || node === document.body || node === document.documentElement) break;
         let prev = node.previousElementSibling;
         while (prev) {
           if (prev.matches(CONTROLS) || prev.querySelector(CONTROLS)) break;

@@ -107,6 +107,81 @@ where
     report
 }
 
+/// What a visit would type where, without typing or clicking anything: the fields found on
+/// the page at `url` (or in its frames) and the plan for them. For checking a branch's form
+/// before a campaign, and for the field-matching corpus (`fixtures/forms`).
+#[derive(Debug, Clone, Default)]
+pub struct Preview {
+    /// (key, label of the field it goes in), in page order; boxes ticked as `[consent]` or
+    /// `[required]`.
+    pub filled: Vec<(String, String)>,
+    /// Labels (or names) of the fields left empty on purpose.
+    pub honeypots: Vec<String>,
+    pub missing: Vec<String>,
+    /// The frame holding the form, None for the page itself.
+    pub frame: Option<u16>,
+}
+
+pub async fn preview(browser: &Browser, job: &FormJob) -> anyhow::Result<Preview> {
+    let session = browser.session().await?;
+    let mut report = FormReport::default();
+    let mut visit = Visit {
+        s: &session,
+        job,
+        report: &mut report,
+        frame: None,
+        filled: Vec::new(),
+    };
+    let found = async {
+        visit.call(visit.s.client.goto(&job.url)).await?;
+        let started = Instant::now();
+        loop {
+            if let Some(found) = visit.find_form().await? {
+                return Ok::<_, Stop>(Some(found));
+            }
+            if started.elapsed() > FORM_APPEARS {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    .await;
+    let frame = visit.frame;
+    session.close().await;
+    let (fields, plan) = match found {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(Preview::default()),
+        Err(Stop::Verdict(_, m)) | Err(Stop::Ours(m)) => anyhow::bail!("{m}"),
+        Err(Stop::Abandoned) => anyhow::bail!("abandoned"),
+    };
+    let label = |i: usize| {
+        fields
+            .iter()
+            .find(|f| f.index == i)
+            .map(fields::label_of)
+            .unwrap_or_default()
+    };
+    let filled = plan
+        .actions
+        .iter()
+        .map(|a| {
+            let key = match a {
+                Action::Type { key, .. }
+                | Action::Select { key, .. }
+                | Action::Choose { key, .. } => key.clone(),
+                Action::Check { why, .. } => format!("[{why}]"),
+            };
+            (key, label(a.index()))
+        })
+        .collect();
+    Ok(Preview {
+        filled,
+        honeypots: plan.honeypots.iter().map(|i| label(*i)).collect(),
+        missing: plan.missing.clone(),
+        frame,
+    })
+}
+
 struct Visit<'a> {
     s: &'a Session,
     job: &'a FormJob,

@@ -432,3 +432,71 @@ async fn a_killed_chromedriver_ends_the_held_visit_failed_and_the_next_visit_wor
     assert_ne!(cx.browser().driver_pid().await, Some(pid));
     daemon.stop().await;
 }
+
+/// The field-matching corpus (`fixtures/forms`): every fixture read in the real browser and
+/// planned as its `.expected.toml` says, nothing typed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_field_matching_corpus_reads_every_fixture_as_expected() {
+    #[derive(serde::Deserialize)]
+    struct Expected {
+        filled: Vec<String>,
+        honeypots: Vec<String>,
+        missing: Vec<String>,
+    }
+    let dir = common::repo().join("fixtures/forms");
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "html"))
+        .collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 5, "the corpus is not empty: {fixtures:?}");
+    let browser = mystery::form::Browser::new(mystery::form::BrowserSettings::from(
+        &mystery::config::BrowserConfig::default(),
+    ));
+    let values = mystery::form::Values::new(
+        vec![
+            ("subject".into(), "Demande de devis".into()),
+            (
+                "message".into(),
+                "Bonjour, vos tarifs ? Réf. AB12-CD".into(),
+            ),
+            ("zip".into(), "59000".into()),
+            ("city".into(), "Lille".into()),
+        ],
+        "Claire Dupont",
+        "claire.dupont@robot.test",
+        None,
+    );
+    let mut wrong = Vec::new();
+    for html in &fixtures {
+        let expected: Expected =
+            toml::from_str(&std::fs::read_to_string(html.with_extension("expected.toml")).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", html.display()));
+        let job = mystery::form::FormJob {
+            url: format!("file://{}", html.display()),
+            values: values.clone(),
+            typing_delay: Duration::ZERO,
+            page_timeout: Duration::from_secs(20),
+            screenshot_dir: None,
+            name: "corpus".into(),
+        };
+        let p = mystery::form::session::preview(&browser, &job)
+            .await
+            .unwrap();
+        let filled: Vec<String> = p.filled.iter().map(|(k, l)| format!("{k}: {l}")).collect();
+        if filled != expected.filled
+            || p.honeypots != expected.honeypots
+            || p.missing != expected.missing
+        {
+            wrong.push(format!(
+                "{}:\n  filled {filled:#?}\n  honeypots {:?}\n  missing {:?}",
+                html.display(),
+                p.honeypots,
+                p.missing
+            ));
+        }
+    }
+    browser.shutdown().await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
