@@ -133,7 +133,8 @@ impl Browser {
         self.starts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Memory of chromedriver and every Chromium process it started (resident set, bytes).
+    /// Memory of chromedriver and every Chromium process it started (proportional set size,
+    /// bytes: shared pages counted once).
     pub async fn memory(&self) -> Option<u64> {
         let pgid = self.driver_pid().await?;
         Some(group_rss(pgid))
@@ -412,7 +413,8 @@ async fn driver_ready(port: u16) -> bool {
         .unwrap_or(false)
 }
 
-/// The resident memory of every process of a group, from /proc (bytes).
+/// The memory of every process of a group, from /proc (bytes, PSS; RSS where PSS is not
+/// readable).
 fn group_rss(pgid: i32) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
@@ -435,15 +437,27 @@ fn group_rss(pgid: i32) -> u64 {
         if fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid) {
             continue;
         }
-        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
-            if let Some(rss) = statm
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                total += rss * page;
-            }
-        }
+        // Proportional set size: pages shared between Chromium's processes (its libraries,
+        // its zygote's heap) counted once in all, not once per process as RSS would.
+        let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("Pss:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            });
+        let rss = || {
+            std::fs::read_to_string(format!("/proc/{pid}/statm"))
+                .ok()
+                .and_then(|t| {
+                    t.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .map_or(0, |pages| pages * page)
+        };
+        total += pss.map_or_else(rss, |kb| kb * 1024);
     }
     total
 }

@@ -626,14 +626,14 @@ pub fn plan(fields: &[FieldInfo], values: &Values) -> Plan {
                 }
             }
             _ if is_text_like(f) => match wanted {
+                // Already holding the value (a site that remembers it): left as it is.
+                Some((_, value)) if !value.is_empty() && f.value.trim() == value.trim() => {}
                 Some((key, value)) if !value.is_empty() => {
-                    if f.value.trim() != value.trim() {
-                        out.actions.push(Action::Type {
-                            index: f.index,
-                            key,
-                            value,
-                        });
-                    }
+                    out.actions.push(Action::Type {
+                        index: f.index,
+                        key,
+                        value,
+                    });
                 }
                 _ if f.required && f.value.trim().is_empty() => out.missing.push(label_of(f)),
                 _ => {}

@@ -382,7 +382,7 @@ impl Visit<'_> {
 
     /// A CAPTCHA in the page or any of its frames.
     async fn captcha_anywhere(&mut self) -> Result<Option<String>, Stop> {
-        self.to_top().await?;
+        self.leave_frames().await?;
         let top: String = self.js("M.captcha()", vec![]).await?;
         if !top.is_empty() {
             return Ok(Some(top));
@@ -403,7 +403,7 @@ impl Visit<'_> {
         Ok(None)
     }
 
-    async fn to_top(&mut self) -> Result<(), Stop> {
+    async fn leave_frames(&mut self) -> Result<(), Stop> {
         if self.frame.take().is_some() {
             self.call(self.s.client.enter_parent_frame()).await?;
         }
@@ -417,7 +417,7 @@ impl Visit<'_> {
 
     /// The document (page or frame) whose plan fills most fields; the session is left in it.
     async fn find_form(&mut self) -> Result<Option<(Vec<FieldInfo>, Plan)>, Stop> {
-        self.to_top().await?;
+        self.leave_frames().await?;
         let mut best: Option<(Option<u16>, Vec<FieldInfo>, Plan)> = None;
         let top = self.plan_here().await?;
         if let Some((f, p)) = top {

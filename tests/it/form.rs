@@ -500,3 +500,119 @@ async fn the_field_matching_corpus_reads_every_fixture_as_expected() {
     browser.shutdown().await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Figures for the note (not run by CI): form visits per minute with 1 and with 4
+/// sessions at once, the browser's memory (chromedriver and every Chromium process, resident),
+/// and the share of lab forms filled right on the first try. Visits type at machine speed
+/// unless `FORM_BENCH_TYPING_MS` is set; `FORM_BENCH_VISITS` (default 14) per run.
+/// `cargo test --test it -- --ignored form::bench --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn bench_form_visits_per_minute_memory_and_first_try_share() {
+    let lab = common::lab();
+    let n: usize = std::env::var("FORM_BENCH_VISITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(14);
+    let typing = Duration::from_millis(
+        std::env::var("FORM_BENCH_TYPING_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let styles = [
+        "plain", "js", "iframe", "two-step", "labels", "honeypot", "consent",
+    ];
+    for concurrency in [1usize, 4] {
+        let browser = Arc::new(mystery::form::Browser::new(
+            mystery::form::BrowserSettings {
+                concurrency,
+                ..mystery::form::BrowserSettings::from(&mystery::config::BrowserConfig::default())
+            },
+        ));
+        let u = common::unique();
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampling = {
+            let (browser, peak) = (browser.clone(), peak.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Some(m) = browser.memory().await {
+                        peak.fetch_max(m, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        // One warm-up visit starts the driver; it is not counted.
+        let job = |i: usize, tag: &str| {
+            let style = styles[i % styles.len()];
+            let host = format!("{style}-{tag}{i}-{u}.localhost");
+            let url = format!(
+                "{}/{style}?answer=never",
+                form_site(lab).replace("{host}", &host)
+            );
+            let values = mystery::form::Values::new(
+                vec![
+                    ("subject".into(), "Demande de devis".into()),
+                    ("message".into(), format!("Bonjour, pourriez-vous m'envoyer vos tarifs pour une intervention à Lille la semaine prochaine ? Réf. BN{i:02}-{tag}")),
+                    ("zip".into(), "59000".into()),
+                    ("city".into(), "Lille".into()),
+                ],
+                "Claire Dupont",
+                "claire.dupont@robot.test",
+                Some("+33612345678"),
+            );
+            (
+                host,
+                mystery::form::FormJob {
+                    url,
+                    values,
+                    typing_delay: typing,
+                    page_timeout: Duration::from_secs(20),
+                    screenshot_dir: None,
+                    name: format!("bench-{i}"),
+                },
+            )
+        };
+        let (_, warm) = job(0, "w");
+        mystery::form::session::run(&browser, &warm, || async { true }).await;
+        let started = std::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let (host, j) = job(i, "b");
+            hosts.push(host);
+            let browser = browser.clone();
+            tasks.spawn(async move {
+                mystery::form::session::run(&browser, &j, || async { true }).await
+            });
+        }
+        let mut submitted = 0;
+        while let Some(r) = tasks.join_next().await {
+            if r.unwrap().outcome == Some(mystery::form::FormOutcome::Submitted) {
+                submitted += 1;
+            }
+        }
+        let elapsed = started.elapsed();
+        sampling.abort();
+        // Right on the first try: the site took exactly one submission, accepted, per visit.
+        let first_try = hosts
+            .iter()
+            .filter(|h| {
+                let subs: Vec<_> = site_events(lab, h)
+                    .into_iter()
+                    .filter(|e| e["event"] == "submission")
+                    .collect();
+                subs.len() == 1 && subs[0]["accepted"] == true
+            })
+            .count();
+        println!(
+            "form bench: concurrency {concurrency}, {n} visits in {:.1} s = {:.1} visits/min; submitted {submitted}/{n}; filled right on the first try {first_try}/{n} ({:.0} %); browser memory peak {:.0} MiB; typing {typing:?}/char",
+            elapsed.as_secs_f64(),
+            n as f64 * 60.0 / elapsed.as_secs_f64(),
+            100.0 * first_try as f64 / n as f64,
+            peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0,
+        );
+        browser.shutdown().await;
+    }
+}
