@@ -67,6 +67,33 @@ pub async fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
                     )?,
                 }
             }
+            if c.scenarios
+                .iter()
+                .any(|s| s.channel == config::Channel::Form)
+            {
+                let b = &c.browser;
+                let missing: Vec<String> = [&b.chromium, &b.chromedriver]
+                    .iter()
+                    .filter(|p| !p.is_file())
+                    .map(|p| p.display().to_string())
+                    .collect();
+                if missing.is_empty() {
+                    writeln!(
+                        out,
+                        "browser: {} driven by {}, {} form visit(s) at once, pages bounded to {}",
+                        b.chromium.display(),
+                        b.chromedriver.display(),
+                        b.concurrency,
+                        config::duration_words(b.page_timeout)
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "warning: form visits will fail: no {} (Debian: apt-get install chromium chromium-driver)",
+                        missing.join(", ")
+                    )?;
+                }
+            }
             writeln!(
                 out,
                 "{}: ok ({} businesses, {} scenarios, {} schedules)",

@@ -289,6 +289,10 @@ email = "contact@lens.branch.test"
     );
     let (code, out) = check(dir.path(), &good);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("browser: /usr/bin/chromium driven by /usr/bin/chromedriver"),
+        "{out}"
+    );
     // Targeting a branch without a form.
     let no_form = good.replace("[\"lille\"]", "[\"lille\", \"lens\"]");
     let (code, out) = check(dir.path(), &no_form);
