@@ -67,6 +67,33 @@ pub async fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
                     )?,
                 }
             }
+            if c.scenarios
+                .iter()
+                .any(|s| s.channel == config::Channel::Form)
+            {
+                let b = &c.browser;
+                let missing: Vec<String> = [&b.chromium, &b.chromedriver]
+                    .iter()
+                    .filter(|p| !p.is_file())
+                    .map(|p| p.display().to_string())
+                    .collect();
+                if missing.is_empty() {
+                    writeln!(
+                        out,
+                        "browser: {} driven by {}, {} form visit(s) at once, pages bounded to {}",
+                        b.chromium.display(),
+                        b.chromedriver.display(),
+                        b.concurrency,
+                        config::duration_words(b.page_timeout)
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "warning: form visits will fail: no {} (Debian: apt-get install chromium chromium-driver)",
+                        missing.join(", ")
+                    )?;
+                }
+            }
             writeln!(
                 out,
                 "{}: ok ({} businesses, {} scenarios, {} schedules)",
@@ -179,7 +206,7 @@ async fn reload(path: &Path, cx: &Context) -> Option<Arc<Context>> {
         "SIGHUP: reloading the configuration from {}",
         path.display()
     );
-    let imported = match cx.store.imported_businesses().await {
+    let imported = match cx.store.imported().await {
         Ok(i) => i,
         Err(e) => {
             tracing::error!("configuration reload refused, the running one is kept: cannot read the imported businesses: {e:#}");
@@ -304,6 +331,8 @@ pub async fn visit(
         for v in claimed {
             crate::visit::run(&cx, v).await?;
         }
+        // A form visit started a browser: it is not left behind this command.
+        cx.stop_browser().await;
     }
     if !wait {
         return Ok(0);
@@ -312,7 +341,10 @@ pub async fn visit(
     wait_for_transcript(&cx, &id, daemon).await?;
     writeln!(out, "{outcome}")?;
     if let Some(v) = cx.store.visit(&id).await? {
-        let j = report::VisitJson::from_visit(&v, cx.store.rules(&id).await?);
+        let j = report::VisitJson {
+            screenshots: cx.store.screenshots(&id).await?,
+            ..report::VisitJson::from_visit(&v, cx.store.rules(&id).await?)
+        };
         eprintln!("{}", serde_json::to_string(&j)?);
     }
     Ok(0)

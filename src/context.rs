@@ -18,6 +18,8 @@ pub struct Context {
     pub instance: String,
     mailer: OnceCell<Mailer>,
     call_agent: OnceCell<CallAgent>,
+    /// The browser of form visits; its driver starts on the first form visit.
+    browser: std::sync::OnceLock<crate::form::Browser>,
     /// The SMTP server as all of this process's visits see it: one line when it goes away and
     /// one when it is back, however many visits meet the outage.
     pub smtp_outage: std::sync::Mutex<crate::outage::Outage>,
@@ -78,6 +80,7 @@ impl Context {
             config: Arc::new(config),
             mailer: OnceCell::new(),
             call_agent: OnceCell::new(),
+            browser: std::sync::OnceLock::new(),
         }
     }
 
@@ -116,6 +119,20 @@ impl Context {
     pub async fn count_protocol_error(&self, kind: &str) {
         if let Err(e) = self.store.count_protocol_error(kind, self.now_ms()).await {
             tracing::debug!("counting a {kind} error: {e:#}");
+        }
+    }
+
+    /// The shared browser of form visits (`[browser]`); nothing runs until a visit needs it.
+    pub fn browser(&self) -> &crate::form::Browser {
+        self.browser.get_or_init(|| {
+            crate::form::Browser::new(crate::form::BrowserSettings::from(&self.config.browser))
+        })
+    }
+
+    /// Stops the browser's driver and its Chromium processes, if any were started.
+    pub async fn stop_browser(&self) {
+        if let Some(b) = self.browser.get() {
+            b.shutdown().await;
         }
     }
 

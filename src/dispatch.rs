@@ -335,6 +335,7 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     if let Err(e) = crate::transcribe::release(&cx).await {
         tracing::warn!("giving back transcripts in progress: {e:#}");
     }
+    cx.stop_browser().await;
     cx.store.release_lease(&daemon_lease, &cx.instance).await?;
     tracing::info!("daemon stopped");
     Ok(())

@@ -153,6 +153,8 @@ static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {
         business_email: email.into(),
         sent_at: at(9),
         window_end: at(9) + chrono::Duration::days(30),
+        by_sender: false,
+        form_domain: None,
     };
     let terms = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     Pipeline {

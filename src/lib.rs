@@ -1,7 +1,7 @@
 //! mystery: remote mystery-contact visits over email and phone, measured and reported.
 //!
 //! The modules follow the data flow of DESIGN.md: `config` → `schedule` → `store` →
-//! `dispatch` → `visit` (email/call) → `score` → `report` / `digest` / `web` (dashboard and /metrics).
+//! `dispatch` → `visit` (email/call/form) → `score` → `report` / `digest` / `web` (dashboard and /metrics).
 
 #![warn(rust_2018_idioms, unsafe_code, unused_lifetimes)]
 
@@ -15,6 +15,7 @@ pub mod digest;
 pub mod dispatch;
 pub mod email;
 pub mod fault;
+pub mod form;
 #[cfg(test)]
 mod hostile;
 pub mod import;

@@ -46,10 +46,10 @@ pub async fn run(cx: &Arc<Context>, visit: Visit) -> Result<()> {
             "business {:?} or scenario {:?} is no longer in the configuration",
             visit.business_id, visit.scenario_id
         );
-        let outcome = if visit.channel == "call" {
-            "failed"
-        } else {
+        let outcome = if visit.channel == "email" {
             "send_failed"
+        } else {
+            "failed"
         };
         return cx
             .store
@@ -71,6 +71,145 @@ pub async fn run(cx: &Arc<Context>, visit: Visit) -> Result<()> {
             run_email(cx, &visit, business, scenario, &persona).await
         }
         Channel::Call => run_call(cx, &visit, business, scenario).await,
+        Channel::Form => run_form(cx, &visit, business, scenario).await,
+    }
+}
+
+/// A form visit (DESIGN.md "Web-form visits"): fill the branch's form in the browser, then
+/// wait for the answer by email like an email visit, measured from the site's confirmation.
+async fn run_form(
+    cx: &Arc<Context>,
+    visit: &Visit,
+    business: &Business,
+    scenario: &Scenario,
+) -> Result<()> {
+    let fail = |why: String| async move {
+        cx.store
+            .finish_form(&visit.id, "failed", None, Some(&why), cx.now_ms())
+            .await
+    };
+    let Some(url) = business.form_url.clone() else {
+        return fail("the business has no form_url".into()).await;
+    };
+    let Some(persona) = cx.config.persona(&scenario.persona).cloned() else {
+        return fail(format!("unknown persona {:?}", scenario.persona)).await;
+    };
+    // Step 1: the values to type, rendered like an enquiry (the reference code included).
+    let context = VisitContext {
+        id: visit.id.clone(),
+        reference: visit.reference.clone().unwrap_or_default(),
+        scenario: scenario.id.clone(),
+        date: cx
+            .clock
+            .now()
+            .with_timezone(&business.timezone)
+            .format("%d/%m/%Y")
+            .to_string(),
+    };
+    let rendered =
+        match crate::config::template::render_fields(scenario, business, &persona, &context) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("{e:#}")).await,
+        };
+    let subject = rendered
+        .iter()
+        .find(|(k, _)| k == "subject")
+        .map(|(_, v)| v.clone());
+    let job = crate::form::FormJob {
+        url: url.clone(),
+        values: crate::form::Values::new(
+            rendered,
+            &persona.name,
+            &persona.email,
+            persona.phone.as_deref(),
+        ),
+        typing_delay: scenario.typing_delay,
+        page_timeout: cx.config.browser.page_timeout,
+        screenshot_dir: Some(cx.config.storage.recordings_dir.clone()),
+        name: visit.id.clone(),
+    };
+    let deadline_ms = |from: i64| from + scenario.reply_deadline.as_millis() as i64;
+    // Step 2: `sending` is recorded before the first click: from then on, never filled again.
+    let before_click = || async {
+        let now = cx.now_ms();
+        match cx
+            .store
+            .mark_form_sending(
+                &visit.id,
+                &cx.instance,
+                &crate::store::FormSending {
+                    form_url: &url,
+                    business_email: business.email.as_deref(),
+                    subject: subject.as_deref(),
+                    reply_deadline_ms: deadline_ms(now),
+                },
+                now,
+            )
+            .await
+        {
+            Ok(ours) => ours,
+            Err(e) => {
+                tracing::error!(visit = %visit.id, "recording the form as sending: {e:#}");
+                false
+            }
+        }
+    };
+    // Step 3: the browser fills and sends; the page's verdict comes back.
+    let report = crate::form::session::run(cx.browser(), &job, before_click).await;
+    for shot in &report.screenshots {
+        cx.store
+            .add_screenshot(
+                &visit.id,
+                &shot.kind,
+                &shot.path.display().to_string(),
+                to_ms(cx.clock.at(shot.taken)),
+            )
+            .await?;
+    }
+    // Step 4: the verdict, recorded.
+    let Some(outcome) = report.outcome else {
+        tracing::warn!(visit = %visit.id, "claim lost before sending the form: left to its new owner");
+        return Ok(());
+    };
+    tracing::info!(
+        visit = %visit.id, business = %business.id, outcome = outcome.as_str(),
+        filled = report.filled.len(), honeypots = report.honeypots, steps = report.steps.max(1),
+        "form visit: {}", report.message.as_deref().or(report.error.as_deref()).unwrap_or("")
+    );
+    if !report.missing.is_empty() {
+        tracing::warn!(visit = %visit.id, "form fields left empty for want of a value: {}", report.missing.join(", "));
+    }
+    match outcome {
+        crate::form::FormOutcome::Submitted => {
+            let at = report
+                .submitted_at
+                .map_or_else(|| cx.now_ms(), |i| to_ms(cx.clock.at(i)));
+            cx.store
+                .mark_submitted(&visit.id, at, deadline_ms(at), report.message.as_deref())
+                .await
+        }
+        crate::form::FormOutcome::Failed => {
+            cx.store
+                .finish_form(
+                    &visit.id,
+                    "failed",
+                    report.message.as_deref(),
+                    report.error.as_deref(),
+                    cx.now_ms(),
+                )
+                .await
+        }
+        other => {
+            cx.store
+                .finish_form(
+                    &visit.id,
+                    other.as_str(),
+                    report.message.as_deref(),
+                    None,
+                    cx.now_ms(),
+                )
+                .await
+        }
     }
 }
 

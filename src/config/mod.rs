@@ -53,6 +53,8 @@ pub struct Config {
     pub users: Vec<User>,
     /// `[[alerts]]`: notices when a branch stops answering, and when it answers again.
     pub alerts: Vec<AlertConfig>,
+    /// `[browser]`: the headless Chromium of form visits (defaults when absent).
+    pub browser: BrowserConfig,
     /// Problems that do not stop the daemon (e.g. an unset password variable).
     pub warnings: Vec<Diagnostic>,
 }
@@ -156,6 +158,28 @@ impl AlertConfig {
         match &self.groups {
             None => true,
             Some(gs) => group.is_some_and(|g| gs.iter().any(|x| x == g)),
+        }
+    }
+}
+
+/// `[browser]`, with its defaults: Debian's `chromium` and `chromium-driver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserConfig {
+    pub chromium: PathBuf,
+    pub chromedriver: PathBuf,
+    /// Form visits at once, each in its own WebDriver session and browser profile.
+    pub concurrency: usize,
+    /// Bound on a page load and on each wait after a click.
+    pub page_timeout: Duration,
+}
+
+impl Default for BrowserConfig {
+    fn default() -> Self {
+        BrowserConfig {
+            chromium: PathBuf::from("/usr/bin/chromium"),
+            chromedriver: PathBuf::from("/usr/bin/chromedriver"),
+            concurrency: 2,
+            page_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -351,6 +375,8 @@ fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
 pub enum Channel {
     Email,
     Call,
+    /// The branch's web contact form, filled in a headless browser; the answer comes by email.
+    Form,
 }
 
 impl Channel {
@@ -358,6 +384,7 @@ impl Channel {
         match self {
             Channel::Email => "email",
             Channel::Call => "call",
+            Channel::Form => "form",
         }
     }
 }
@@ -375,6 +402,11 @@ pub struct Scenario {
     pub script: Vec<Step>,
     /// Spoken language of the branch's answer, for transcription.
     pub language: Option<String>,
+    /// Form visits: (field key, value template), canonical keys (`name`, `email`, `message`…)
+    /// or a field's own name, id or label.
+    pub fields: Vec<(String, String)>,
+    /// Form visits: the pause between two typed characters (a person types, a robot pastes).
+    pub typing_delay: Duration,
 }
 
 /// One ring cycle as the caller hears it: `on` of ring tone, then `off` of silence.

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub sip: Option<RawSip>,
     pub transcribe: Option<S<RawTranscribe>>,
     pub http: Option<S<RawHttp>>,
+    pub browser: Option<S<RawBrowser>>,
     #[serde(default)]
     pub users: Vec<S<RawUser>>,
     #[serde(default)]
@@ -123,6 +124,18 @@ pub struct RawHttp {
     pub session_max: Option<S<String>>,
 }
 
+/// `[browser]`: the headless Chromium that fills contact forms (form visits).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBrowser {
+    pub chromium: Option<S<String>>,
+    pub chromedriver: Option<S<String>>,
+    /// Form visits at once (one WebDriver session each).
+    pub concurrency: Option<S<u32>>,
+    /// The longest a page may take to load, and each wait after a click.
+    pub page_timeout: Option<S<String>>,
+}
+
 /// `[[users]]`: who may open the dashboard.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,6 +234,10 @@ pub struct RawScenario {
     pub language: Option<S<String>>,
     #[serde(default)]
     pub script: Vec<S<RawStep>>,
+    /// Form scenarios: the values typed, by field (templates, like an email's body).
+    pub fields: Option<S<std::collections::BTreeMap<String, S<String>>>>,
+    /// Form scenarios: the pause between two typed characters.
+    pub typing_delay: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -36,6 +36,12 @@ pub enum ComposeError {
         #[source]
         source: minijinja::Error,
     },
+    #[error("field {key:?}: {source}")]
+    Field {
+        key: String,
+        #[source]
+        source: minijinja::Error,
+    },
     #[error("the subject would contain a line break (header injection refused): {0:?}")]
     HeaderInjection(String),
 }
@@ -101,6 +107,34 @@ pub fn render(
     })
 }
 
+/// The values a form visit types, each field's template rendered over the same `business`,
+/// `persona` and `visit` as an enquiry (an undefined variable is an error), in key order.
+pub fn render_fields(
+    scenario: &Scenario,
+    business: &Business,
+    persona: &Persona,
+    visit: &VisitContext,
+) -> Result<Vec<(String, String)>, ComposeError> {
+    let ctx = minijinja::context! {
+        business => business,
+        persona => PersonaContext::from(persona),
+        visit => visit,
+    };
+    scenario
+        .fields
+        .iter()
+        .map(|(key, src)| {
+            Template::compile(src)
+                .and_then(|t| t.render(&ctx))
+                .map(|v| (key.clone(), v.trim_end_matches('\n').to_owned()))
+                .map_err(|source| ComposeError::Field {
+                    key: key.clone(),
+                    source,
+                })
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct PersonaContext<'a> {
     id: &'a str,
@@ -156,6 +190,8 @@ mod tests {
             ring_timeout: Duration::from_secs(30),
             script: vec![],
             language: None,
+            fields: vec![],
+            typing_delay: Duration::ZERO,
         }
     }
 

@@ -403,6 +403,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
     check_renders(cx, &raw, &scenarios, &schedules, &businesses, &personas);
     let governance = governance(cx, &raw);
     let http = raw.http.take().map(|h| http::http(cx, h));
+    let browser = browser(cx, raw.browser.take());
     let users = http::users(cx, &raw.users, &groups, http.is_some());
     let alerts = alerts::alerts(cx, &raw.alerts, &groups, raw_has_smtp);
     Config {
@@ -424,6 +425,7 @@ fn build(cx: &mut Ctx<'_>, mut raw: RawConfig) -> Config {
         http,
         users,
         alerts,
+        browser,
         warnings: Vec::new(),
     }
 }
@@ -1195,10 +1197,11 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
         let channel = match s.channel.get_ref().as_str() {
             "email" => Channel::Email,
             "call" => Channel::Call,
+            "form" => Channel::Form,
             other => {
                 cx.err(
                     s.channel.span(),
-                    format!("scenario {sid:?}: channel must be email or call, not {other:?}"),
+                    format!("scenario {sid:?}: channel must be email, call or form, not {other:?}"),
                 );
                 Channel::Email
             }
@@ -1460,6 +1463,7 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
             .language
             .as_ref()
             .and_then(|l| language(cx, l, &format!("scenario {sid:?}: language"), false));
+        let (fields, typing_delay) = form_fields(cx, s, &sid, channel);
         out.push(Scenario {
             id: sid,
             channel,
@@ -1471,7 +1475,115 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
             ring_timeout,
             script,
             language,
+            fields,
+            typing_delay,
         });
+    }
+    out
+}
+
+/// A form scenario's `fields` (each value a template, compiled here so a syntax error is
+/// found at its line) and `typing_delay`; other channels may not have them.
+fn form_fields(
+    cx: &mut Ctx<'_>,
+    s: &RawScenario,
+    sid: &str,
+    channel: Channel,
+) -> (Vec<(String, String)>, Duration) {
+    if channel != Channel::Form {
+        for (set, span, what) in [
+            (
+                s.fields.is_some(),
+                s.fields.as_ref().map(|f| f.span()),
+                "fields",
+            ),
+            (
+                s.typing_delay.is_some(),
+                s.typing_delay.as_ref().map(|t| t.span()),
+                "typing_delay",
+            ),
+        ] {
+            if set {
+                cx.err(
+                    span.unwrap_or(0..0),
+                    format!("scenario {sid:?}: {what} is for form scenarios (channel = \"form\")"),
+                );
+            }
+        }
+        return (Vec::new(), Duration::ZERO);
+    }
+    let mut fields = Vec::new();
+    match &s.fields {
+        None => cx.err(
+            s.id.span(),
+            format!("scenario {sid:?}: a form scenario needs fields = {{ message = \"…\" }}"),
+        ),
+        Some(f) => {
+            for (key, value) in f.get_ref() {
+                if key.trim().is_empty() {
+                    cx.err(f.span(), format!("scenario {sid:?}: a field key is empty"));
+                    continue;
+                }
+                if let Err(e) = template::compile_check(value.get_ref()) {
+                    let line = cx.line(value.span()) + e.line().unwrap_or(1).saturating_sub(1);
+                    cx.err_line(
+                        line,
+                        format!("scenario {sid:?}: field {key:?}: template does not compile: {e}"),
+                    );
+                }
+                fields.push((key.clone(), value.get_ref().clone()));
+            }
+        }
+    }
+    let typing_delay = match &s.typing_delay {
+        None => DEFAULT_TYPING_DELAY,
+        Some(t) => match cx.duration(t, &format!("scenario {sid:?}: typing_delay")) {
+            Some(d) if d <= Duration::from_secs(2) => d,
+            Some(_) => {
+                cx.err(
+                    t.span(),
+                    format!("scenario {sid:?}: typing_delay: at most 2s between two characters"),
+                );
+                DEFAULT_TYPING_DELAY
+            }
+            None => DEFAULT_TYPING_DELAY,
+        },
+    };
+    (fields, typing_delay)
+}
+
+/// A person's typing pace: about 8 characters a second.
+const DEFAULT_TYPING_DELAY: Duration = Duration::from_millis(120);
+
+/// `[browser]`: where Chromium and its driver are, how many form visits at once, how long a
+/// page may take.
+fn browser(cx: &mut Ctx<'_>, b: Option<S<RawBrowser>>) -> BrowserConfig {
+    let mut out = BrowserConfig::default();
+    let Some(b) = b else { return out };
+    let b = b.into_inner();
+    if let Some(p) = &b.chromium {
+        out.chromium = cx.resolve(p.get_ref());
+    }
+    if let Some(p) = &b.chromedriver {
+        out.chromedriver = cx.resolve(p.get_ref());
+    }
+    if let Some(c) = &b.concurrency {
+        match *c.get_ref() {
+            n @ 1..=16 => out.concurrency = n as usize,
+            n => cx.err(
+                c.span(),
+                format!("browser.concurrency: between 1 and 16, not {n}"),
+            ),
+        }
+    }
+    if let Some(t) = &b.page_timeout {
+        match cx.duration(t, "browser.page_timeout") {
+            Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => {
+                out.page_timeout = d
+            }
+            Some(_) => cx.err(t.span(), "browser.page_timeout: between 1s and 5min"),
+            None => {}
+        }
     }
     out
 }
@@ -1597,6 +1709,24 @@ fn check_renders(
                 }
             }
         }
+        // A form scenario no schedule reaches may still be run by `mystery visit`: its
+        // templates are checked against a stand-in business, so a misspelt variable is found.
+        let stand_in = Business::placeholder("check");
+        if reached.is_empty() && sc.channel == Channel::Form {
+            if let Err(e) = template::render_fields(
+                sc,
+                &stand_in,
+                persona,
+                &VisitContext {
+                    id: "check".into(),
+                    reference: "ABCD-EF".into(),
+                    scenario: sc.id.clone(),
+                    date: "01/01/2026".into(),
+                },
+            ) {
+                cx.err_line(line, format!("scenario {:?}: {e}", sc.id));
+            }
+        }
         for b in reached {
             match sc.channel {
                 Channel::Email if b.email.is_none() => cx.err_line(
@@ -1613,7 +1743,29 @@ fn check_renders(
                         sc.id, b.id
                     ),
                 ),
+                Channel::Form if b.form_url.is_none() => cx.err_line(
+                    line,
+                    format!(
+                        "scenario {:?} targets business {:?}, which has no form_url",
+                        sc.id, b.id
+                    ),
+                ),
                 _ => {}
+            }
+            if sc.channel == Channel::Form {
+                let visit = VisitContext {
+                    id: "check".into(),
+                    reference: "ABCD-EF".into(),
+                    scenario: sc.id.clone(),
+                    date: "01/01/2026".into(),
+                };
+                if let Err(e) = template::render_fields(sc, b, persona, &visit) {
+                    cx.err_line(
+                        line,
+                        format!("scenario {:?} for business {:?}: {e}", sc.id, b.id),
+                    );
+                }
+                continue;
             }
             if sc.channel != Channel::Email || sc.subject.is_empty() {
                 continue;

@@ -54,10 +54,11 @@ pub struct BranchRow {
 }
 
 impl BranchRow {
-    /// Reachable visits (email and call) with no human reply and no answer at all.
+    /// Reachable visits (email, call, submitted form) with no human reply and no answer at all.
     pub fn never_answered(&self) -> bool {
         let f = &self.figures;
-        f.email.reachable + f.call.reachable > 0 && f.email.replied + f.call.answered == 0
+        f.email.reachable + f.call.reachable + f.form.submitted > 0
+            && f.email.replied + f.call.answered + f.form.replied == 0
     }
 }
 
@@ -80,11 +81,12 @@ impl Change {
     }
 }
 
-/// Replies and answers over reachable emails and calls: one rate for mixed channels.
+/// Replies and answers over reachable emails, calls and submitted forms: one rate for mixed
+/// channels.
 pub fn response_rate(f: &Figures) -> Option<f64> {
     ratio(
-        f.email.replied + f.call.answered,
-        f.email.reachable + f.call.reachable,
+        f.email.replied + f.call.answered + f.form.replied,
+        f.email.reachable + f.call.reachable + f.form.submitted,
     )
 }
 
@@ -95,6 +97,7 @@ pub fn ranking_time(f: &Figures) -> Option<f64> {
         .time_to_reply_business
         .median
         .or(f.email.time_to_reply.median)
+        .or(f.form.time_to_reply.median)
         .or(f.call.answer.median)
 }
 

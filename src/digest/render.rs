@@ -235,7 +235,38 @@ pub fn summary_lines(d: &Digest) -> Vec<String> {
             (Language::En, false) => format!("On the phone: mean score of the calls heard: {score} / 100."),
         });
     }
-    let pending = n.email.pending + n.call.pending;
+    let f = &n.form;
+    if f.visits > 0 {
+        let change = rate_change(lang, f.reply_rate(), p.form.reply_rate());
+        let change = if change.is_empty() {
+            change
+        } else {
+            format!(" ({change})")
+        };
+        out.push(match lang {
+            Language::Fr => format!(
+                "Formulaires de contact : {} des formulaires envoyés ont reçu une réponse ({} sur {}){change}, délai médian {} ; refusés par le site {}, bloqués par un CAPTCHA {}, site injoignable {}.",
+                pct(lang, f.reply_rate()),
+                l::integer(lang, f.replied),
+                l::integer(lang, f.submitted),
+                dur(lang, f.time_to_reply.median),
+                l::integer(lang, f.form_failed),
+                l::integer(lang, f.blocked),
+                l::integer(lang, f.unreachable)
+            ),
+            Language::En => format!(
+                "Contact forms: {} of the forms sent were answered ({} of {}){change}, median time {}; refused by the site {}, blocked by a CAPTCHA {}, site unreachable {}.",
+                pct(lang, f.reply_rate()),
+                l::integer(lang, f.replied),
+                l::integer(lang, f.submitted),
+                dur(lang, f.time_to_reply.median),
+                l::integer(lang, f.form_failed),
+                l::integer(lang, f.blocked),
+                l::integer(lang, f.unreachable)
+            ),
+        });
+    }
+    let pending = n.email.pending + n.call.pending + n.form.pending;
     if pending > 0 {
         out.push(match lang {
             Language::Fr => format!(
@@ -1045,6 +1076,32 @@ mod tests {
             previous: Aggregate::default(),
             histogram: vec![0, 0, 1, 0, 0, 1],
         })
+    }
+
+    #[test]
+    fn issue10_form_visits_get_their_own_line_in_both_languages() {
+        for (lang, want) in [
+            (Language::Fr, "Formulaires de contact : 50 %"),
+            (Language::En, "Contact forms: 50%"),
+        ] {
+            let mut d = digest(lang, true);
+            d.network.form = crate::store::FormFigures {
+                visits: 4,
+                submitted: 2,
+                replied: 1,
+                no_reply: 1,
+                blocked: 1,
+                unreachable: 1,
+                ..Default::default()
+            };
+            let lines = summary_lines(&d).join("\n");
+            assert!(squash(&lines).contains(&squash(want)), "{lines}");
+            assert!(lines.contains("CAPTCHA 1"), "{lines}");
+        }
+    }
+
+    fn squash(s: &str) -> String {
+        s.replace(['\u{a0}', '\u{202f}'], " ")
     }
 
     #[test]

@@ -89,6 +89,8 @@ fn load_candidates() -> (String, DateTime<Utc>, Vec<Candidate>, Vec<Expectation>
             business_email: c.business_email,
             sent_at: c.sent_at,
             window_end: c.window_end,
+            by_sender: false,
+            form_domain: None,
         })
         .collect();
     let expect = file

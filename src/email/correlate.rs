@@ -31,6 +31,13 @@ pub struct Candidate {
     pub sent_at: DateTime<Utc>,
     /// Replies after this no longer count for subject matching.
     pub window_end: DateTime<Utc>,
+    /// Form visits: no enquiry of ours went by mail, so the branch's answer carries neither our
+    /// Message-ID nor our subject; a mail from the branch (its address, else its form's
+    /// domain) inside the window is this visit's (`Evidence::Sender`).
+    pub by_sender: bool,
+    /// Form visits of a branch with no address: the host of its `form_url` (lower case,
+    /// without `www.`).
+    pub form_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +49,9 @@ pub enum Evidence {
     /// Normalised subject from the business's own domain (its exact mailbox on a public
     /// provider), inside the window.
     Subject,
+    /// Form visits: from the business's address or domain (its exact mailbox on a public
+    /// provider), or from its form's domain when it has no address, inside the window.
+    Sender,
 }
 
 impl Evidence {
@@ -50,6 +60,7 @@ impl Evidence {
             Evidence::Header => "header",
             Evidence::Reference => "reference",
             Evidence::Subject => "subject",
+            Evidence::Sender => "sender",
         }
     }
 }
@@ -103,7 +114,61 @@ pub fn correlate<'a>(
             && c.sent_at <= received_at
             && received_at <= c.window_end
     };
-    best(candidates.iter().filter(|c| by_subject(c)), received_at).map(|c| (c, Evidence::Subject))
+    if let Some(c) = best(candidates.iter().filter(|c| by_subject(c)), received_at) {
+        return Some((c, Evidence::Subject));
+    }
+
+    let by_sender = |c: &Candidate| {
+        let Some(sender) = sender else {
+            return false;
+        };
+        let party = if !c.business_email.trim().is_empty() {
+            same_party(sender, &c.business_email)
+        } else {
+            c.form_domain
+                .as_deref()
+                .zip(domain(sender))
+                .is_some_and(|(site, from)| same_site(from, site))
+        };
+        c.by_sender && party && c.sent_at <= received_at && received_at <= c.window_end
+    };
+    best(candidates.iter().filter(|c| by_sender(c)), received_at).map(|c| (c, Evidence::Sender))
+}
+
+/// The host of a form's address, lower case, without `www.` and port; None for an IP
+/// address or `localhost` alone (no mail comes from those).
+pub fn form_domain(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next()?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        return None;
+    } else {
+        host.split(':').next()?
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
+    if host.is_empty() || host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    Some(host)
+}
+
+/// A mail from `from` (a domain) comes from the site `site` (a form's host): the same domain,
+/// or one a subdomain of the other (`contact@agence.fr` for `www.agence.fr`,
+/// `noreply@mail.agence.fr` for `agence.fr`). Never on a public mail provider, and never on a
+/// bare top-level or shared suffix (both sides need a dot).
+fn same_site(from: &str, site: &str) -> bool {
+    let from = from.trim_end_matches('.').to_ascii_lowercase();
+    let site = site.trim_end_matches('.').to_ascii_lowercase();
+    if is_public_provider(&from)
+        || is_public_provider(&site)
+        || !from.contains('.')
+        || !site.contains('.')
+    {
+        return false;
+    }
+    from == site || from.ends_with(&format!(".{site}")) || site.ends_with(&format!(".{from}"))
 }
 
 /// The most recent visit sent no later than `received_at`; if all were sent "after" it
@@ -290,7 +355,101 @@ mod tests {
             business_email: email.into(),
             sent_at: at(sent_h),
             window_end: at(sent_h) + chrono::Duration::hours(48),
+            by_sender: false,
+            form_domain: None,
         }
+    }
+
+    /// A form visit: no Message-ID, no subject of ours.
+    fn form(id: &str, reference: &str, email: &str, url: &str, sent_h: u32) -> Candidate {
+        Candidate {
+            message_id: String::new(),
+            subject: String::new(),
+            by_sender: true,
+            form_domain: form_domain(url),
+            ..cand(id, reference, "", email, sent_h)
+        }
+    }
+
+    #[test]
+    fn a_form_visit_is_found_by_its_code_then_by_its_sender_then_by_its_form_domain() {
+        let c = vec![
+            form(
+                "lille-form",
+                "FM-7K3Q",
+                "contact@lille.test",
+                "https://www.lille.test/contact",
+                9,
+            ),
+            form(
+                "douai-form",
+                "FM-2B8N",
+                "agence.douai@gmail.com",
+                "https://douai.test/nous-ecrire",
+                9,
+            ),
+            form(
+                "lens-form",
+                "FM-9TZX",
+                "",
+                "https://www.agence-lens.fr/contact",
+                9,
+            ),
+            cand("lille-mail", "DV-1111", "Devis", "contact@lille.test", 8),
+        ];
+        let code = reply("x@else.test", "Votre demande", "Réf. FM-2B8N");
+        assert_eq!(
+            correlate(&code, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)),
+            Some(("douai-form", Evidence::Reference))
+        );
+        // The branch's own domain; an email visit of the same branch with another subject does not take it.
+        let own = reply(
+            "marie@lille.test",
+            "Suite à votre demande sur notre site",
+            "Bonjour",
+        );
+        assert_eq!(
+            correlate(&own, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)),
+            Some(("lille-form", Evidence::Sender))
+        );
+        // Gmail: only the branch's own mailbox.
+        let stranger = reply("someone@gmail.com", "Bonjour", "x");
+        assert!(correlate(&stranger, &c, at(12)).is_none());
+        let douai = reply("agence.douai@gmail.com", "Bonjour", "x");
+        assert_eq!(
+            correlate(&douai, &c, at(12)).map(|(v, _)| v.visit_id.as_str()),
+            Some("douai-form")
+        );
+        // No address: the form's domain (and its subdomains) stand for the branch.
+        for from in ["noreply@agence-lens.fr", "contact@mail.agence-lens.fr"] {
+            let m = reply(from, "Accusé de réception", "x");
+            assert_eq!(
+                correlate(&m, &c, at(12)).map(|(v, e)| (v.visit_id.as_str(), e)),
+                Some(("lens-form", Evidence::Sender)),
+                "{from}"
+            );
+        }
+        // Outside the window, or before the visit: nothing.
+        let late = reply("noreply@agence-lens.fr", "x", "x");
+        assert!(correlate(&late, &c, at(8)).is_none());
+        assert!(correlate(&late, &c, at(9) + chrono::Duration::hours(49)).is_none());
+    }
+
+    #[test]
+    fn a_form_domain_is_a_host_without_www_port_or_address_literal() {
+        assert_eq!(
+            form_domain("https://www.Agence.fr:8443/contact?x=1").as_deref(),
+            Some("agence.fr")
+        );
+        assert_eq!(
+            form_domain("http://lille.localhost:8090/plain").as_deref(),
+            Some("lille.localhost")
+        );
+        assert_eq!(form_domain("http://127.0.0.1:8090/x"), None);
+        assert_eq!(form_domain("http://[::1]/x"), None);
+        assert!(!same_site("gmail.com", "gmail.com"));
+        assert!(!same_site("fr", "agence.fr"));
+        assert!(!same_site("agence.fr.evil.test", "agence.fr"));
     }
 
     fn candidates() -> Vec<Candidate> {

@@ -163,9 +163,23 @@ fn answers_a_message_we_do_not_know(cx: &Arc<Context>, ids: &[String]) -> bool {
 
 fn as_candidate(v: &Visit) -> Option<Candidate> {
     let sent = v.measured_from().unwrap_or(v.due_at);
+    let form = v.channel == "form";
     Some(Candidate {
         visit_id: v.id.clone(),
-        message_id: v.message_id.clone()?,
+        // A form visit sent no mail of ours: no Message-ID to be answered.
+        message_id: if form {
+            v.message_id.clone().unwrap_or_default()
+        } else {
+            v.message_id.clone()?
+        },
+        by_sender: form,
+        form_domain: if form {
+            v.form_url
+                .as_deref()
+                .and_then(crate::email::correlate::form_domain)
+        } else {
+            None
+        },
         reference: v.reference.clone().unwrap_or_default(),
         subject: v.subject.clone().unwrap_or_default(),
         business_email: v.business_email.clone().unwrap_or_default(),
@@ -185,6 +199,8 @@ fn effect(
     let arrived = to_ms(arrived_at);
     let since_sent = visit.measured_from().map(|s| arrived - s);
     match class {
+        // A form visit sent no mail: a delivery report cannot be about it.
+        MailClass::Bounce if visit.channel == "form" => Effect::None,
         MailClass::Bounce => {
             let r = mail.report.clone().unwrap_or_default();
             Effect::Bounce {

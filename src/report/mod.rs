@@ -72,6 +72,15 @@ pub struct VisitJson {
     pub transcript_language: Option<String>,
     pub transcript: Option<String>,
     pub segments: Option<Vec<crate::transcript::Segment>>,
+    /// Form visits: when the site confirmed the form (replies are measured from it).
+    pub submitted_at: Option<String>,
+    /// Form visits: the page's own words (confirmation, validation error, CAPTCHA seen).
+    pub form_message: Option<String>,
+    /// Form visits: the page filled.
+    pub form_url: Option<String>,
+    /// Form visits: the evidence pictures (`kind` `form` or `result`, `path` null once
+    /// purged), in the order taken.
+    pub screenshots: Vec<crate::store::Screenshot>,
     pub score: Option<f64>,
     pub rules: Vec<RuleJson>,
 }
@@ -124,6 +133,10 @@ impl VisitJson {
                 .segments
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok()),
+            submitted_at: t(v.submitted_at),
+            form_message: v.form_message.clone(),
+            form_url: v.form_url.clone(),
+            screenshots: Vec::new(),
             score: v.score,
             rules: rules
                 .into_iter()
@@ -141,9 +154,13 @@ impl VisitJson {
 pub async fn load(store: &Store, filter: &ReportFilter) -> Result<Vec<VisitJson>> {
     let visits = store.visits_for_report(filter).await?;
     let mut rules = store.rules_for_report(filter).await?;
+    let mut shots = store.screenshots_for_report(filter).await?;
     Ok(visits
         .iter()
-        .map(|v| VisitJson::from_visit(v, rules.remove(&v.id).unwrap_or_default()))
+        .map(|v| VisitJson {
+            screenshots: shots.remove(&v.id).unwrap_or_default(),
+            ..VisitJson::from_visit(v, rules.remove(&v.id).unwrap_or_default())
+        })
         .collect())
 }
 
@@ -195,6 +212,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "rings",
     "transcript_status",
     "transcript",
+    "submitted_at",
+    "form_message",
     "score",
     "rules_hit",
     "rules_missed",
@@ -260,6 +279,8 @@ pub fn write_csv(out: &mut dyn Write, visits: &[VisitJson], opts: CsvOptions) ->
             n(v.rings),
             o(&v.transcript_status),
             o(&v.transcript),
+            o(&v.submitted_at),
+            o(&v.form_message),
             f(v.score),
             hit.join(" "),
             missed.join(" "),
@@ -274,6 +295,7 @@ pub fn write_csv(out: &mut dyn Write, visits: &[VisitJson], opts: CsvOptions) ->
 fn outcome_label(outcome: &str) -> &str {
     match outcome {
         "acknowledged_only" => "ack only",
+        "form_blocked" => "blocked (form)",
         other => other,
     }
 }

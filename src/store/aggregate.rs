@@ -19,6 +19,10 @@ const EMAIL_REACHABLE: &str = "('replied', 'acknowledged_only', 'no_reply', 'bou
 /// Call outcomes that say something about the branch (`failed` is our side).
 const CALL_REACHABLE: &str = "('answered', 'busy', 'no_answer', 'rejected', 'unreachable')";
 
+/// Form outcomes that mean the form reached the branch (it was submitted): the denominator of
+/// the reply rate of forms. `form_failed`, `form_blocked` and `unreachable` are counted apart.
+const FORM_SUBMITTED: &str = "('replied', 'acknowledged_only', 'no_reply')";
+
 /// `[start_ms, end_ms)`, UTC milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
@@ -157,6 +161,49 @@ impl CallFigures {
     }
 }
 
+/// Form visits (issue 10): their own channel in digests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FormFigures {
+    pub visits: i64,
+    pub pending: i64,
+    /// Submitted forms whose answer is decided (replied, acknowledged_only, no_reply): the
+    /// reply rate's denominator.
+    pub submitted: i64,
+    pub replied: i64,
+    pub acknowledged: i64,
+    pub no_reply: i64,
+    /// The site refused the form (validation error, HTTP 4xx, no confirmation).
+    pub form_failed: i64,
+    /// A CAPTCHA or bot wall: never attempted.
+    pub blocked: i64,
+    pub unreachable: i64,
+    /// Our side's failures.
+    pub failed: i64,
+    pub time_to_reply: Quantiles,
+    pub score_sum: f64,
+    pub scored: i64,
+}
+
+impl FormFigures {
+    pub fn reply_rate(&self) -> Option<f64> {
+        ratio(self.replied, self.submitted)
+    }
+    fn add_counts(&mut self, o: &FormFigures) {
+        self.visits += o.visits;
+        self.pending += o.pending;
+        self.submitted += o.submitted;
+        self.replied += o.replied;
+        self.acknowledged += o.acknowledged;
+        self.no_reply += o.no_reply;
+        self.form_failed += o.form_failed;
+        self.blocked += o.blocked;
+        self.unreachable += o.unreachable;
+        self.failed += o.failed;
+        self.score_sum += o.score_sum;
+        self.scored += o.scored;
+    }
+}
+
 /// A rule of the scenarios' expectations and how often it was missed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissedRule {
@@ -169,13 +216,14 @@ pub struct MissedRule {
 pub struct Figures {
     pub email: EmailFigures,
     pub call: CallFigures,
+    pub form: FormFigures,
     /// Most missed first (ties by rule id); only rules missed at least once.
     pub missed_rules: Vec<MissedRule>,
 }
 
 impl Figures {
     pub fn is_empty(&self) -> bool {
-        self.email.visits == 0 && self.call.calls == 0
+        self.email.visits == 0 && self.call.calls == 0 && self.form.visits == 0
     }
 }
 
@@ -236,6 +284,7 @@ enum Measure {
     Answer,
     Pdd,
     Greeting,
+    FormTimeToReply,
 }
 
 impl Measure {
@@ -246,6 +295,7 @@ impl Measure {
             Measure::Answer => ("call", "answer_ms"),
             Measure::Pdd => ("call", "pdd_ms"),
             Measure::Greeting => ("call", "greeting_ms"),
+            Measure::FormTimeToReply => ("form", "time_to_reply_ms"),
         }
     }
 }
@@ -273,12 +323,14 @@ impl Store {
         let mut agg = Aggregate::default();
         self.email_counts(q, &mut agg).await?;
         self.call_counts(q, &mut agg).await?;
+        self.form_counts(q, &mut agg).await?;
         for m in [
             Measure::TimeToReply,
             Measure::TimeToReplyBusiness,
             Measure::Answer,
             Measure::Pdd,
             Measure::Greeting,
+            Measure::FormTimeToReply,
         ] {
             for per_business in [true, false] {
                 for (key, quantiles) in self.quantiles(q, m, per_business).await? {
@@ -293,6 +345,7 @@ impl Store {
                         Measure::Answer => &mut figures.call.answer,
                         Measure::Pdd => &mut figures.call.pdd,
                         Measure::Greeting => &mut figures.call.greeting,
+                        Measure::FormTimeToReply => &mut figures.form.time_to_reply,
                     };
                     *slot = quantiles;
                 }
@@ -397,6 +450,48 @@ impl Store {
             agg.network.call.add_counts(&c);
             let id: String = r.try_get("business_id")?;
             agg.businesses.entry(id).or_default().call = c;
+        }
+        Ok(())
+    }
+
+    async fn form_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
+        let filter = filter(q, "");
+        let sql = format!(
+            "SELECT business_id, COUNT(*) AS visits,
+               SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
+               SUM(CASE WHEN outcome IN {FORM_SUBMITTED} THEN 1 ELSE 0 END) AS submitted,
+               SUM(CASE WHEN outcome = 'replied' THEN 1 ELSE 0 END) AS replied,
+               SUM(CASE WHEN outcome IN {FORM_SUBMITTED} AND first_ack_at IS NOT NULL
+                        THEN 1 ELSE 0 END) AS acknowledged,
+               SUM(CASE WHEN outcome = 'no_reply' THEN 1 ELSE 0 END) AS no_reply,
+               SUM(CASE WHEN outcome = 'form_failed' THEN 1 ELSE 0 END) AS form_failed,
+               SUM(CASE WHEN outcome = 'form_blocked' THEN 1 ELSE 0 END) AS blocked,
+               SUM(CASE WHEN outcome = 'unreachable' THEN 1 ELSE 0 END) AS unreachable,
+               SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
+               SUM(score) AS score_sum, COUNT(score) AS scored
+             FROM visits WHERE channel = 'form' AND {filter}
+             GROUP BY business_id"
+        );
+        let rows = self.bind_filter(&sql, q).fetch_all(&self.pool).await?;
+        for r in rows {
+            let f = FormFigures {
+                visits: r.try_get("visits")?,
+                pending: r.try_get("pending")?,
+                submitted: r.try_get("submitted")?,
+                replied: r.try_get("replied")?,
+                acknowledged: r.try_get("acknowledged")?,
+                no_reply: r.try_get("no_reply")?,
+                form_failed: r.try_get("form_failed")?,
+                blocked: r.try_get("blocked")?,
+                unreachable: r.try_get("unreachable")?,
+                failed: r.try_get("failed")?,
+                score_sum: r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0),
+                scored: r.try_get("scored")?,
+                ..Default::default()
+            };
+            agg.network.form.add_counts(&f);
+            let id: String = r.try_get("business_id")?;
+            agg.businesses.entry(id).or_default().form = f;
         }
         Ok(())
     }

@@ -242,6 +242,28 @@ ALTER TABLE businesses ADD COLUMN archived_at BIGINT
 "#,
     ),
     (
+        9,
+        // Form visits (issue 10): `submitted_at` is when the branch's site confirmed the
+        // form (replies are measured from it, as from an email's `sent_at`); `form_message`
+        // the page's own words on a failure or a block; `form_url` the page actually filled.
+        // Each visit's screenshots (the filled form, the result) are files under
+        // `recordings_dir`, listed in order in `screenshots` and purged like recordings.
+        r#"
+ALTER TABLE visits ADD COLUMN submitted_at BIGINT;
+ALTER TABLE visits ADD COLUMN form_message TEXT;
+ALTER TABLE visits ADD COLUMN form_url TEXT;
+CREATE TABLE screenshots (
+    visit_id TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT,
+    taken_at BIGINT NOT NULL,
+    purged_at BIGINT,
+    PRIMARY KEY (visit_id, position)
+)
+"#,
+    ),
+    (
         10,
         // Alerts (issue 9): one row per (alert, branch, incident, kind, channel) is the claim
         // that makes a notice leave at most once, whatever the number of daemons and

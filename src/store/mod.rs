@@ -7,6 +7,7 @@
 mod aggregate;
 mod browse;
 mod businesses;
+mod forms;
 mod governance;
 mod messages;
 mod migrations;
@@ -15,13 +16,14 @@ mod retention;
 mod transcripts;
 mod visits;
 pub use aggregate::{
-    percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, MissedRule,
-    Period, Quantiles,
+    percentile, ratio, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures, FormFigures,
+    MissedRule, Period, Quantiles,
 };
 #[cfg(feature = "seed")]
 mod seed;
 pub use browse::{GroupHistogram, Measured, VisitMessage, VisitQuery};
 pub use businesses::ListedBusiness;
+pub use forms::{FormSending, Screenshot};
 pub use governance::Planned;
 pub use operations::PROTOCOL_KINDS;
 pub use retention::PurgeCounts;

@@ -14,6 +14,10 @@
 //!   files on disk, and their paths in the store, which become NULL with
 //!   `recording_purged_at` set. A file outside `recordings_dir` is never deleted (a store
 //!   must not be able to make the purge delete arbitrary files); it is reported and kept.
+//! - `recordings` also covers form visits' screenshots (PNG files under `recordings_dir`, aged
+//!   by the visit's due time): they may show a branch's staff names on a confirmation page.
+//!   The files are deleted and their paths forgotten (`purged_at` set); the list of what was
+//!   taken stays.
 //! - `transcripts`, aged like recordings: the `transcript` column and the evidence snippets of
 //!   call visits' rules (they quote what was said).
 
@@ -35,6 +39,8 @@ pub struct PurgeCounts {
     /// Recording files that could not be deleted (left in place, retried next time).
     pub recordings_failed: u64,
     pub transcripts: u64,
+    /// Form screenshots deleted (with `recordings`).
+    pub screenshots: u64,
 }
 
 impl std::fmt::Display for PurgeCounts {
@@ -44,6 +50,9 @@ impl std::fmt::Display for PurgeCounts {
             "raw_mail {}, evidence {}, recordings {}, transcripts {}",
             self.raw_mail, self.evidence, self.recordings, self.transcripts
         )?;
+        if self.screenshots > 0 {
+            write!(f, ", screenshots {}", self.screenshots)?;
+        }
         if self.recordings_failed > 0 {
             write!(f, " ({} recording(s) not deleted)", self.recordings_failed)?;
         }
@@ -126,6 +135,12 @@ impl Store {
                 .context("purging recordings")?;
             counts.recordings = done;
             counts.recordings_failed = failed;
+            let (done, failed) = self
+                .purge_screenshots(recordings_dir, c, now_ms, dry_run)
+                .await
+                .context("purging screenshots")?;
+            counts.screenshots = done;
+            counts.recordings_failed += failed;
         }
         Ok(counts)
     }
@@ -201,6 +216,49 @@ impl Store {
                    recording_purged_at = $2 WHERE id = $1",
             )
             .bind(&id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+            done += 1;
+        }
+        Ok((done, failed))
+    }
+}
+
+impl Store {
+    /// Deletes the screenshots of form visits older than the cutoff, then forgets their paths.
+    async fn purge_screenshots(
+        &self,
+        recordings_dir: &Path,
+        cutoff_ms: i64,
+        now_ms: i64,
+        dry_run: bool,
+    ) -> Result<(u64, u64)> {
+        let rows = sqlx::query(
+            "SELECT s.visit_id, s.position, s.path FROM screenshots s JOIN visits v ON v.id = s.visit_id
+             WHERE s.path IS NOT NULL AND v.due_at < $1",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        if dry_run {
+            return Ok((rows.len() as u64, 0));
+        }
+        let (mut done, mut failed) = (0, 0);
+        for row in rows {
+            let id: String = row.try_get("visit_id")?;
+            let position: i64 = row.try_get("position")?;
+            let path: String = row.try_get("path")?;
+            if let Err(e) = delete_recording(recordings_dir, Path::new(&path)) {
+                tracing::warn!(visit = %id, path = %path, "screenshot not purged: {e}");
+                failed += 1;
+                continue;
+            }
+            sqlx::query(
+                "UPDATE screenshots SET path = NULL, purged_at = $3 WHERE visit_id = $1 AND position = $2",
+            )
+            .bind(&id)
+            .bind(position)
             .bind(now_ms)
             .execute(&self.pool)
             .await?;

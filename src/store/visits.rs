@@ -122,6 +122,12 @@ pub struct Visit {
     pub transcript_language: Option<String>,
     pub rings: Option<i64>,
     pub transcript_purged_at: Option<i64>,
+    /// Form visits: when the branch's site confirmed the form (replies are measured from it).
+    pub submitted_at: Option<i64>,
+    /// Form visits: the page's own words on a failure, a block or a confirmation.
+    pub form_message: Option<String>,
+    /// Form visits: the page that was filled.
+    pub form_url: Option<String>,
 }
 
 impl Visit {
@@ -130,7 +136,7 @@ impl Visit {
     /// server's 250 follows its dot within milliseconds). None when even that is unknown (a
     /// process that died while sending).
     pub fn measured_from(&self) -> Option<i64> {
-        self.sent_at.or(self.data_end_at)
+        self.sent_at.or(self.submitted_at).or(self.data_end_at)
     }
 }
 
@@ -218,6 +224,9 @@ pub(super) fn visit_from_row(r: &AnyRow) -> Result<Visit> {
         transcript_language: s("transcript_language")?,
         rings: opt_i64(r, "rings")?,
         transcript_purged_at: opt_i64(r, "transcript_purged_at")?,
+        submitted_at: opt_i64(r, "submitted_at")?,
+        form_message: s("form_message")?,
+        form_url: s("form_url")?,
     })
 }
 
@@ -294,14 +303,15 @@ impl Store {
         rows.iter().map(visit_from_row).collect()
     }
 
-    /// After a crash: what a dead owner left. Running email visits sent nothing yet and go back
-    /// to planned; a call cut mid-way is failed (the branch may have been rung: never again);
+    /// After a crash: what a dead owner left. Running email and form visits sent nothing yet
+    /// (a form is marked `sending` before its first click) and go back to planned; a call cut mid-way is failed (the branch may have been rung: never again);
     /// a visit left `sending` may have gone out, so it waits for replies, flagged uncertain.
     pub async fn recover_expired(&self, now_ms: i64, me: &str) -> Result<u64> {
         let mut n = 0;
         n += sqlx::query(
             "UPDATE visits SET state = 'planned', claimed_by = NULL, lease_until = NULL, updated_at = $1
-             WHERE state = 'running' AND channel = 'email' AND lease_until < $1 AND claimed_by <> $2",
+             WHERE state = 'running' AND channel IN ('email', 'form') AND lease_until < $1
+               AND claimed_by <> $2",
         )
         .bind(now_ms)
         .bind(me)
@@ -613,10 +623,14 @@ impl Store {
         row.as_ref().map(visit_from_row).transpose()
     }
 
-    /// Email visits a new message may answer: sent (or maybe sent) in the last `since_ms`.
+    /// Email and form visits a new message may answer: sent or submitted (or maybe so) in the
+    /// last `since_ms`. A form that failed or was blocked sent nothing: never a candidate.
     pub async fn reply_candidates(&self, since_ms: i64) -> Result<Vec<Visit>> {
         let rows = sqlx::query(
-            "SELECT * FROM visits WHERE channel = 'email' AND message_id IS NOT NULL
+            "SELECT * FROM visits
+             WHERE ((channel = 'email' AND message_id IS NOT NULL)
+                    OR (channel = 'form' AND (submitted_at IS NOT NULL OR send_uncertain = 1
+                                              OR state = 'sending')))
                AND (state IN ('sending', 'awaiting_reply')
                     OR (state = 'done' AND COALESCE(reply_deadline, updated_at) >= $1))",
         )

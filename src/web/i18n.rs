@@ -266,6 +266,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("bounce", "Diagnostic de rejet", "Bounce diagnostic"),
     ("call", "Appel", "Call"),
     ("recording", "Enregistrement", "Recording"),
+    ("form", "Formulaire", "Contact form"),
+    ("screenshots", "Captures d'écran", "Screenshots"),
     ("transcript", "Transcription", "Transcript"),
     ("segments", "Passages", "Segments"),
     ("measures", "Mesures", "Measurements"),

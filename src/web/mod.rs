@@ -9,6 +9,7 @@ pub mod auth;
 mod i18n;
 mod metrics;
 mod pages;
+mod screenshots;
 mod visit;
 
 use crate::config::User;
@@ -96,6 +97,7 @@ fn router(state: AppState) -> Router {
         .route("/businesses/{id}", get(pages::business))
         .route("/visits/{id}", get(visit::visit))
         .route("/visits/{id}/recording.wav", get(visit::recording))
+        .route("/visits/{id}/screenshots/{n}", get(screenshots::screenshot))
         .fallback(pages::not_found)
         .layer(h(
             "content-security-policy",

@@ -101,7 +101,10 @@ pub async fn visit(
         .filter(|r| r.hit)
         .filter_map(|r| r.evidence.clone())
         .collect();
-    let json = VisitJson::from_visit(&v, rules);
+    let json = VisitJson {
+        screenshots: st.cx.store.screenshots(&v.id).await?,
+        ..VisitJson::from_visit(&v, rules)
+    };
     let enquiry = st
         .cx
         .store
@@ -142,6 +145,7 @@ pub async fn visit(
     let measures: Vec<(String, String)> = [
         ("due_at", loc.when(Some(v.due_at))),
         ("sent_at", loc.when(v.sent_at)),
+        ("submitted_at", loc.when(v.submitted_at)),
         ("first_reply_at", loc.when(v.first_reply_at)),
         ("time_to_reply", loc.dur_ms(v.time_to_reply_ms)),
         (
@@ -198,6 +202,7 @@ pub async fn visit(
                 messages => messages,
                 segments => segments,
                 recording_href => v.recording.as_ref().map(|_| format!("/visits/{}/recording.wav", seg(&v.id))),
+                screenshots_href => format!("/visits/{}/screenshots", seg(&v.id)),
             }
         },
     )?;

@@ -260,3 +260,63 @@ fn bad_governance_values_are_errors_on_their_lines() {
         );
     }
 }
+
+/// Issue 10: a form scenario is checked like an enquiry: its business needs a `form_url`, its
+/// templates compile and name only known variables, and other channels take no `fields`.
+#[test]
+fn form_scenarios_are_checked_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = r#"
+[[personas]]
+id = "claire"
+name = "Claire Dupont"
+email = "claire.dupont@robot.test"
+
+[[businesses]]
+id = "lille"
+name = "Agence Lille"
+email = "contact@lille.branch.test"
+city = "Lille"
+form_url = "https://www.agence-lille.fr/contact"
+
+[[businesses]]
+id = "lens"
+name = "Agence Lens"
+email = "contact@lens.branch.test"
+"#;
+    let good = format!(
+        "{base}\n[[scenarios]]\nid = \"formulaire\"\nchannel = \"form\"\nfields = {{ name = \"{{{{ persona.name }}}}\", message = \"Réf. {{{{ visit.ref }}}} à {{{{ business.city }}}}\" }}\ntyping_delay = \"80ms\"\n\n[[schedules]]\nid = \"f\"\nscenario = \"formulaire\"\ntargets = {{ businesses = [\"lille\"] }}\ncron = \"0 10 * * Tue\"\n"
+    );
+    let (code, out) = check(dir.path(), &good);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("browser: /usr/bin/chromium driven by /usr/bin/chromedriver"),
+        "{out}"
+    );
+    // Targeting a branch without a form.
+    let no_form = good.replace("[\"lille\"]", "[\"lille\", \"lens\"]");
+    let (code, out) = check(dir.path(), &no_form);
+    assert_eq!(code, 1, "{out}");
+    let line = no_form.lines().position(|l| l == "[[scenarios]]").unwrap() + 1;
+    assert!(
+        out.contains(&format!("mystery.toml:{line}: scenario \"formulaire\" targets business \"lens\", which has no form_url")),
+        "{out}"
+    );
+    // A misspelt variable, in a scenario no schedule reaches yet: found all the same.
+    let typo = good
+        .replace("business.city", "business.cty")
+        .replace("[[schedules]]", "[[schedules_off]]");
+    let typo = typo.split("[[schedules_off]]").next().unwrap().to_owned();
+    let (code, out) = check(dir.path(), &typo);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("field \"message\"") && out.contains(&format!("mystery.toml:{line}:")),
+        "{out}"
+    );
+    // Fields are for form scenarios; a form scenario needs them.
+    let misplaced = format!("{base}\n[[scenarios]]\nid = \"devis\"\nchannel = \"email\"\nsubject = \"x\"\nbody = \"y\"\nfields = {{ message = \"z\" }}\n\n[[scenarios]]\nid = \"vide\"\nchannel = \"form\"\n");
+    let (code, out) = check(dir.path(), &misplaced);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("fields is for form scenarios"), "{out}");
+    assert!(out.contains("a form scenario needs fields"), "{out}");
+}

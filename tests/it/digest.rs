@@ -1178,3 +1178,55 @@ timezone = "Europe/Paris"
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+fn form(business: &str, due: i64, outcome: &str, ttr: Option<i64>) -> SeedVisit {
+    SeedVisit {
+        scenario_id: "formulaire".into(),
+        channel: "form".into(),
+        sent_at: None,
+        ..email(business, due, outcome, ttr)
+    }
+}
+
+store_test!(
+    issue10_form_visits_are_their_own_channel_in_figures_and_digest_lines,
+    |store| {
+        let d = |days: i64| T - days * DAY;
+        let seeds = vec![
+            email("lille", d(6), "replied", Some(H)),
+            form("lille", d(5), "replied", Some(2 * H)),
+            form("lille", d(4), "replied", Some(4 * H)),
+            form("paris", d(4), "no_reply", None),
+            form("paris", d(3), "form_blocked", None),
+            form("nantes", d(3), "form_failed", None),
+            form("nantes", d(2), "unreachable", None),
+            form("nantes", d(2) + 1, "failed", None),
+        ];
+        store.seed_finished_visits(&seeds).await.unwrap();
+        let a = store.aggregate(&query(week())).await.unwrap();
+        let f = &a.network.form;
+        assert_eq!(
+            (
+                f.visits,
+                f.submitted,
+                f.replied,
+                f.no_reply,
+                f.blocked,
+                f.form_failed,
+                f.unreachable,
+                f.failed
+            ),
+            (7, 3, 2, 1, 1, 1, 1, 1)
+        );
+        assert_eq!(f.time_to_reply.median, Some((3 * H) as f64));
+        // Email figures are the emails' alone.
+        assert_eq!((a.network.email.visits, a.network.email.replied), (1, 1));
+        assert_eq!(a.businesses["lille"].form.replied, 2);
+        let fig = mystery::store::Figures {
+            form: f.clone(),
+            ..Default::default()
+        };
+        // The response rate mixes channels: 2 forms answered of 3 submitted.
+        assert_eq!(mystery::digest::model::response_rate(&fig), Some(2.0 / 3.0));
+    }
+);

@@ -8,6 +8,7 @@ mod common;
 mod config_check;
 mod digest;
 mod email_lab;
+mod form;
 mod governance;
 mod import;
 mod operations;

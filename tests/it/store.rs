@@ -612,3 +612,97 @@ store_test!(
         assert_eq!(got.time_to_reply_ms, Some(0), "{got:?}");
     }
 );
+
+store_test!(
+    issue10_form_screenshots_are_purged_with_recordings_and_their_list_kept,
+    |store| {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = dir.path().join("recordings");
+        std::fs::create_dir_all(&recordings).unwrap();
+        let now = 1_000 * DAY;
+        let mut ids = Vec::new();
+        for age in [200, 10] {
+            let v = visit(&format!("form-{age}"), "form", now - age * DAY);
+            store.plan_visit(&v, now).await.unwrap();
+            for kind in ["form", "result"] {
+                let p = recordings.join(format!("{}.{kind}.png", v.id));
+                std::fs::write(&p, b"\x89PNG").unwrap();
+                store
+                    .add_screenshot(&v.id, kind, p.to_str().unwrap(), now - age * DAY)
+                    .await
+                    .unwrap();
+            }
+            ids.push(v.id);
+        }
+        let retention = mystery::config::Retention {
+            recordings: Some(std::time::Duration::from_secs(90 * 86_400)),
+            ..Default::default()
+        };
+        let dry = store
+            .purge(&retention, &recordings, now, true)
+            .await
+            .unwrap();
+        assert_eq!(dry.screenshots, 2, "{dry:?}");
+        let done = store
+            .purge(&retention, &recordings, now, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            (done.screenshots, done.recordings_failed),
+            (2, 0),
+            "{done:?}"
+        );
+        let old = store.screenshots(&ids[0]).await.unwrap();
+        assert_eq!(
+            old.iter()
+                .map(|s| (s.kind.as_str(), s.path.is_none()))
+                .collect::<Vec<_>>(),
+            [("form", true), ("result", true)]
+        );
+        let new = store.screenshots(&ids[1]).await.unwrap();
+        assert!(new.iter().all(|s| s
+            .path
+            .as_deref()
+            .is_some_and(|p| std::path::Path::new(p).exists())));
+        assert_eq!(std::fs::read_dir(&recordings).unwrap().count(), 2);
+    }
+);
+
+store_test!(
+    issue10_a_form_left_sending_by_a_crash_is_never_filled_again,
+    |store| {
+        let now = 1_000 * DAY;
+        let v = visit("form-crash", "form", now);
+        store.plan_visit(&v, now).await.unwrap();
+        let claimed = store.claim_due("dead", now, 1_000, 10, None).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let f = mystery::store::FormSending {
+            form_url: "https://www.agence.fr/contact",
+            business_email: None,
+            subject: None,
+            reply_deadline_ms: now + DAY,
+        };
+        assert!(store
+            .mark_form_sending(&v.id, "dead", &f, now)
+            .await
+            .unwrap());
+        // Another process finds the lease expired: the visit waits for replies, never refilled.
+        store.recover_expired(now + 10_000, "alive").await.unwrap();
+        let after = store.visit(&v.id).await.unwrap().unwrap();
+        assert_eq!(
+            (after.state.as_str(), after.send_uncertain),
+            ("awaiting_reply", true)
+        );
+        assert!(store
+            .claim_due("alive", now + 20_000, 1_000, 10, None)
+            .await
+            .unwrap()
+            .is_empty());
+        // One still filling (nothing clicked yet) goes back to planned and is filled again.
+        let w = visit("form-filling", "form", now);
+        store.plan_visit(&w, now).await.unwrap();
+        store.claim_due("dead", now, 1_000, 10, None).await.unwrap();
+        store.recover_expired(now + 10_000, "alive").await.unwrap();
+        assert_eq!(store.visit(&w.id).await.unwrap().unwrap().state, "planned");
+    }
+);

@@ -890,3 +890,80 @@ role = "boss"
     assert_eq!(code, 1);
     assert!(text.contains("port"), "{text}");
 }
+
+/// Issue 10: a form visit's screenshots, served like a call's recording (same access rules).
+#[tokio::test]
+async fn form_screenshots_are_served_to_who_may_see_the_visit_and_404_to_others() {
+    let d = start(Backend::Sqlite, true).await;
+    let viewer = d.login("franchise", VIEWER_PW).await;
+    let admin = d.login("qualite", ADMIN_PW).await;
+    let dir = d._tmp.path().join("recordings");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (lille, paris) = (d.ids["lille_1"].clone(), d.ids["paris_1"].clone());
+    for id in [&lille, &paris] {
+        sqlx::query("UPDATE visits SET channel = 'form', form_message = 'Merci ! Votre message a bien été envoyé.' WHERE id = $1")
+            .bind(id)
+            .execute(d.store.pool())
+            .await
+            .unwrap();
+        for (n, kind) in ["form", "result"].iter().enumerate() {
+            let p = dir.join(format!("{id}.{n}-{kind}.png"));
+            std::fs::write(&p, b"\x89PNG\r\n\x1a\nfake").unwrap();
+            d.store
+                .add_screenshot(id, kind, &p.display().to_string(), 0)
+                .await
+                .unwrap();
+        }
+    }
+    // A listed file outside recordings_dir is never served.
+    let outside = d._tmp.path().join("elsewhere.png");
+    std::fs::write(&outside, b"\x89PNG\r\n\x1a\nsecret").unwrap();
+    d.store
+        .add_screenshot(&lille, "result", &outside.display().to_string(), 0)
+        .await
+        .unwrap();
+    for n in [0, 1] {
+        let r = d
+            .get(&format!("/visits/{lille}/screenshots/{n}"), Some(&viewer))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{n}");
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert!(r.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    }
+    for path in [
+        format!("/visits/{lille}/screenshots/2"),
+        format!("/visits/{lille}/screenshots/9"),
+        format!("/visits/{lille}/screenshots/x"),
+        format!("/visits/{paris}/screenshots/0"),
+        format!("/visits/{paris}%2Fscreenshots%2F0"),
+    ] {
+        assert_eq!(
+            d.get(&path, Some(&viewer)).await.status(),
+            StatusCode::NOT_FOUND,
+            "viewer {path}"
+        );
+    }
+    assert_eq!(
+        d.get(&format!("/visits/{paris}/screenshots/0"), Some(&admin))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // The visit page shows them, with the site's words.
+    let (status, body) = d.text(&format!("/visits/{lille}"), &viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = unescape(&body);
+    assert!(
+        body.contains(&format!("<img src=\"/visits/{lille}/screenshots/0\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("/visits/{lille}/screenshots/1")),
+        "{body}"
+    );
+    assert!(
+        body.contains("Merci ! Votre message a bien été envoyé."),
+        "{body}"
+    );
+    d.stop().await;
+}
