@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 
 /// Email outcomes that mean the enquiry reached (or was tried at) the branch: the denominator
 /// of reply and acknowledgement rates. `send_failed` and `failed` are our side's failures.
-const EMAIL_REACHABLE: &str = "('replied', 'acknowledged_only', 'no_reply', 'bounced')";
+pub(super) const EMAIL_REACHABLE: &str = "('replied', 'acknowledged_only', 'no_reply', 'bounced')";
 /// Call outcomes that say something about the branch (`failed` is our side).
-const CALL_REACHABLE: &str = "('answered', 'busy', 'no_answer', 'rejected', 'unreachable')";
+pub(super) const CALL_REACHABLE: &str =
+    "('answered', 'busy', 'no_answer', 'rejected', 'unreachable')";
 
 /// `[start_ms, end_ms)`, UTC milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,24 @@ pub struct VisitQuery {
     pub outcome: Option<String>,
 }
 
+/// One week of a group's sparkline: visits that say something about the branch (the rates'
+/// denominator) and those among them that got an answer (an email reply or a call picked up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeekCounts {
+    pub reachable: i64,
+    pub responded: i64,
+}
+
+/// A visit's measured delay, for the branch's chart: time to reply (email) or to answer (call);
+/// `None` when the visit got no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measure {
+    pub due_at: i64,
+    pub channel: String,
+    pub outcome: Option<String>,
+    pub ms: Option<i64>,
+}
+
 /// A message the watcher tied to a visit (reply, acknowledgement, bounce), as stored.
 #[derive(Debug, Clone)]
 pub struct VisitMessage {
@@ -98,6 +116,70 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(visit_from_row).collect()
+    }
+
+    /// Reachable and answered visits of a group in each `[bounds[i], bounds[i+1])`, bounds
+    /// ascending (the viewer's weeks: their clock changes make them 167 or 169 hours, so the
+    /// buckets are given, not computed in SQL).
+    pub async fn weekly_counts(&self, group: &str, bounds: &[i64]) -> Result<Vec<WeekCounts>> {
+        let mut out = vec![WeekCounts::default(); bounds.len().saturating_sub(1)];
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let mut bucket = String::from("CASE");
+        for i in 1..bounds.len() {
+            // $1 is the group, bounds[k] is ${k + 2}.
+            bucket.push_str(&format!(" WHEN due_at < ${} THEN {}", i + 2, i - 1));
+        }
+        bucket.push_str(" END");
+        let last = bounds.len();
+        let sql = format!(
+            "SELECT {bucket} AS week,
+               SUM(CASE WHEN (channel = 'email' AND outcome IN {email})
+                          OR (channel = 'call' AND outcome IN {call}) THEN 1 ELSE 0 END) AS reachable,
+               SUM(CASE WHEN (channel = 'email' AND outcome = 'replied')
+                          OR (channel = 'call' AND outcome = 'answered') THEN 1 ELSE 0 END) AS responded
+             FROM visits WHERE group_id = $1 AND due_at >= $2 AND due_at < ${last}
+             GROUP BY week",
+            email = super::aggregate::EMAIL_REACHABLE,
+            call = super::aggregate::CALL_REACHABLE,
+            last = last + 1,
+        );
+        let mut query = sqlx::query(&sql).bind(group.to_owned());
+        for b in bounds {
+            query = query.bind(*b);
+        }
+        for r in query.fetch_all(&self.pool).await? {
+            let Some(week) = opt_i64(&r, "week")? else {
+                continue;
+            };
+            if let Some(w) = usize::try_from(week).ok().and_then(|w| out.get_mut(w)) {
+                w.reachable = opt_i64(&r, "reachable")?.unwrap_or(0);
+                w.responded = opt_i64(&r, "responded")?.unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The delays of a selection's email and call visits, newest first, at most `limit`.
+    pub async fn measures(&self, q: &VisitQuery, limit: i64) -> Result<Vec<Measure>> {
+        let sql = format!(
+            "SELECT due_at, channel, outcome,
+               CASE WHEN channel = 'call' THEN answer_ms ELSE time_to_reply_ms END AS ms
+             FROM visits WHERE {WHERE} AND channel IN ('email', 'call') AND outcome IS NOT NULL
+             ORDER BY due_at DESC, id DESC LIMIT $7"
+        );
+        let rows = bind(&sql, q).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Measure {
+                    due_at: r.try_get("due_at")?,
+                    channel: r.try_get("channel")?,
+                    outcome: r.try_get("outcome")?,
+                    ms: opt_i64(r, "ms")?,
+                })
+            })
+            .collect()
     }
 
     /// The messages correlated to a visit, in order of arrival.

@@ -19,7 +19,7 @@ pub use aggregate::{
 };
 #[cfg(feature = "seed")]
 mod seed;
-pub use browse::{GroupHistogram, Measured, VisitMessage, VisitQuery};
+pub use browse::{GroupHistogram, Measure, Measured, VisitMessage, VisitQuery, WeekCounts};
 pub use businesses::ListedBusiness;
 pub use governance::Planned;
 pub use retention::PurgeCounts;

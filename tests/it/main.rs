@@ -1,5 +1,6 @@
 //! The one integration-test binary: modules by subject, tests named as sentences.
 
+mod browser;
 mod call;
 mod call_visit;
 mod cli;
