@@ -303,6 +303,30 @@ impl Store {
         Ok(agg)
     }
 
+    /// The selection's figures as a whole, as `aggregate(q).network` has them but for the
+    /// missed rules and the call's pdd and greeting quantiles: what the dashboard's overview
+    /// shows per group, in 5 queries instead of 13.
+    pub async fn network_figures(&self, q: &AggregateQuery) -> Result<Figures> {
+        let mut agg = Aggregate::default();
+        self.email_counts(q, &mut agg).await?;
+        self.call_counts(q, &mut agg).await?;
+        for m in [
+            Measure::TimeToReply,
+            Measure::TimeToReplyBusiness,
+            Measure::Answer,
+        ] {
+            if let Some((_, quantiles)) = self.quantiles(q, m, false).await?.pop() {
+                let slot = match m {
+                    Measure::TimeToReply => &mut agg.network.email.time_to_reply,
+                    Measure::TimeToReplyBusiness => &mut agg.network.email.time_to_reply_business,
+                    _ => &mut agg.network.call.answer,
+                };
+                *slot = quantiles;
+            }
+        }
+        Ok(agg.network)
+    }
+
     async fn email_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
         let (target, business) = q.reply_within.unwrap_or((-1, false));
         let ttr = if business {

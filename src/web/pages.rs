@@ -542,15 +542,19 @@ pub async fn overview(
         .iter()
         .filter(|g| viewer.user.sees_group(Some(&g.id)))
     {
-        let now = st.cx.store.aggregate(&query_of(g, None, period)).await?;
+        let now = st
+            .cx
+            .store
+            .network_figures(&query_of(g, None, period))
+            .await?;
         let before = st
             .cx
             .store
-            .aggregate(&query_of(g, None, period.previous()))
+            .network_figures(&query_of(g, None, period.previous()))
             .await?;
-        let prev = (!before.network.is_empty()).then_some(&before.network);
+        let prev = (!before.is_empty()).then_some(&before);
         let mut r = vec![g.id.clone(), g.name.clone()];
-        r.extend(figure_csv(&now.network, prev));
+        r.extend(figure_csv(&now, prev));
         csv_rows.push(r);
         if q.csv() {
             continue;
@@ -561,7 +565,7 @@ pub async fn overview(
             id: g.id.clone(),
             name: g.name.clone(),
             href: link(&format!("/groups/{}", seg(&g.id)), &q.filters()),
-            f: cells(&loc, &now.network, prev),
+            f: cells(&loc, &now, prev),
         });
     }
     if q.csv() {
