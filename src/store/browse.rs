@@ -139,7 +139,8 @@ impl Store {
                           OR (channel = 'call' AND outcome IN {call}) THEN 1 ELSE 0 END) AS reachable,
                SUM(CASE WHEN (channel = 'email' AND outcome = 'replied')
                           OR (channel = 'call' AND outcome = 'answered') THEN 1 ELSE 0 END) AS responded
-             FROM visits WHERE group_id = $1 AND due_at >= $2 AND due_at < ${last}
+             FROM visits WHERE group_id = $1 AND channel IN ('email', 'call')
+               AND due_at >= $2 AND due_at < ${last}
              GROUP BY week",
             email = super::aggregate::EMAIL_REACHABLE,
             call = super::aggregate::CALL_REACHABLE,
