@@ -535,23 +535,37 @@ pub async fn overview(
     let mut csv_rows = Vec::new();
     // The sparkline's weeks end now whatever `?since=`: it shows the recent trend.
     let weeks = chart::week_bounds(loc.tz, st.cx.now_ms() + 1, chart::WEEKS);
-    for g in st
+    let groups: Vec<&Group> = st
         .cx
         .config
         .groups
         .iter()
         .filter(|g| viewer.user.sees_group(Some(&g.id)))
-    {
-        let now = st
-            .cx
-            .store
-            .network_figures(&query_of(g, None, period))
-            .await?;
-        let before = st
-            .cx
-            .store
-            .network_figures(&query_of(g, None, period.previous()))
-            .await?;
+        .collect();
+    // Each group's reads are independent: run together, they use the pool's connections
+    // (and the server's cores) at once instead of one after the other.
+    let store = &st.cx.store;
+    let (weeks_ref, csv_only) = (&weeks, q.csv());
+    let read = futures::future::try_join_all(groups.iter().map(|g| async move {
+        let (this, last) = (
+            query_of(g, None, period),
+            query_of(g, None, period.previous()),
+        );
+        let (now, before, counts) = tokio::try_join!(
+            store.network_figures(&this),
+            store.network_figures(&last),
+            async {
+                if csv_only {
+                    Ok(Vec::new())
+                } else {
+                    store.weekly_counts(&g.id, weeks_ref).await
+                }
+            },
+        )?;
+        anyhow::Ok((*g, now, before, counts))
+    }))
+    .await?;
+    for (g, now, before, counts) in read {
         let prev = (!before.is_empty()).then_some(&before);
         let mut r = vec![g.id.clone(), g.name.clone()];
         r.extend(figure_csv(&now, prev));
@@ -559,7 +573,6 @@ pub async fn overview(
         if q.csv() {
             continue;
         }
-        let counts = st.cx.store.weekly_counts(&g.id, &weeks).await?;
         rows.push(GroupRow {
             spark: chart::sparkline(&loc, &weeks, &counts),
             id: g.id.clone(),
@@ -614,12 +627,12 @@ pub async fn group(
         .ok_or(WebError::NotFound)?;
     let loc = Locale::of(&headers, q.lang.as_deref(), q.tz.as_deref(), st.auth.secure);
     let (period, since) = period(&st, q.since.as_deref())?;
-    let current = st.cx.store.aggregate(&query_of(g, None, period)).await?;
-    let previous = st
-        .cx
-        .store
-        .aggregate(&query_of(g, None, period.previous()))
-        .await?;
+    let (this, last) = (
+        query_of(g, None, period),
+        query_of(g, None, period.previous()),
+    );
+    let (current, previous) =
+        tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
     let branches = st
         .cx
         .config
@@ -801,16 +814,12 @@ pub async fn business(
     let group = b.group.as_deref().and_then(|g| st.cx.config.group(g));
     let figures = match group {
         Some(g) => {
-            let now = st
-                .cx
-                .store
-                .aggregate(&query_of(g, Some(&b.id), period))
-                .await?;
-            let before = st
-                .cx
-                .store
-                .aggregate(&query_of(g, Some(&b.id), period.previous()))
-                .await?;
+            let (this, last) = (
+                query_of(g, Some(&b.id), period),
+                query_of(g, Some(&b.id), period.previous()),
+            );
+            let (now, before) =
+                tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
             let prev = (!before.network.is_empty()).then_some(&before.network);
             Some(cells(&loc, &now.network, prev))
         }
