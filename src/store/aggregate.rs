@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 
 /// Email outcomes that mean the enquiry reached (or was tried at) the branch: the denominator
 /// of reply and acknowledgement rates. `send_failed` and `failed` are our side's failures.
-const EMAIL_REACHABLE: &str = "('replied', 'acknowledged_only', 'no_reply', 'bounced')";
+pub(super) const EMAIL_REACHABLE: &str = "('replied', 'acknowledged_only', 'no_reply', 'bounced')";
 /// Call outcomes that say something about the branch (`failed` is our side).
-const CALL_REACHABLE: &str = "('answered', 'busy', 'no_answer', 'rejected', 'unreachable')";
+pub(super) const CALL_REACHABLE: &str =
+    "('answered', 'busy', 'no_answer', 'rejected', 'unreachable')";
 
 /// Form outcomes that mean the form reached the branch (it was submitted): the denominator of
 /// the reply rate of forms. `form_failed`, `form_blocked` and `unreachable` are counted apart.
@@ -353,6 +354,30 @@ impl Store {
         }
         self.missed_rules(q, &mut agg).await?;
         Ok(agg)
+    }
+
+    /// The selection's figures as a whole, as `aggregate(q).network` has them but for the
+    /// missed rules and the call's pdd and greeting quantiles: what the dashboard's overview
+    /// shows per group, in 5 queries instead of 13.
+    pub async fn network_figures(&self, q: &AggregateQuery) -> Result<Figures> {
+        let mut agg = Aggregate::default();
+        self.email_counts(q, &mut agg).await?;
+        self.call_counts(q, &mut agg).await?;
+        for m in [
+            Measure::TimeToReply,
+            Measure::TimeToReplyBusiness,
+            Measure::Answer,
+        ] {
+            if let Some((_, quantiles)) = self.quantiles(q, m, false).await?.pop() {
+                let slot = match m {
+                    Measure::TimeToReply => &mut agg.network.email.time_to_reply,
+                    Measure::TimeToReplyBusiness => &mut agg.network.email.time_to_reply_business,
+                    _ => &mut agg.network.call.answer,
+                };
+                *slot = quantiles;
+            }
+        }
+        Ok(agg.network)
     }
 
     async fn email_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {

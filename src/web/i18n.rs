@@ -285,6 +285,40 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("language", "Langue", "Language"),
     ("email", "e-mail", "email"),
     ("phone", "appel", "call"),
+    ("weeks12", "12 dernières semaines", "Last 12 weeks"),
+    (
+        "delays",
+        "Délais visite par visite",
+        "Delays visit by visit",
+    ),
+    ("sip_timeline", "Déroulé SIP", "SIP timeline"),
+    ("sip_event", "Étape", "Event"),
+    ("sip_offset", "Depuis l'INVITE", "From the INVITE"),
+    (
+        "sip_invite",
+        "INVITE envoyé (numérotation)",
+        "INVITE sent (dialed)",
+    ),
+    (
+        "sip_first_18x",
+        "Première réponse 18x (sonnerie)",
+        "First 18x (ringing)",
+    ),
+    ("sip_ring", "Sonnerie", "Ring"),
+    (
+        "sip_ring_estimated",
+        "estimée d'après la cadence de sonnerie",
+        "estimated from the ring cadence",
+    ),
+    ("sip_answer", "200 OK (décroché)", "200 OK (answered)"),
+    ("sip_final", "Réponse finale", "Final response"),
+    (
+        "sip_greeting",
+        "Accueil (première voix)",
+        "Greeting (first voice)",
+    ),
+    ("sip_bye", "BYE (fin d'appel)", "BYE (hang-up)"),
+    ("not_recorded", "non enregistré", "not recorded"),
 ];
 
 #[cfg(test)]

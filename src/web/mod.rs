@@ -6,6 +6,7 @@
 //! for `/login`, the login cookie's); templates escape every value (minijinja autoescape).
 
 pub mod auth;
+mod chart;
 mod i18n;
 mod metrics;
 mod pages;
@@ -91,6 +92,9 @@ fn router(state: AppState) -> Router {
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/style.css", get(pages::style))
+        // Browsers ask for it on every page, logged in or not: answered here, it never goes
+        // through the login redirect (where it would renew the login form's token).
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(pages::overview))
         .route("/groups/{id}", get(pages::group))
@@ -160,7 +164,20 @@ impl FromRequestParts<AppState> for Viewer {
                 token: token.to_owned(),
             })
         });
-        found.ok_or_else(|| Redirect::to("/login").into_response())
+        found.ok_or_else(|| Redirect::to(&login_url(parts)).into_response())
+    }
+}
+
+/// Where an anonymous request is sent: the login form, told to come back to the page asked
+/// for (a digest's link opened from a mail reader arrives without the SameSite=Strict session
+/// cookie, so even a logged-in user lands here once).
+fn login_url(parts: &Parts) -> String {
+    let wanted = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    match pages::local_path(wanted) {
+        Some(next) if parts.method == axum::http::Method::GET && next != "/" => {
+            pages::link("/login", &[("next", next.to_owned())])
+        }
+        _ => "/login".to_owned(),
     }
 }
 

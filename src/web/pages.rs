@@ -6,6 +6,7 @@
 //! object does not exist.
 
 use super::auth::{self, LOGIN_COOKIE, SESSION_COOKIE};
+use super::chart;
 use super::i18n::Locale;
 use super::{render, St, Viewer, WebError};
 use crate::config::{Group, Role};
@@ -53,6 +54,7 @@ pub(super) struct Q {
     outcome: Option<String>,
     page: Option<String>,
     format: Option<String>,
+    next: Option<String>,
 }
 
 impl Q {
@@ -112,6 +114,19 @@ pub fn link(path: &str, params: &[(&str, String)]) -> String {
         ));
     }
     out
+}
+
+/// `path` when it is a path of this site to come back to after login, else `None`: one leading
+/// '/', no scheme or host (`//evil`, `/\\evil`), no control character, not the login itself.
+pub fn local_path(path: &str) -> Option<&str> {
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && path.len() <= 2000
+        && !path.chars().any(char::is_control)
+        && !path.starts_with("/login")
+        && !path.starts_with("/logout");
+    ok.then_some(path)
 }
 
 /// What an id keeps as is in a path segment: never '.', '/' or '%' (a segment `..` would move
@@ -308,16 +323,25 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    next: String,
 }
 
 fn login_page(
     st: &St,
+    headers: &HeaderMap,
     loc: &Locale,
     status: StatusCode,
     error: Option<&str>,
     user: &str,
+    next: &str,
 ) -> Response {
-    let token = auth::new_token();
+    // The browser's current login token is kept: a second GET of the form (another tab, or
+    // the favicon request a browser makes after the page, sent here as anonymous) must not
+    // turn the token of the form already shown stale. It is random, ours, and ends at login.
+    let token = auth::cookie(headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or_else(auth::new_token, str::to_owned);
     let mut loc = loc.clone();
     loc.set_cookies.push(auth::set_cookie(
         LOGIN_COOKIE,
@@ -334,6 +358,7 @@ fn login_page(
             csrf => token,
             error => error.map(|e| loc.words().get(e).copied().unwrap_or(e)),
             user => user,
+            next => local_path(next).unwrap_or_default(),
         },
     );
     match body {
@@ -348,10 +373,19 @@ pub async fn login_form(st: St, headers: HeaderMap, Query(q): Query<Q>) -> Respo
         .and_then(|t| st.auth.session(t, now))
         .is_some();
     if logged_in {
-        return Redirect::to("/").into_response();
+        let next = q.next.as_deref().and_then(local_path).unwrap_or("/");
+        return Redirect::to(next).into_response();
     }
     let loc = Locale::of(&headers, q.lang.as_deref(), q.tz.as_deref(), st.auth.secure);
-    login_page(&st, &loc, StatusCode::OK, None, "")
+    login_page(
+        &st,
+        &headers,
+        &loc,
+        StatusCode::OK,
+        None,
+        "",
+        q.next.as_deref().unwrap_or_default(),
+    )
 }
 
 pub async fn login(
@@ -371,10 +405,12 @@ pub async fn login(
         tracing::warn!(user = %f.user, %ip, "dashboard login throttled");
         let mut r = login_page(
             &st,
+            &headers,
             &loc,
             StatusCode::TOO_MANY_REQUESTS,
             Some("throttled"),
             &f.user,
+            &f.next,
         );
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -391,10 +427,12 @@ pub async fn login(
         tracing::info!(user = %f.user, %ip, "dashboard login refused");
         return login_page(
             &st,
+            &headers,
             &loc,
             StatusCode::UNAUTHORIZED,
             Some("bad_login"),
             &f.user,
+            &f.next,
         );
     }
     st.auth.succeeded(&f.user, ip);
@@ -406,7 +444,7 @@ pub async fn login(
         .http
         .as_ref()
         .map_or(0, |h| h.session_max.as_secs() as i64);
-    let mut r = Redirect::to("/").into_response();
+    let mut r = Redirect::to(local_path(&f.next).unwrap_or("/")).into_response();
     *r.status_mut() = StatusCode::SEE_OTHER;
     for c in [
         auth::set_cookie(SESSION_COOKIE, &token, "/", max_age, st.auth.secure),
@@ -481,6 +519,8 @@ struct GroupRow {
     name: String,
     href: String,
     f: FigureCells,
+    /// Inline SVG, escaped by `chart`.
+    spark: String,
 }
 
 pub async fn overview(
@@ -493,28 +533,52 @@ pub async fn overview(
     let (period, since) = period(&st, q.since.as_deref())?;
     let mut rows = Vec::new();
     let mut csv_rows = Vec::new();
-    for g in st
+    // The sparkline's weeks end now whatever `?since=`: it shows the recent trend.
+    let weeks = chart::week_bounds(loc.tz, st.cx.now_ms() + 1, chart::WEEKS);
+    let groups: Vec<&Group> = st
         .cx
         .config
         .groups
         .iter()
         .filter(|g| viewer.user.sees_group(Some(&g.id)))
-    {
-        let now = st.cx.store.aggregate(&query_of(g, None, period)).await?;
-        let before = st
-            .cx
-            .store
-            .aggregate(&query_of(g, None, period.previous()))
-            .await?;
-        let prev = (!before.network.is_empty()).then_some(&before.network);
+        .collect();
+    // Each group's reads are independent: run together, they use the pool's connections
+    // (and the server's cores) at once instead of one after the other.
+    let store = &st.cx.store;
+    let (weeks_ref, csv_only) = (&weeks, q.csv());
+    let read = futures::future::try_join_all(groups.iter().map(|g| async move {
+        let (this, last) = (
+            query_of(g, None, period),
+            query_of(g, None, period.previous()),
+        );
+        let (now, before, counts) = tokio::try_join!(
+            store.network_figures(&this),
+            store.network_figures(&last),
+            async {
+                if csv_only {
+                    Ok(Vec::new())
+                } else {
+                    store.weekly_counts(&g.id, weeks_ref).await
+                }
+            },
+        )?;
+        anyhow::Ok((*g, now, before, counts))
+    }))
+    .await?;
+    for (g, now, before, counts) in read {
+        let prev = (!before.is_empty()).then_some(&before);
         let mut r = vec![g.id.clone(), g.name.clone()];
-        r.extend(figure_csv(&now.network, prev));
+        r.extend(figure_csv(&now, prev));
         csv_rows.push(r);
+        if q.csv() {
+            continue;
+        }
         rows.push(GroupRow {
+            spark: chart::sparkline(&loc, &weeks, &counts),
             id: g.id.clone(),
             name: g.name.clone(),
             href: link(&format!("/groups/{}", seg(&g.id)), &q.filters()),
-            f: cells(&loc, &now.network, prev),
+            f: cells(&loc, &now, prev),
         });
     }
     if q.csv() {
@@ -563,12 +627,12 @@ pub async fn group(
         .ok_or(WebError::NotFound)?;
     let loc = Locale::of(&headers, q.lang.as_deref(), q.tz.as_deref(), st.auth.secure);
     let (period, since) = period(&st, q.since.as_deref())?;
-    let current = st.cx.store.aggregate(&query_of(g, None, period)).await?;
-    let previous = st
-        .cx
-        .store
-        .aggregate(&query_of(g, None, period.previous()))
-        .await?;
+    let (this, last) = (
+        query_of(g, None, period),
+        query_of(g, None, period.previous()),
+    );
+    let (current, previous) =
+        tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
     let branches = st
         .cx
         .config
@@ -731,14 +795,15 @@ pub async fn business(
             .collect();
         return csv(&format!("{}.csv", b.id), &head, rows);
     }
-    let page = q.page()?;
     let total = st.cx.store.count_visits(&selection).await?;
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    // Past the end (an old link after a filter change, a guessed number): the last page.
+    let page = q.page()?.min(pages);
     let visits = st
         .cx
         .store
         .visits_page(&selection, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         .await?;
-    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let here = format!("/businesses/{}", seg(&b.id));
     let page_link = |p: i64| {
         link(
@@ -749,21 +814,35 @@ pub async fn business(
     let group = b.group.as_deref().and_then(|g| st.cx.config.group(g));
     let figures = match group {
         Some(g) => {
-            let now = st
-                .cx
-                .store
-                .aggregate(&query_of(g, Some(&b.id), period))
-                .await?;
-            let before = st
-                .cx
-                .store
-                .aggregate(&query_of(g, Some(&b.id), period.previous()))
-                .await?;
+            let (this, last) = (
+                query_of(g, Some(&b.id), period),
+                query_of(g, Some(&b.id), period.previous()),
+            );
+            let (now, before) =
+                tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
             let prev = (!before.network.is_empty()).then_some(&before.network);
             Some(cells(&loc, &now.network, prev))
         }
         None => None,
     };
+    // The chart shows the period's visits whatever the channel and outcome filters: a filter
+    // on `replied` would hide exactly the visits that got no answer.
+    let measures = st
+        .cx
+        .store
+        .measures(
+            &VisitQuery {
+                channel: None,
+                outcome: None,
+                ..selection.clone()
+            },
+            chart::MAX_POINTS,
+        )
+        .await?;
+    let charts: Vec<String> = ["email", "call"]
+        .into_iter()
+        .filter_map(|c| chart::delays(&loc, c, period, &measures))
+        .collect();
     let body = render(
         "business.html",
         context! {
@@ -775,6 +854,7 @@ pub async fn business(
                 },
                 group => group.map(|g| context! { name => g.name.clone(), href => format!("/groups/{}", seg(&g.id)) }),
                 figures => figures,
+                charts => charts,
                 visits => visits.iter().map(|v| visit_row(&loc, v)).collect::<Vec<_>>(),
                 total => total,
                 page => page,

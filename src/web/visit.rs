@@ -7,6 +7,7 @@
 use super::i18n::Locale;
 use super::pages::{frame, html, int, num, seg, Q};
 use super::{render, St, Viewer, WebError};
+use crate::config::RingCadence;
 use crate::report::VisitJson;
 use crate::store::Visit;
 use axum::extract::{Path, Query};
@@ -41,7 +42,11 @@ fn marked(text: &str, evidence: &[String]) -> Vec<Piece> {
             if e.chars().count() < 3 {
                 return None;
             }
-            text.find(e).map(|at| (at, at + e.len()))
+            // The score's snippets fold whitespace: a passage across lines is found with any
+            // run of whitespace between its words.
+            let words: Vec<String> = e.split_whitespace().map(regex::escape).collect();
+            let re = regex::Regex::new(&words.join(r"\s+")).ok()?;
+            re.find(text).map(|m| (m.start(), m.end()))
         })
         .collect();
     ranges.sort();
@@ -68,6 +73,91 @@ fn marked(text: &str, evidence: &[String]) -> Vec<Piece> {
             text: text[at..].to_owned(),
             mark: false,
         });
+    }
+    out
+}
+
+/// One line of a call's SIP timeline: what happened, and when, counted from the INVITE.
+#[derive(Debug, Serialize, PartialEq)]
+struct SipStep {
+    /// A key of the page's words (`sip_invite`, `sip_ring`…).
+    what: &'static str,
+    /// The ring's number, for `sip_ring`.
+    n: Option<i64>,
+    /// Milliseconds after the INVITE; `None`: not recorded.
+    offset_ms: Option<i64>,
+    /// The offset as the viewer reads it ("+1 234 ms"), or "".
+    offset: String,
+    /// The moment in the viewer's zone, when the INVITE's is known.
+    at: String,
+    /// A qualifier: the final response's status, "estimated from the ring cadence"…
+    note: String,
+}
+
+/// The call's timeline from what the store keeps: the INVITE (`dialed_at`), the first 18x
+/// (`pdd_ms`), each ring (the count and the configured cadence: SIP says when ringing starts,
+/// not each ring), the 200 (`answer_ms`), the first voice (`greeting_ms` after the answer) and
+/// the BYE (`talk_ms` after the answer). What the store does not keep is said to be missing,
+/// never guessed: an unanswered call's final response has a status but no time.
+fn sip_timeline(loc: &Locale, v: &Visit, cadence: RingCadence) -> Vec<SipStep> {
+    let words = loc.words();
+    let word = |k: &str| words.get(k).copied().unwrap_or_default().to_owned();
+    let step = |what: &'static str, n: Option<i64>, offset_ms: Option<i64>, note: String| {
+        let offset = offset_ms.map_or_else(String::new, |ms| {
+            format!("+{} ms", crate::digest::locale::integer(loc.lang, ms))
+        });
+        let at = match (v.dialed_at, offset_ms) {
+            (Some(d), Some(ms)) => loc.when(Some(d + ms)),
+            _ => String::new(),
+        };
+        SipStep {
+            what,
+            n,
+            offset_ms,
+            offset,
+            at,
+            note,
+        }
+    };
+    let mut out = vec![step(
+        "sip_invite",
+        None,
+        v.dialed_at.map(|_| 0),
+        String::new(),
+    )];
+    out.push(step("sip_first_18x", None, v.pdd_ms, String::new()));
+    let rings = v
+        .rings
+        .or_else(|| v.ring_ms.map(|r| cadence.rings(r)))
+        .unwrap_or(0);
+    let cycle = (cadence.on + cadence.off).as_millis() as i64;
+    for k in 1..=rings {
+        let at = v.pdd_ms.map(|p| p + (k - 1) * cycle);
+        out.push(step("sip_ring", Some(k), at, word("sip_ring_estimated")));
+    }
+    match v.answer_ms {
+        Some(a) => {
+            out.push(step("sip_answer", None, Some(a), String::new()));
+            out.push(step(
+                "sip_greeting",
+                None,
+                v.greeting_ms.map(|g| a + g),
+                String::new(),
+            ));
+            out.push(step(
+                "sip_bye",
+                None,
+                v.talk_ms.map(|t| a + t),
+                String::new(),
+            ));
+        }
+        None => {
+            let status = v
+                .final_code
+                .map(|c| format!("{c} {}", v.final_reason.clone().unwrap_or_default()))
+                .unwrap_or_default();
+            out.push(step("sip_final", None, None, status.trim().to_owned()));
+        }
     }
     out
 }
@@ -186,6 +276,7 @@ pub async fn visit(
         .flatten()
         .map(|s| (loc.dur_ms(Some(s.start_ms)), s.text.clone()))
         .collect();
+    let sip = (v.channel == "call").then(|| sip_timeline(&loc, &v, st.cx.config.ring_cadence));
     let body = render(
         "visit.html",
         context! {
@@ -201,6 +292,7 @@ pub async fn visit(
                 enquiry => enquiry,
                 messages => messages,
                 segments => segments,
+                sip => sip,
                 recording_href => v.recording.as_ref().map(|_| format!("/visits/{}/recording.wav", seg(&v.id))),
                 screenshots_href => format!("/visits/{}/screenshots", seg(&v.id)),
             }
@@ -244,6 +336,76 @@ pub async fn recording(
 mod tests {
     use super::*;
 
+    fn call_visit() -> Visit {
+        let mut v = Visit {
+            channel: "call".into(),
+            ..Visit::default()
+        };
+        v.dialed_at = Some(1_772_000_000_000);
+        v.pdd_ms = Some(1_200);
+        v.answer_ms = Some(12_300);
+        v.ring_ms = Some(11_100);
+        v.rings = Some(3);
+        v.greeting_ms = Some(800);
+        v.talk_ms = Some(20_000);
+        v
+    }
+
+    fn loc(lang: &str) -> Locale {
+        Locale::of(&HeaderMap::new(), Some(lang), Some("Europe/Paris"), false)
+    }
+
+    #[test]
+    fn an_answered_calls_timeline_counts_each_step_from_the_invite() {
+        let steps = sip_timeline(&loc("fr"), &call_visit(), RingCadence::default());
+        let seen: Vec<(&str, Option<i64>, Option<i64>)> =
+            steps.iter().map(|s| (s.what, s.n, s.offset_ms)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("sip_invite", None, Some(0)),
+                ("sip_first_18x", None, Some(1_200)),
+                ("sip_ring", Some(1), Some(1_200)),
+                ("sip_ring", Some(2), Some(6_200)),
+                ("sip_ring", Some(3), Some(11_200)),
+                ("sip_answer", None, Some(12_300)),
+                ("sip_greeting", None, Some(13_100)),
+                ("sip_bye", None, Some(32_300)),
+            ]
+        );
+        assert_eq!(steps[5].offset, "+12\u{202F}300 ms");
+        assert!(steps[2].note.contains("cadence"));
+    }
+
+    #[test]
+    fn what_the_store_did_not_keep_is_left_unknown() {
+        let mut v = call_visit();
+        v.answer_ms = None;
+        v.ring_ms = None;
+        v.rings = None;
+        v.greeting_ms = None;
+        v.talk_ms = None;
+        v.final_code = Some(486);
+        v.final_reason = Some("Busy Here".into());
+        let steps = sip_timeline(&loc("en"), &v, RingCadence::default());
+        let last = steps.last().unwrap();
+        assert_eq!((last.what, last.offset_ms), ("sip_final", None));
+        assert_eq!(last.note, "486 Busy Here");
+        assert_eq!(
+            steps.len(),
+            3,
+            "INVITE, first 18x, final: no ring is guessed"
+        );
+        // Answered, but no voice heard and the end never seen.
+        let mut v = call_visit();
+        v.greeting_ms = None;
+        v.talk_ms = None;
+        let steps = sip_timeline(&loc("en"), &v, RingCadence::default());
+        assert!(steps[6..]
+            .iter()
+            .all(|s| s.offset_ms.is_none() && s.offset.is_empty()));
+    }
+
     #[test]
     fn evidence_is_marked_where_it_stands_in_the_reply() {
         let p = marked(
@@ -259,5 +421,11 @@ mod tests {
                 (". Cordialement", false)
             ]
         );
+        let p = marked(
+            "Nos tarifs sont de 40 € par mois,\nsans engagement.",
+            &["…de 40 € par mois, sans engagement…".into()],
+        );
+        assert_eq!(p[1].text, "de 40 € par mois,\nsans engagement");
+        assert!(p[1].mark);
     }
 }

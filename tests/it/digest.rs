@@ -107,6 +107,13 @@ store_test!(figures_per_branch_match_hand_computed_values, |store| {
     ];
     store.seed_finished_visits(&seeds).await.unwrap();
     let a = store.aggregate(&query(week())).await.unwrap();
+    // The dashboard's overview reads the same network figures with fewer queries.
+    let lean = store.network_figures(&query(week())).await.unwrap();
+    let mut want = a.network.clone();
+    want.missed_rules.clear();
+    want.call.pdd = Default::default();
+    want.call.greeting = Default::default();
+    assert_eq!(lean, want);
 
     let lille = &a.businesses["lille"].email;
     assert_eq!((lille.visits, lille.reachable, lille.replied), (3, 3, 3));

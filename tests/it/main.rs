@@ -1,6 +1,7 @@
 //! The one integration-test binary: modules by subject, tests named as sentences.
 
 mod alerts;
+mod browser;
 mod call;
 mod call_visit;
 mod cli;

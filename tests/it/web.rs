@@ -12,14 +12,14 @@ use std::path::Path;
 use std::sync::OnceLock;
 use tokio_util::sync::CancellationToken;
 
-const DAY: i64 = 86_400_000;
-const H: i64 = 3_600_000;
-const ADMIN_PW: &str = "mot de passe du siège";
-const VIEWER_PW: &str = "franchise-nord";
+pub(crate) const DAY: i64 = 86_400_000;
+pub(crate) const H: i64 = 3_600_000;
+pub(crate) const ADMIN_PW: &str = "mot de passe du siège";
+pub(crate) const VIEWER_PW: &str = "franchise-nord";
 const METRICS_TOKEN: &str = "jeton-de-test-0123456789";
 
 /// Hashes made once per test run (argon2 is slow on purpose).
-fn hashes() -> &'static (String, String) {
+pub(crate) fn hashes() -> &'static (String, String) {
     static H: OnceLock<(String, String)> = OnceLock::new();
     H.get_or_init(|| {
         (
@@ -98,7 +98,7 @@ impl Dash {
 }
 
 /// The few entities minijinja writes, read back (tests look for text, not its escaping).
-fn unescape(html: &str) -> String {
+pub(crate) fn unescape(html: &str) -> String {
     html.replace("&#x2f;", "/")
         .replace("&#x27;", "'")
         .replace("&quot;", "\"")
@@ -126,7 +126,7 @@ fn hidden_csrf(body: &str) -> String {
     re.captures(body).expect("a csrf field")[1].to_owned()
 }
 
-fn config_text(store_url: &str, metrics: bool) -> String {
+pub(crate) fn config_text(store_url: &str, metrics: bool) -> String {
     let (admin, viewer) = hashes();
     format!(
         r#"
@@ -184,7 +184,7 @@ email = "contact@paris.test"
     )
 }
 
-fn email(
+pub(crate) fn email(
     id: &str,
     business: &str,
     group: &str,
@@ -206,7 +206,7 @@ fn email(
     }
 }
 
-fn call(
+pub(crate) fn call(
     id: &str,
     business: &str,
     group: &str,
@@ -227,7 +227,7 @@ fn call(
     }
 }
 
-fn write_wav(path: &Path) {
+pub(crate) fn write_wav(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let spec = hound::WavSpec {
         channels: 1,
@@ -380,7 +380,14 @@ async fn anonymous_requests_to_any_page_are_sent_to_the_login_form() {
     ] {
         let r = d.get(&path, None).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
-        assert_eq!(r.headers()[LOCATION], "/login", "{path}");
+        // Told to come back to the page asked for.
+        let back = percent_encoding::utf8_percent_encode(&path, percent_encoding::NON_ALPHANUMERIC);
+        let want = if path == "/" {
+            "/login".to_owned()
+        } else {
+            format!("/login?next={back}")
+        };
+        assert_eq!(r.headers()[LOCATION], want.as_str(), "{path}");
     }
     let r = d.get("/", Some("mystery_session=forged")).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
@@ -966,4 +973,481 @@ async fn form_screenshots_are_served_to_who_may_see_the_visit_and_404_to_others(
         "{body}"
     );
     d.stop().await;
+}
+
+/// Every `/visits/…` link of a page, in order.
+fn visit_links(body: &str) -> Vec<String> {
+    let re = regex::Regex::new(r#"href="/visits/([^"/]+)""#).unwrap();
+    re.captures_iter(body).map(|c| c[1].to_owned()).collect()
+}
+
+/// The `rel="next"` link of a page, if any.
+fn next_link(body: &str) -> Option<String> {
+    let re = regex::Regex::new(r#"<a href="([^"]+)" rel="next""#).unwrap();
+    re.captures(body).map(|c| c[1].to_owned())
+}
+
+async fn a_branch_timeline_pages_through_every_visit_once(backend: Backend) {
+    let d = start(backend, false).await;
+    let admin = d.login("qualite", ADMIN_PW).await;
+    // 120 more visits of lille over the last 20 days, some with the same due time (the page
+    // order must still be total), plus the 3 of `start`: 123, three pages of 50.
+    let now = Clock::system().now().timestamp_millis();
+    let u = common::unique();
+    let extra: Vec<SeedVisit> = (0..120)
+        .map(|i| {
+            let outcome = if i % 3 == 0 { "no_reply" } else { "replied" };
+            email(
+                &format!("page{i:03}-{u}"),
+                "lille",
+                "nord",
+                now - (i / 2) * 4 * H - H,
+                outcome,
+                (outcome == "replied").then_some(H),
+            )
+        })
+        .collect();
+    d.store.seed_finished_visits(&extra).await.unwrap();
+    let mut expected: Vec<String> = extra.iter().map(|v| v.id.clone()).collect();
+    expected.extend(["lille_1", "lille_2", "lille_3"].map(|n| d.ids[n].clone()));
+    expected.sort();
+
+    let mut seen = Vec::new();
+    let mut path = "/businesses/lille".to_owned();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages <= 10, "the pager never ends");
+        let (status, body) = d.text(&path, &admin).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(body.contains("123 visites"), "{body}");
+        assert!(
+            body.contains(&format!("Page {pages} / 3")),
+            "{path}: {body}"
+        );
+        let links = visit_links(&body);
+        assert!(links.len() <= 50, "{path}: {} rows", links.len());
+        seen.extend(links);
+        match next_link(&body) {
+            Some(next) => path = next,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted.len(), 123, "every visit once");
+    sorted.dedup();
+    assert_eq!(sorted, expected, "every visit once, none twice");
+
+    // The filters are kept from page to page.
+    let (_, body) = d.text("/businesses/lille?outcome=replied", &admin).await;
+    assert!(body.contains("82 visites"), "{body}");
+    let next = next_link(&body).expect("a second page of replies");
+    assert!(
+        next.contains("outcome=replied") && next.contains("page=2"),
+        "{next}"
+    );
+
+    // Bounds: a page past the end shows the last one; nonsense is a 400 that says why.
+    let (status, body) = d.text("/businesses/lille?page=99999", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Page 3 / 3"), "{body}");
+    assert_eq!(visit_links(&body).len(), 23);
+    for bad in ["0", "-1", "abc", "1.5", "99999999999999999999", "%00"] {
+        let (status, body) = d
+            .text(&format!("/businesses/lille?page={bad}"), &admin)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "page={bad}: {body}");
+        assert!(body.contains("a number from 1"), "page={bad}: {body}");
+    }
+    // An empty selection is one empty page, not an error.
+    let (status, body) = d
+        .text("/businesses/lille?channel=call&page=4", &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Page 1 / 1") && body.contains("Aucune visite."),
+        "{body}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_branch_timeline_pages_through_every_visit_once_on_sqlite() {
+    a_branch_timeline_pages_through_every_visit_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_branch_timeline_pages_through_every_visit_once_on_postgres() {
+    a_branch_timeline_pages_through_every_visit_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn filters_by_period_channel_and_outcome_select_the_visits_shown_and_exported() {
+    let d = start(Backend::Sqlite, false).await;
+    let admin = d.login("qualite", ADMIN_PW).await;
+    let shown = |body: &str| {
+        let mut names: Vec<&str> = d
+            .ids
+            .iter()
+            .filter(|(_, id)| body.contains(&format!("/visits/{id}\"")))
+            .map(|(name, _)| *name)
+            .collect();
+        names.sort();
+        names
+    };
+    // lille: replied 2 and 3 days ago, no reply 4 days ago.
+    for (query, want) in [
+        ("", vec!["lille_1", "lille_2", "lille_3"]),
+        ("?since=60h", vec!["lille_1"]),
+        ("?since=3d%2012h", vec!["lille_1", "lille_2"]),
+        ("?outcome=replied", vec!["lille_1", "lille_2"]),
+        ("?channel=email&outcome=no_reply", vec!["lille_3"]),
+        ("?channel=call", vec![]),
+        ("?since=60h&outcome=no_reply", vec![]),
+    ] {
+        let (status, body) = d.text(&format!("/businesses/lille{query}"), &admin).await;
+        assert_eq!(status, StatusCode::OK, "{query}");
+        assert_eq!(shown(&body), want, "{query}");
+        let sep = if query.is_empty() { "?" } else { "&" };
+        let (_, csv) = d
+            .text(&format!("/businesses/lille{query}{sep}format=csv"), &admin)
+            .await;
+        assert_eq!(csv.lines().count(), want.len() + 1, "{query}: {csv}");
+    }
+    // roubaix: one call answered, one not.
+    for (query, want) in [
+        ("?channel=call", vec!["roubaix_call", "roubaix_missed"]),
+        ("?channel=call&outcome=answered", vec!["roubaix_call"]),
+        ("?channel=email", vec![]),
+    ] {
+        let (_, body) = d.text(&format!("/businesses/roubaix{query}"), &admin).await;
+        assert_eq!(shown(&body), want, "{query}");
+    }
+    // The period also bounds the overview's figures: nothing in the last hour.
+    let (_, body) = d.text("/?since=1h", &admin).await;
+    assert!(row(&body, r#"data-group="nord""#).contains(">0<"), "{body}");
+    for bad in [
+        "?since=0s",
+        "?since=forever",
+        "?since=20000d",
+        "?channel=fax",
+        "?outcome=DROP%20TABLE",
+    ] {
+        let (status, body) = d.text(&format!("/businesses/lille{bad}"), &admin).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    d.stop().await;
+}
+
+/// A reply as a branch writes it: new text, a signature, then the quoted enquiry.
+const REPLY: &str = "From: Agence Lille <contact@lille.test>\r\n\
+To: robot@robot.test\r\n\
+Subject: Re: Demande de devis\r\n\
+Message-ID: <r1@lille.test>\r\n\
+Date: Mon, 2 Mar 2026 10:00:00 +0100\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Bonjour Madame,\r\n\
+Nos tarifs sont de 40 euros par mois,\r\n\
+sans engagement.\r\n\
+Cordialement,\r\n\
+-- \r\n\
+Jeanne, Agence Lille\r\n\
+\r\n\
+Le 1 mars 2026 à 09:00, Claire <robot@robot.test> a écrit :\r\n\
+> Bonjour, quels sont vos tarifs pour un abonnement ?\r\n\
+> Merci d'avance\r\n";
+
+#[tokio::test]
+async fn a_visit_page_sets_the_quoted_history_apart_and_marks_each_rules_evidence() {
+    let d = start(Backend::Sqlite, false).await;
+    let admin = d.login("qualite", ADMIN_PW).await;
+    let visit = d.ids["lille_1"].clone();
+    let raw = REPLY.as_bytes().to_vec();
+    sqlx::query(
+        "INSERT INTO messages (id, account, mailbox, uidvalidity, uid, seen_at, arrived_at,
+           message_id, from_addr, subject, class, class_reason, visit_id, correlation, size, raw)
+         VALUES ($1, 'robot', 'INBOX', 1, 1, $2, $2, '<r1@lille.test>', 'contact@lille.test',
+           'Re: Demande de devis', 'human', 'written by a person', $3, 'in-reply-to', $4, $5)",
+    )
+    .bind(format!("m-{visit}"))
+    .bind(Clock::system().now().timestamp_millis())
+    .bind(&visit)
+    .bind(raw.len() as i64)
+    .bind(raw)
+    .execute(d.store.pool())
+    .await
+    .unwrap();
+    // The score keeps a snippet with its whitespace folded and ellipses around it.
+    sqlx::query("UPDATE rule_results SET evidence = $1 WHERE visit_id = $2 AND rule_id = 'prix'")
+        .bind("…tarifs sont de 40 euros par mois, sans engagement…")
+        .bind(&visit)
+        .execute(d.store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE rule_results SET evidence = 'missing: politesse' WHERE visit_id = $1 AND rule_id = 'politesse'",
+    )
+    .bind(&visit)
+    .execute(d.store.pool())
+    .await
+    .unwrap();
+
+    let (status, body) = d.text(&format!("/visits/{visit}"), &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let article = &body[body.find("<article").expect("the reply")..];
+    let article = &article[..article.find("</article>").unwrap()];
+    // The new text, its evidence marked across the line break.
+    let reply = &article[article.find("<pre class=\"reply\">").expect("new text")..];
+    let reply = &reply[..reply.find("</pre>").unwrap()];
+    assert!(
+        reply.contains("<mark>tarifs sont de 40 euros par mois,\nsans engagement</mark>"),
+        "{reply}"
+    );
+    assert!(reply.contains("Bonjour Madame"), "{reply}");
+    assert!(
+        !reply.contains("quels sont vos tarifs") && !reply.contains("Jeanne"),
+        "neither the quoted enquiry nor the signature is the new text: {reply}"
+    );
+    let signature = &article[article
+        .find("<pre class=\"signature\">")
+        .expect("signature")..];
+    assert!(
+        signature[..signature.find("</pre>").unwrap()].contains("Jeanne, Agence Lille"),
+        "{article}"
+    );
+    // The quoted history is apart, folded away by default.
+    let details = &article[article.find("<details>").expect("quoted history")..];
+    assert!(details.contains("Historique cité"), "{details}");
+    assert!(
+        details.contains("> Bonjour, quels sont vos tarifs pour un abonnement ?"),
+        "{details}"
+    );
+    assert!(article.contains("human (written by a person)"), "{article}");
+    assert!(article.contains("in-reply-to"), "{article}");
+    // Each rule with its outcome and evidence.
+    let prix = row(&body, "<td>prix</td>");
+    assert!(
+        prix.contains("atteint") && prix.contains("40 euros"),
+        "{prix}"
+    );
+    let politesse = row(&body, "<td>politesse</td>");
+    assert!(
+        politesse.contains("manqué") && politesse.contains("missing: politesse"),
+        "{politesse}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_branch_page_draws_its_delays_and_the_overview_its_weeks() {
+    let d = start(Backend::Sqlite, false).await;
+    let admin = d.login("qualite", ADMIN_PW).await;
+    let (_, body) = d
+        .text("/businesses/lille?lang=en&tz=America/New_York", &admin)
+        .await;
+    let svg = &body[body.find("<svg class=\"delays\"").expect("a chart")..];
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    assert!(svg.contains("role=\"img\""), "{svg}");
+    assert!(
+        svg.contains("Time to reply per email") && svg.contains("3 visits, median 2 h, 1 no reply"),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("class=\"pt\"").count(), 2, "{svg}");
+    assert_eq!(svg.matches("class=\"miss\"").count(), 1, "{svg}");
+    assert!(
+        !body.contains("Time to answer per call"),
+        "lille has no call"
+    );
+    let (_, body) = d.text("/businesses/roubaix", &admin).await;
+    assert!(body.contains("Délai de décroché par appel"), "{body}");
+    assert!(
+        body.contains("2 visites, médiane 8 s, 1 sans décroché"),
+        "{body}"
+    );
+
+    let (_, body) = d.text("/?lang=fr", &admin).await;
+    let nord = row(&body, r#"data-group="nord""#);
+    assert!(nord.contains("<svg class=\"spark\""), "{nord}");
+    assert!(
+        nord.contains("Taux de réponse par semaine, 12 dernières semaines"),
+        "{nord}"
+    );
+    // The nord network's visits all fall in this week or the last: 3 of 4 answered in all
+    // (lille: 2 replies of 3; roubaix: 1 answer of 2 calls) split over at most two weeks.
+    let title = &nord[nord.find("<title>").unwrap()..nord.find("</title>").unwrap()];
+    let re = regex::Regex::new(r"\((\d+)/(\d+)\)").unwrap();
+    let (responded, reachable) = re.captures_iter(title).fold((0, 0), |(a, b), c| {
+        (
+            a + c[1].parse::<i64>().unwrap(),
+            b + c[2].parse::<i64>().unwrap(),
+        )
+    });
+    assert_eq!((responded, reachable), (3, 5), "{nord}");
+    assert!(title.matches("aucune visite").count() >= 10, "{title}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_visit_shows_its_sip_timeline_and_says_what_was_not_recorded() {
+    let d = start(Backend::Sqlite, false).await;
+    let admin = d.login("qualite", ADMIN_PW).await;
+    let call = d.ids["roubaix_call"].clone();
+    let dialed = Clock::system().now().timestamp_millis() - DAY;
+    sqlx::query(
+        "UPDATE visits SET dialed_at = $1, pdd_ms = 900, ring_ms = 7100, rings = 2,
+           greeting_ms = 650, talk_ms = NULL, final_code = 200, final_reason = 'OK' WHERE id = $2",
+    )
+    .bind(dialed)
+    .bind(&call)
+    .execute(d.store.pool())
+    .await
+    .unwrap();
+    let (_, body) = d.text(&format!("/visits/{call}?lang=en"), &admin).await;
+    let table = &body[body
+        .find("<table class=\"sip\">")
+        .expect("the SIP timeline")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    for (step, want) in [
+        ("sip_invite", "+0 ms"),
+        ("sip_first_18x", "+900 ms"),
+        ("sip_answer", "+8,000 ms"),
+        ("sip_greeting", "+8,650 ms"),
+        ("sip_bye", "not recorded"),
+    ] {
+        let r = row(table, &format!("data-step=\"{step}\""));
+        assert!(r.contains(want), "{step}: {want} in {r}");
+    }
+    assert_eq!(
+        table.matches("data-step=\"sip_ring\"").count(),
+        2,
+        "{table}"
+    );
+    assert!(table.contains("+5,900 ms") && table.contains("estimated from the ring cadence"));
+    // A call never answered: no ring is made up, the final response has no time.
+    let missed = d.ids["roubaix_missed"].clone();
+    sqlx::query(
+        "UPDATE visits SET dialed_at = $1, pdd_ms = 1100, final_code = 480,
+           final_reason = 'Temporarily Unavailable' WHERE id = $2",
+    )
+    .bind(dialed)
+    .bind(&missed)
+    .execute(d.store.pool())
+    .await
+    .unwrap();
+    let (_, body) = d.text(&format!("/visits/{missed}?lang=fr"), &admin).await;
+    let table = &body[body
+        .find("<table class=\"sip\">")
+        .expect("the SIP timeline")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(!table.contains("sip_ring\""), "{table}");
+    let last = row(table, "data-step=\"sip_final\"");
+    assert!(
+        last.contains("480 Temporarily Unavailable") && last.contains("non enregistré"),
+        "{last}"
+    );
+    // An email visit has no SIP timeline.
+    let (_, body) = d
+        .text(&format!("/visits/{}", d.ids["lille_1"]), &admin)
+        .await;
+    assert!(!body.contains("class=\"sip\""));
+    d.stop().await;
+}
+
+/// Regression: a browser asks for `/favicon.ico` (and other icons) after the login page; sent
+/// to `/login` as anonymous, that request used to set a new login token, so the form shown
+/// carried a stale one and the first login of every real browser was refused (403).
+#[tokio::test]
+async fn a_second_get_of_the_login_form_keeps_the_token_of_the_form_shown() {
+    let d = start(Backend::Sqlite, false).await;
+    let (cookie, csrf) = d.login_form().await;
+    let r = d.get("/favicon.ico", Some(&cookie)).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = d.get("/apple-touch-icon.png", Some(&cookie)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let again = d.get("/login", Some(&cookie)).await;
+    let kept = set_cookie(&again, "mystery_login").expect("the cookie, renewed");
+    assert_eq!(kept, csrf, "the same token");
+    assert_eq!(hidden_csrf(&again.text().await.unwrap()), csrf);
+    let r = d
+        .http
+        .post(d.url("/login"))
+        .header(COOKIE, &cookie)
+        .form(&[("user", "qualite"), ("password", ADMIN_PW), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookie(&r, "mystery_session").is_some());
+    // A cookie that is not one of our tokens is replaced, never echoed into the page.
+    let r = d.get("/login", Some("mystery_login=<script>")).await;
+    let fresh = set_cookie(&r, "mystery_login").unwrap();
+    assert_eq!(fresh.len(), 64);
+    assert!(!r.text().await.unwrap().contains("<script>"));
+    d.stop().await;
+}
+
+/// A digest's link opened from a mail reader comes without the (SameSite=Strict) session
+/// cookie: the login form brings the user back to the page asked for, and only to a page of
+/// this site.
+#[tokio::test]
+async fn login_from_a_digest_link_comes_back_to_the_page_asked_for_and_nowhere_else() {
+    let d = start(Backend::Sqlite, false).await;
+    let r = d.get("/businesses/lille?since=7d", None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let login = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(login, "/login?next=%2Fbusinesses%2Flille%3Fsince%3D7d");
+    let r = d.get(&login, None).await;
+    let cookie = format!("mystery_login={}", set_cookie(&r, "mystery_login").unwrap());
+    let body = unescape(&r.text().await.unwrap());
+    assert!(
+        body.contains(r#"<input type="hidden" name="next" value="/businesses/lille?since=7d">"#),
+        "{body}"
+    );
+    let csrf = hidden_csrf(&body);
+    let post = |next: &'static str| {
+        d.http
+            .post(d.url("/login"))
+            .header(COOKIE, &cookie)
+            .form(&[
+                ("user", "qualite"),
+                ("password", ADMIN_PW),
+                ("csrf", csrf.as_str()),
+                ("next", next),
+            ])
+            .send()
+    };
+    let r = post("/businesses/lille?since=7d").await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/businesses/lille?since=7d");
+    for hostile in [
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/login",
+        "javascript:alert(1)",
+        "/a\r\nSet-Cookie: x=1",
+        "",
+    ] {
+        let r = post(hostile).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{hostile:?}");
+        assert_eq!(r.headers()[LOCATION], "/", "{hostile:?}");
+        let r = d
+            .get(&link_to_login(hostile), None)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(!r.contains("name=\"next\""), "{hostile:?}: {r}");
+    }
+    d.stop().await;
+}
+
+fn link_to_login(next: &str) -> String {
+    format!(
+        "/login?next={}",
+        percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+    )
 }
