@@ -323,8 +323,11 @@ async fn a_reply_to_a_form_is_measured_from_the_confirmation_like_an_email_reply
             .unwrap_or_else(|| panic!("the site logged its {m}: {truth:?}"))
     };
     let error = replied.first_reply_at.unwrap() - sent("reply");
+    // As for email replies (email_lab): INTERNALDATE's whole seconds put the arrival up to
+    // 999 ms late, and Postfix's delivery on a loaded machine adds seconds; the upper bound
+    // still catches a wrong time source (processing time, a poll tick, a restart).
     assert!(
-        (0..1000).contains(&error),
+        (-100..5000).contains(&error),
         "first_reply_at is {error} ms after the site sent"
     );
     let submitted = replied.submitted_at.unwrap();
@@ -342,7 +345,7 @@ async fn a_reply_to_a_form_is_measured_from_the_confirmation_like_an_email_reply
         submitted - taken
     );
     let ttr = replied.time_to_reply_ms.unwrap();
-    assert!((0..3000).contains(&ttr), "{replied:?}");
+    assert!((0..7000).contains(&ttr), "{replied:?}");
     assert_eq!(
         replied.time_to_reply_ms,
         Some(replied.first_reply_at.unwrap() - submitted)

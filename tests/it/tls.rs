@@ -134,7 +134,8 @@ async fn replied_visit(s: &Setup<'_>) -> Visit {
     let (cx, _tmp) = tls_context(&[("lille", &a)], s).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "lille", "devis").await;
-    let v = wait_done(&cx, std::slice::from_ref(&id), Duration::from_secs(30))
+    // Long enough for one retry (60 s) after a transient refusal of the lab's auth (454).
+    let v = wait_done(&cx, std::slice::from_ref(&id), Duration::from_secs(150))
         .await
         .remove(0);
     daemon.stop().await;
@@ -240,7 +241,18 @@ async fn a_wrong_smtp_password_ends_the_visit_send_failed_without_revealing_the_
         },
     )
     .await;
-    let v = run_once(&cx, "lille").await;
+    // The lab's Dovecot now and then drops Postfix's auth connection on a loaded machine
+    // (454 "Connection lost to authentication server"): a transient refusal, rightly deferred
+    // by the product; the verdict on the wrong password is what this test is about.
+    let mut v = run_once(&cx, "lille").await;
+    for _ in 0..3 {
+        let lost = v.state == "planned"
+            && v.error.as_deref().is_some_and(|e| e.contains("(454)"));
+        if !lost {
+            break;
+        }
+        v = run_once(&cx, "lille").await;
+    }
     assert_eq!(v.state, "done", "{v:?}");
     assert_eq!(v.outcome.as_deref(), Some("send_failed"), "{v:?}");
     assert!(v.sent_at.is_none(), "{v:?}");

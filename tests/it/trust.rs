@@ -142,11 +142,29 @@ async fn issue7_mail_already_in_the_mailbox_before_a_new_store_first_visit_is_no
     let lab = common::lab();
     let u = common::unique();
     let subject = format!("Ancien message {u}");
-    deliver_to_robot(lab, &format!("someone.{u}@lille.branch.test"), &subject);
-    // Older than the clock-skew margin by the time the store plans its first visit.
-    std::thread::sleep(Duration::from_secs(4));
     let a = format!("never.{u}@lille.branch.test");
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("silent", &a)]).await;
+    deliver_to_robot(lab, &format!("someone.{u}@lille.branch.test"), &subject);
+    // Really in the mailbox (Postfix's queue can lag seconds on a loaded machine), then older
+    // than the clock-skew margin by the time the store plans its first visit.
+    let imap = cx.config.imap.clone().unwrap();
+    let mut session = mystery::email::inbox::connect(&imap).await.unwrap();
+    session.select("INBOX").await.unwrap();
+    let start = Instant::now();
+    while session
+        .uid_search(format!("HEADER Subject \"{subject}\""))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the old message was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = session.logout().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "silent", "court").await;
     let v = wait_done(&cx, &[id], Duration::from_secs(30))
