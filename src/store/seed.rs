@@ -12,6 +12,13 @@ impl Store {
         const COLS: usize = 18;
         const BATCH: usize = 500;
         let mut tx = self.pool.begin().await?;
+        if self.backend() == super::Backend::Sqlite {
+            // A million random keys over eight indexes thrash SQLite's default 8 MB page
+            // cache: seeding a benchmark store took minutes. Seed-only, this connection only.
+            sqlx::query("PRAGMA cache_size = -262144")
+                .execute(&mut *tx)
+                .await?;
+        }
         for chunk in visits.chunks(BATCH) {
             let mut sql = String::from(
                 "INSERT INTO visits (id, slot_key, business_id, group_id, scenario_id, channel,

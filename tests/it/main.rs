@@ -9,6 +9,7 @@ mod digest;
 mod email_lab;
 mod governance;
 mod import;
+mod ingest;
 mod planning;
 mod report;
 mod secrets;
