@@ -122,11 +122,7 @@ pub async fn take_in_with(cx: &Arc<Context>, a: Arrival, batch: &Candidates) -> 
     record.class = class_name.into();
     record.class_reason = reason;
 
-    let matched = match which_visit(cx, &mail, batch, arrived_at).await? {
-        // The visit as it is now, not as the batch's list saw it.
-        Some((id, evidence)) => cx.store.visit(&id).await?.map(|v| (v, evidence)),
-        None => None,
-    };
+    let matched = which_visit(cx, &mail, batch, arrived_at).await?;
     let effect = match matched {
         None => Effect::None,
         Some((visit, evidence)) => {
@@ -146,16 +142,16 @@ pub async fn take_in_with(cx: &Arc<Context>, a: Arrival, batch: &Candidates) -> 
     Ok(())
 }
 
-/// The visit a message answers, and by what evidence. Thread headers naming one of our
-/// Message-IDs are looked up in the store at any age, and such a visit is the answer (header
-/// evidence ranks first); otherwise the batch's candidates are searched by reference code and
-/// subject.
+/// The visit a message answers, as it is in the store now, and by what evidence. Thread
+/// headers naming one of our Message-IDs are looked up in the store at any age, and such a
+/// visit is the answer (header evidence ranks first); otherwise the batch's candidates are
+/// searched by reference code and subject, and the one found is read again.
 async fn which_visit(
     cx: &Arc<Context>,
     mail: &InboundMail,
     batch: &Candidates,
     arrived_at: DateTime<Utc>,
-) -> Result<Option<(String, Evidence)>> {
+) -> Result<Option<(Visit, Evidence)>> {
     let mut ids: Vec<String> = mail
         .in_reply_to
         .iter()
@@ -169,18 +165,19 @@ async fn which_visit(
     {
         ids.push(orig);
     }
-    let by_header: Vec<Candidate> = cx
-        .store
-        .visits_by_message_ids(&ids)
-        .await?
-        .iter()
-        .filter_map(as_candidate)
-        .collect();
+    // In-Reply-To is usually in References too: one lookup each, first place kept.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    let mut by_header = cx.store.visits_by_message_ids(&ids).await?;
     let pick = |cands: &[Candidate]| {
         correlate(mail, cands, arrived_at).map(|(c, ev)| (c.visit_id.clone(), ev))
     };
     if !by_header.is_empty() {
-        return Ok(pick(&by_header));
+        let cands: Vec<Candidate> = by_header.iter().filter_map(as_candidate).collect();
+        return Ok(pick(&cands).and_then(|(id, ev)| {
+            let at = by_header.iter().position(|v| v.id == id)?;
+            Some((by_header.swap_remove(at), ev))
+        }));
     }
     if answers_a_message_we_do_not_know(cx, &ids) {
         // It answers one of our enquiries that this store never sent (another installation,
@@ -188,7 +185,11 @@ async fn which_visit(
         // visit it does not answer. Better unmatched than a wrong verdict.
         return Ok(None);
     }
-    Ok(pick(&batch.candidates))
+    match pick(&batch.candidates) {
+        // The visit as it is now, not as the batch's list saw it.
+        Some((id, ev)) => Ok(cx.store.visit(&id).await?.map(|v| (v, ev))),
+        None => Ok(None),
+    }
 }
 
 /// Do the thread headers name a Message-ID on one of our personas' domains?

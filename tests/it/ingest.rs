@@ -17,8 +17,26 @@ fn reply_to(mid: &str, from: &str, u: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A reply by reference code only (no thread headers): found in the batch's list, as well.
+fn reply_by_reference(reference: &str, from: &str, u: &str) -> Vec<u8> {
+    format!(
+        "From: Marc Durand <{from}>\r\nTo: Claire Dupont <claire.dupont@robot.test>\r\n\
+         Subject: Votre demande {u}\r\nMessage-ID: <r-{u}@lille.branch.test>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n\
+         Bonjour Madame Dupont,\r\nPour votre demande {reference}, nos tarifs commencent à 480 €.\r\n\
+         Cordialement,\r\nMarc Durand\r\n"
+    )
+    .into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reply_in_a_batch_is_measured_from_a_send_recorded_after_the_batch_was_loaded() {
+    for threaded in [true, false] {
+        reply_measured_from_a_late_send(threaded).await;
+    }
+}
+
+async fn reply_measured_from_a_late_send(threaded: bool) {
     let u = common::unique();
     let branch = format!("never.{u}@lille.branch.test");
     let (cx, _tmp) = lab_context(Backend::Sqlite, &[("late", &branch)]).await;
@@ -59,13 +77,24 @@ async fn a_reply_in_a_batch_is_measured_from_a_send_recorded_after_the_batch_was
         uid: 1,
         seen_at: mystery::clock::from_ms(sent_at + 5_000),
         internal_date: None,
-        raw: reply_to(&mid, &branch, &u),
+        raw: if threaded {
+            reply_to(&mid, &branch, &u)
+        } else {
+            let reference = cx.store.visit(&id).await.unwrap().unwrap().reference;
+            reply_by_reference(&reference.unwrap(), &branch, &u)
+        },
         too_large: None,
     };
     reply::take_in_with(&cx, arrival, &batch).await.unwrap();
     let v = cx.store.visit(&id).await.unwrap().unwrap();
-    assert_eq!(v.outcome.as_deref(), Some("replied"));
-    assert_eq!(v.time_to_reply_ms, Some(5_000));
+    assert_eq!(
+        v.outcome.as_deref(),
+        Some("replied"),
+        "threaded: {threaded}"
+    );
+    let evidence = if threaded { "header" } else { "reference" };
+    assert_eq!(v.correlation.as_deref(), Some(evidence));
+    assert_eq!(v.time_to_reply_ms, Some(5_000), "threaded: {threaded}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
