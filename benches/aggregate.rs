@@ -7,13 +7,15 @@
 //! times each: one group's weekly digest (both periods + histogram, what the daemon runs) and
 //! the aggregate of every stored visit at once (a `mystery report` over all history).
 //!
-//! Measured 2026-11-25 on the 2-core dev machine (release build, PostgreSQL 15 on loopback,
-//! SQLite file in WAL mode), 1 000 000 visits:
+//! Measured 2026-11-29 on the 2-core dev machine (release build, PostgreSQL 15 on loopback,
+//! SQLite file in WAL mode), 1 000 000 visits, load ~12 (benches/results.md):
 //!
 //! | backend    | seed        | one group's weekly digest (1 922 visits) | all 1 M visits |
 //! |------------|-------------|------------------------------------------|----------------|
-//! | SQLite     | 398 s       | 71 ms                                    | 9.4 s          |
-//! | PostgreSQL | 33 s        | 120 ms                                   | 3.9 s          |
+//! | SQLite     | 52.8 s      | 72 ms                                    | 8.7 s          |
+//! | PostgreSQL | 35.8 s      | 99 ms                                    | 3.3 s          |
+//!
+//! (2026-11-25: SQLite seeded in 398 s, in 500-row statements; see store/seed.rs.)
 //!
 //! Before the WHERE clause dropped `($1 = '' OR group_id = $1)`, SQLite scanned the whole
 //! table for the digest: 5.7 s.

@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages above this are not downloaded: their headers are kept as `unparseable`.
 pub const MAX_MESSAGE_BYTES: u32 = 25 * 1024 * 1024;
+/// Whole messages fetched in one UID FETCH, by their RFC822.SIZE: one round trip for many
+/// replies (issue 11), with the memory held bounded whatever their sizes.
+const FETCH_BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// RFC 2177 asks clients to re-issue IDLE at least every 29 minutes.
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
 const LEASE: Duration = Duration::from_secs(60);
@@ -370,55 +373,133 @@ pub async fn take_new(
         };
         let mut metas = metas;
         metas.sort_by_key(|m| m.0);
+        // Loaded after the search, once for the batch (reply::Candidates says why that is safe).
+        let candidates = reply::Candidates::load(cx).await?;
+        let at = Place {
+            account,
+            mailbox,
+            uidvalidity,
+            seen_at: cx.clock.at(found),
+        };
+        // Messages are fetched whole several at a time, up to FETCH_BATCH_BYTES, and taken in
+        // one by one in UID order, so the checkpoint never passes a message not yet stored.
+        let mut group: Vec<(u32, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
+        let mut group_bytes = 0u64;
         for (uid, size, internal_date) in metas {
-            if let Some(limit) = not_before {
-                if internal_date.is_some_and(|d| d.timestamp_millis() < limit) {
-                    cx.store
-                        .set_checkpoint(
-                            account,
-                            mailbox,
-                            crate::store::Checkpoint {
-                                uidvalidity,
-                                last_uid: i64::from(uid),
-                            },
-                        )
-                        .await?;
-                    continue;
-                }
-            }
+            let skipped = not_before
+                .is_some_and(|limit| internal_date.is_some_and(|d| d.timestamp_millis() < limit));
             let too_large = size.is_some_and(|s| s > MAX_MESSAGE_BYTES);
-            let query = if too_large {
-                "BODY.PEEK[HEADER]"
-            } else {
-                "BODY.PEEK[]"
-            };
-            let raw = {
-                let mut stream = session.uid_fetch(uid.to_string(), query).await?;
-                let mut raw = None;
-                while let Some(f) = stream.next().await {
-                    let f = f?;
-                    if f.uid == Some(uid) {
-                        raw = f.body().or_else(|| f.header()).map(<[u8]>::to_vec);
-                    }
-                }
-                raw.unwrap_or_default()
-            };
-            let arrival = Arrival {
-                account: account.to_owned(),
-                mailbox: mailbox.to_owned(),
-                uidvalidity,
-                uid: i64::from(uid),
-                seen_at: cx.clock.at(found),
-                internal_date,
-                raw,
-                too_large: too_large.then_some(size.unwrap_or(0) as usize),
-            };
-            reply::take_in(cx, arrival).await?;
-            taken += 1;
+            // A server that gives no size gets a fetch of its own for the message.
+            let cost = size.map_or(FETCH_BATCH_BYTES, u64::from);
+            if !group.is_empty() && (skipped || too_large || group_bytes + cost > FETCH_BATCH_BYTES)
+            {
+                taken += take_group(cx, session, &at, &group, &candidates).await?;
+                group.clear();
+                group_bytes = 0;
+            }
+            if skipped {
+                cx.store
+                    .set_checkpoint(
+                        account,
+                        mailbox,
+                        crate::store::Checkpoint {
+                            uidvalidity,
+                            last_uid: i64::from(uid),
+                        },
+                    )
+                    .await?;
+                continue;
+            }
+            if too_large {
+                let raw = fetch_raw(session, &[uid], "BODY.PEEK[HEADER]")
+                    .await?
+                    .remove(&uid)
+                    .unwrap_or_default();
+                let mut arrival = at.arrival(uid, internal_date, raw);
+                arrival.too_large = Some(size.unwrap_or(0) as usize);
+                reply::take_in_with(cx, arrival, &candidates).await?;
+                taken += 1;
+                continue;
+            }
+            group.push((uid, internal_date));
+            group_bytes += cost;
+        }
+        if !group.is_empty() {
+            taken += take_group(cx, session, &at, &group, &candidates).await?;
         }
     }
     cx.store
         .mark_read(account, mailbox, uidvalidity, pass_started)
         .await?;
     Ok(taken)
+}
+
+/// Where the messages of one pass come from, and when the watcher knew they were there.
+struct Place<'a> {
+    account: &'a str,
+    mailbox: &'a str,
+    uidvalidity: i64,
+    seen_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Place<'_> {
+    fn arrival(
+        &self,
+        uid: u32,
+        internal_date: Option<chrono::DateTime<chrono::Utc>>,
+        raw: Vec<u8>,
+    ) -> Arrival {
+        Arrival {
+            account: self.account.to_owned(),
+            mailbox: self.mailbox.to_owned(),
+            uidvalidity: self.uidvalidity,
+            uid: i64::from(uid),
+            seen_at: self.seen_at,
+            internal_date,
+            raw,
+            too_large: None,
+        }
+    }
+}
+
+/// Fetches a group of messages in one UID FETCH and takes them in, in UID order. A message
+/// the server does not return is taken in empty (and so kept as unparseable), as before.
+async fn take_group(
+    cx: &Arc<Context>,
+    session: &mut Session,
+    at: &Place<'_>,
+    group: &[(u32, Option<chrono::DateTime<chrono::Utc>>)],
+    candidates: &reply::Candidates,
+) -> Result<usize> {
+    let uids: Vec<u32> = group.iter().map(|g| g.0).collect();
+    let mut raws = fetch_raw(session, &uids, "BODY.PEEK[]").await?;
+    for &(uid, internal_date) in group {
+        let raw = raws.remove(&uid).unwrap_or_default();
+        reply::take_in_with(cx, at.arrival(uid, internal_date, raw), candidates).await?;
+    }
+    Ok(group.len())
+}
+
+/// The bytes of each message of `uids` (`query`: the whole message or its header).
+async fn fetch_raw(
+    session: &mut Session,
+    uids: &[u32],
+    query: &str,
+) -> Result<std::collections::HashMap<u32, Vec<u8>>> {
+    let set = uids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut stream = session.uid_fetch(&set, query).await?;
+    let mut out = std::collections::HashMap::new();
+    while let Some(f) = stream.next().await {
+        let f = f?;
+        if let Some(uid) = f.uid.filter(|u| uids.contains(u)) {
+            if let Some(raw) = f.body().or_else(|| f.header()) {
+                out.insert(uid, raw.to_vec());
+            }
+        }
+    }
+    Ok(out)
 }

@@ -44,7 +44,36 @@ pub fn arrival_time(seen_at: DateTime<Utc>, internal_date: Option<DateTime<Utc>>
     }
 }
 
+/// The email visits a batch of messages may answer by reference code or subject, loaded once
+/// per fetch batch instead of once per message (issue 11: reloading every visit of the reply
+/// window for every message made a folder of N replies cost N² rows read).
+///
+/// Loaded after the search that found the batch: a visit that starts sending later cannot be
+/// answered by a message delivered before it. The list only picks the visit a message answers;
+/// the effect is computed on that visit read afresh, so a send recorded since the load (its
+/// `sent_at`, its deadline) is what the reply is measured from.
+pub struct Candidates {
+    candidates: Vec<Candidate>,
+}
+
+impl Candidates {
+    pub async fn load(cx: &Context) -> Result<Self> {
+        let since = to_ms(cx.clock.now()) - CANDIDATE_HORIZON.as_millis() as i64;
+        let visits = cx.store.reply_candidates(since).await?;
+        Ok(Self {
+            candidates: visits.iter().filter_map(as_candidate).collect(),
+        })
+    }
+}
+
+/// Takes in one message on its own (candidates loaded for it alone).
 pub async fn take_in(cx: &Arc<Context>, a: Arrival) -> Result<()> {
+    let candidates = Candidates::load(cx).await?;
+    take_in_with(cx, a, &candidates).await
+}
+
+/// Takes in one message of a batch, with the batch's candidates.
+pub async fn take_in_with(cx: &Arc<Context>, a: Arrival, batch: &Candidates) -> Result<()> {
     let arrived_at = arrival_time(a.seen_at, a.internal_date);
     let mut record = NewMessage {
         id: uuid::Uuid::new_v4().to_string(),
@@ -93,16 +122,13 @@ pub async fn take_in(cx: &Arc<Context>, a: Arrival) -> Result<()> {
     record.class = class_name.into();
     record.class_reason = reason;
 
-    let visits = candidates(cx, &mail).await?;
-    let cands: Vec<Candidate> = visits.iter().filter_map(as_candidate).collect();
-    let matched = correlate(&mail, &cands, arrived_at)
-        .and_then(|(c, ev)| visits.iter().find(|v| v.id == c.visit_id).map(|v| (v, ev)));
+    let matched = which_visit(cx, &mail, batch, arrived_at).await?;
     let effect = match matched {
         None => Effect::None,
         Some((visit, evidence)) => {
             record.visit_id = Some(visit.id.clone());
             record.correlation = Some(evidence.as_str().into());
-            effect(cx, &mail, &class, visit, evidence, arrived_at)
+            effect(cx, &mail, &class, &visit, evidence, arrived_at)
         }
     };
     let fresh = cx.store.record_message(&record, &effect).await?;
@@ -116,7 +142,16 @@ pub async fn take_in(cx: &Arc<Context>, a: Arrival) -> Result<()> {
     Ok(())
 }
 
-async fn candidates(cx: &Arc<Context>, mail: &InboundMail) -> Result<Vec<Visit>> {
+/// The visit a message answers, as it is in the store now, and by what evidence. Thread
+/// headers naming one of our Message-IDs are looked up in the store at any age, and such a
+/// visit is the answer (header evidence ranks first); otherwise the batch's candidates are
+/// searched by reference code and subject, and the one found is read again.
+async fn which_visit(
+    cx: &Arc<Context>,
+    mail: &InboundMail,
+    batch: &Candidates,
+    arrived_at: DateTime<Utc>,
+) -> Result<Option<(Visit, Evidence)>> {
     let mut ids: Vec<String> = mail
         .in_reply_to
         .iter()
@@ -130,20 +165,31 @@ async fn candidates(cx: &Arc<Context>, mail: &InboundMail) -> Result<Vec<Visit>>
     {
         ids.push(orig);
     }
-    let mut visits = cx.store.visits_by_message_ids(&ids).await?;
-    if visits.is_empty() && answers_a_message_we_do_not_know(cx, &ids) {
+    // In-Reply-To is usually in References too: one lookup each, first place kept.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    let mut by_header = cx.store.visits_by_message_ids(&ids).await?;
+    let pick = |cands: &[Candidate]| {
+        correlate(mail, cands, arrived_at).map(|(c, ev)| (c.visit_id.clone(), ev))
+    };
+    if !by_header.is_empty() {
+        let cands: Vec<Candidate> = by_header.iter().filter_map(as_candidate).collect();
+        return Ok(pick(&cands).and_then(|(id, ev)| {
+            let at = by_header.iter().position(|v| v.id == id)?;
+            Some((by_header.swap_remove(at), ev))
+        }));
+    }
+    if answers_a_message_we_do_not_know(cx, &ids) {
         // It answers one of our enquiries that this store never sent (another installation,
         // a deleted visit): weaker evidence (same subject, same domain) would pin it on a
         // visit it does not answer. Better unmatched than a wrong verdict.
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let since = to_ms(cx.clock.now()) - CANDIDATE_HORIZON.as_millis() as i64;
-    for v in cx.store.reply_candidates(since).await? {
-        if !visits.iter().any(|x| x.id == v.id) {
-            visits.push(v);
-        }
+    match pick(&batch.candidates) {
+        // The visit as it is now, not as the batch's list saw it.
+        Some((id, ev)) => Ok(cx.store.visit(&id).await?.map(|v| (v, ev))),
+        None => Ok(None),
     }
-    Ok(visits)
 }
 
 /// Do the thread headers name a Message-ID on one of our personas' domains?

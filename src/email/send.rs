@@ -10,6 +10,13 @@
 //! lettre's `AsyncSmtpTransport` reports all of these as one network error, so the transaction
 //! is driven here step by step on lettre's `AsyncSmtpConnection`, each step under the
 //! configured timeout.
+//!
+//! Connections are reused (issue 11): a connection goes back to a small pool only after a 250
+//! to the final dot, and is taken again for the next message within `IDLE_FOR`. Anything
+//! else (a refusal, a lost verdict) ends the connection as before. A reused connection the
+//! server closed meanwhile fails at MAIL FROM, before anything of the message was written:
+//! that message goes at once on a fresh connection. The line between refusal and uncertain is
+//! the same final dot on a reused connection as on a fresh one.
 
 use crate::config::{Security, SmtpConfig};
 use lettre::address::Envelope;
@@ -70,6 +77,8 @@ pub enum Cause {
     UnexpectedReply(Code),
     /// The message needs an extension the server does not offer (8BITMIME, SMTPUTF8).
     Unsupported(&'static str),
+    /// The TCP connection could not be made (refused, unreachable).
+    Connect(std::io::Error),
 }
 
 impl std::fmt::Display for Cause {
@@ -79,6 +88,7 @@ impl std::fmt::Display for Cause {
             Cause::TimedOut(d) => write!(f, "no answer within {}", humantime::format_duration(*d)),
             Cause::UnexpectedReply(code) => write!(f, "unexpected reply {code}"),
             Cause::Unsupported(what) => write!(f, "the server does not offer {what}"),
+            Cause::Connect(e) => write!(f, "connection failed: {e}"),
         }
     }
 }
@@ -187,10 +197,20 @@ pub struct Mailer {
     tls: Option<TlsParameters>,
     credentials: Option<Credentials>,
     timeout: Duration,
+    /// At most `SESSIONS` SMTP sessions of this process at once: a campaign of hundreds of
+    /// visits due together is a handful of connections, as a person's mail client would be.
+    sessions: tokio::sync::Semaphore,
+    /// Connections whose last message the server took, and since when they wait.
+    idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
 
 /// How long to wait for a polite QUIT after the verdict: it changes nothing.
 const QUIT_WAIT: Duration = Duration::from_secs(2);
+/// SMTP sessions open at once, in use or waiting in the pool.
+pub const SESSIONS: usize = 20;
+/// A pooled connection unused this long is closed rather than reused: well under the idle
+/// limits servers set (Postfix `smtpd_timeout` 300 s, many providers 30–60 s).
+const IDLE_FOR: Duration = Duration::from_secs(20);
 
 impl Mailer {
     pub fn new(cfg: &SmtpConfig) -> Result<Self, SendError> {
@@ -211,6 +231,8 @@ impl Mailer {
             tls,
             credentials,
             timeout: cfg.timeout,
+            sessions: tokio::sync::Semaphore::new(SESSIONS),
+            idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -223,52 +245,61 @@ impl Mailer {
     }
 
     /// One SMTP transaction for `bytes` (a formatted message, CRLF line ends), every step
-    /// bounded by `smtp.timeout`.
+    /// bounded by `smtp.timeout`, on a pooled connection when one waits.
     pub async fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> Result<Sent, SendError> {
-        let t = self.timeout;
-        // Our EHLO name is lettre's default, `localhost`, as before: no host name leaks.
-        let hello = ClientId::default();
-        let implicit_tls = match self.security {
-            Security::Tls => self.tls.clone(),
-            _ => None,
-        };
-        let mut conn = step(
-            t,
-            Phase::Connect,
-            AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(t),
-                &hello,
-                implicit_tls,
-                None,
-            ),
-        )
-        .await?;
-        let result = self.transaction(&mut conn, &hello, envelope, bytes).await;
-        match &result {
-            // The verdict is in; QUIT is manners. After an unknown end the connection is not
-            // to be trusted for anything, so it is just dropped.
-            Ok(_) | Err(SendError::Permanent(_) | SendError::Transient(_)) => {
-                let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
+        // The semaphore is never closed.
+        let _session = self.sessions.acquire().await.ok();
+        if let Some(mut conn) = self.take_idle() {
+            let result = self.transaction(&mut conn, envelope, bytes).await;
+            match result {
+                // The first command on a connection that waited: the server may have closed
+                // it meanwhile. Nothing of the message was written, so it goes on a fresh one.
+                Err(SendError::Transient(Failure {
+                    phase: Phase::MailFrom,
+                    ..
+                })) => {}
+                result => {
+                    self.end(conn, &result).await;
+                    return result;
+                }
             }
-            Err(_) => {}
         }
+        let mut conn = self.open().await?;
+        let result = self.transaction(&mut conn, envelope, bytes).await;
+        self.end(conn, &result).await;
         result
     }
 
-    async fn transaction(
-        &self,
-        conn: &mut AsyncSmtpConnection,
-        hello: &ClientId,
-        envelope: &Envelope,
-        bytes: &[u8],
-    ) -> Result<Sent, SendError> {
+    /// A connection ready for MAIL FROM: greeting, EHLO, STARTTLS and AUTH as configured.
+    async fn open(&self) -> Result<AsyncSmtpConnection, SendError> {
         let t = self.timeout;
+        // Our EHLO name is lettre's default, `localhost`, as before: no host name leaks.
+        let hello = ClientId::default();
+        let mut conn = match self.security {
+            Security::Tls => {
+                let tls = self.tls.clone().ok_or_else(|| {
+                    SendError::build("TLS settings", "implicit TLS without TLS parameters")
+                })?;
+                step(
+                    t,
+                    Phase::Connect,
+                    AsyncSmtpConnection::connect_tokio1(
+                        (self.host.as_str(), self.port),
+                        Some(t),
+                        &hello,
+                        Some(tls),
+                        None,
+                    ),
+                )
+                .await?
+            }
+            _ => self.connect_plain(&hello).await?,
+        };
         if self.security == Security::StartTls {
             let params = self.tls.clone().ok_or_else(|| {
                 SendError::build("TLS settings", "STARTTLS without TLS parameters")
             })?;
-            step(t, Phase::StartTls, conn.starttls(params, hello)).await?;
+            step(t, Phase::StartTls, conn.starttls(params, &hello)).await?;
         }
         if let Some(credentials) = &self.credentials {
             step(
@@ -278,6 +309,71 @@ impl Mailer {
             )
             .await?;
         }
+        Ok(conn)
+    }
+
+    /// TCP (TCP_NODELAY), greeting and EHLO, under one timeout. Without NODELAY the final dot,
+    /// a small write right after the body, waits for the server's delayed ACK (40 ms on
+    /// Linux) on a connection past its first exchanges: on a kept connection, every message.
+    async fn connect_plain(&self, hello: &ClientId) -> Result<AsyncSmtpConnection, SendError> {
+        enum Failed {
+            Tcp(std::io::Error),
+            Smtp(lettre::transport::smtp::Error),
+        }
+        let t = self.timeout;
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(Failed::Tcp)?;
+            tcp.set_nodelay(true).map_err(Failed::Tcp)?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
+                .await
+                .map_err(Failed::Smtp)
+        };
+        match tokio::time::timeout(t, connect).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(Failed::Tcp(e))) => Err(refused(Phase::Connect, Cause::Connect(e))),
+            Ok(Err(Failed::Smtp(e))) => Err(refused(Phase::Connect, Cause::Smtp(e))),
+            Err(_) => Err(refused(Phase::Connect, Cause::TimedOut(t))),
+        }
+    }
+
+    /// The newest pooled connection still fresh enough; older ones are dropped.
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() < IDLE_FOR && !conn.has_broken() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// After the verdict: a connection whose message was taken waits in the pool; after a
+    /// refusal it says QUIT (manners); after an unknown end it is not to be trusted for
+    /// anything, so it is just dropped.
+    async fn end(&self, mut conn: AsyncSmtpConnection, result: &Result<Sent, SendError>) {
+        match result {
+            Ok(_) if !conn.has_broken() => {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < SESSIONS {
+                    idle.push((conn, Instant::now()));
+                    return;
+                }
+            }
+            Ok(_) | Err(SendError::Permanent(_) | SendError::Transient(_)) => {}
+            Err(_) => return,
+        }
+        let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<Sent, SendError> {
+        let t = self.timeout;
         let mut options = Vec::new();
         let non_ascii = |a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii();
         if envelope.from().is_some_and(non_ascii) || envelope.to().iter().any(non_ascii) {

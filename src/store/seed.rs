@@ -10,9 +10,22 @@ impl Store {
     /// batch, in one transaction), with their rule results.
     pub async fn seed_finished_visits(&self, visits: &[SeedVisit]) -> Result<()> {
         const COLS: usize = 18;
-        const BATCH: usize = 500;
+        // SQLite reads `$1` as a named parameter and looks each one up among those already
+        // seen: a statement's cost grows with the square of its parameters, and 500 rows of
+        // 18 made seeding a million visits take minutes. Short statements there.
+        let batch = match self.backend() {
+            super::Backend::Sqlite => 20,
+            _ => 500,
+        };
         let mut tx = self.pool.begin().await?;
-        for chunk in visits.chunks(BATCH) {
+        if self.backend() == super::Backend::Sqlite {
+            // A million random keys over eight indexes thrash SQLite's default 8 MB page
+            // cache: seeding a benchmark store took minutes. Seed-only, this connection only.
+            sqlx::query("PRAGMA cache_size = -262144")
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in visits.chunks(batch) {
             let mut sql = String::from(
                 "INSERT INTO visits (id, slot_key, business_id, group_id, scenario_id, channel,
                    state, outcome, due_at, created_at, updated_at, sent_at, first_ack_at,
@@ -74,7 +87,7 @@ impl Store {
                         .map(|(i, (rule, hit))| (v.id.as_str(), i, rule.as_str(), *hit))
                 })
                 .collect();
-            for rows in rules.chunks(BATCH) {
+            for rows in rules.chunks(batch) {
                 let mut sql = String::from(
                     "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence) VALUES ",
                 );

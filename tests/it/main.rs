@@ -12,6 +12,7 @@ mod email_lab;
 mod form;
 mod governance;
 mod import;
+mod ingest;
 mod operations;
 mod planning;
 mod report;

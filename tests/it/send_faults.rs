@@ -37,6 +37,12 @@ enum Fault {
     GarbleAfterDot,
     /// Takes the whole message and answers this code to the final dot.
     ReplyToDot(u16),
+    /// Takes one message (250), then closes the connection, as a server whose idle limit
+    /// ended a kept connection.
+    CloseAfterOne,
+    /// Takes one message (250); on the same connection, takes the next whole message and
+    /// drops the connection without a reply.
+    DropAfterSecondDot,
 }
 
 /// A complete message (up to its final dot) as the server received it, dot-unstuffed.
@@ -140,6 +146,7 @@ async fn converse(
     }
     stream.write_all(b"220 fault.test ESMTP\r\n").await?;
     let (mut from, mut to) = (String::new(), Vec::new());
+    let mut taken = 0;
     let mut line = String::new();
     loop {
         line.clear();
@@ -189,10 +196,21 @@ async fn converse(
                 }
                 let received = Received {
                     from: from.clone(),
-                    to: to.clone(),
+                    to: std::mem::take(&mut to),
                     data,
                 };
                 complete.lock().unwrap().push(received.clone());
+                taken += 1;
+                // The faults that depend on the message's place on the connection.
+                let fault = match fault {
+                    Fault::DropAfterSecondDot if taken >= 2 => Fault::DropAfterDot,
+                    Fault::DropAfterSecondDot => Fault::None,
+                    Fault::CloseAfterOne => {
+                        stream.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
+                        return Ok(());
+                    }
+                    f => f,
+                };
                 let is_in = matches!(
                     fault,
                     Fault::None
@@ -533,5 +551,74 @@ async fn issue7_a_refused_connection_is_retried_a_bounded_number_of_times() {
             ("done".to_owned(), Some("send_failed".to_owned()))
         ],
         "two retries, then send_failed"
+    );
+}
+
+/// Two visits of one context run one after the other, each to its first stop.
+async fn two_enquiries(server: &FaultServer) -> (Visit, Visit) {
+    let (cx, _tmp) = fault_context(server, "contact@lille.branch.test", "").await;
+    let first = plan_now(&cx, "lille", "devis").await;
+    let second = plan_now(&cx, "lille", "devis").await;
+    let first = run_attempt(&cx, &first).await;
+    let second = run_attempt(&cx, &second).await;
+    (first, second)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue11_enquiries_sent_one_after_the_other_share_one_connection() {
+    let server = FaultServer::start(vec![], None).await;
+    let (first, second) = two_enquiries(&server).await;
+    for v in [&first, &second] {
+        assert_eq!(v.state, "awaiting_reply", "{v:?}");
+        assert!(v.sent_at.is_some() && !v.send_uncertain, "{v:?}");
+    }
+    let received = server.complete();
+    assert_eq!((server.connections(), received.len()), (1, 2));
+    assert_eq!(Some(received[0].message_id()), first.message_id);
+    assert_eq!(Some(received[1].message_id()), second.message_id);
+    assert_eq!(received[1].to, ["contact@lille.branch.test"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue11_a_kept_connection_the_server_closed_is_replaced_and_the_enquiry_goes_once() {
+    let server = FaultServer::start(vec![Fault::CloseAfterOne], None).await;
+    let (first, second) = two_enquiries(&server).await;
+    assert_eq!(
+        second.state, "awaiting_reply",
+        "sent now, not later: {second:?}"
+    );
+    assert!(
+        second.sent_at.is_some() && !second.send_uncertain,
+        "{second:?}"
+    );
+    let received = server.complete();
+    assert_eq!((server.connections(), received.len()), (2, 2));
+    assert_eq!(Some(received[0].message_id()), first.message_id);
+    assert_eq!(
+        Some(received[1].message_id()),
+        second.message_id,
+        "the second enquiry reached the server once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue11_a_verdict_lost_after_the_dot_on_a_kept_connection_is_never_resent() {
+    let server = FaultServer::start(vec![Fault::DropAfterSecondDot], None).await;
+    let (first, second) = two_enquiries(&server).await;
+    assert!(
+        first.sent_at.is_some() && !first.send_uncertain,
+        "{first:?}"
+    );
+    assert_eq!(second.state, "awaiting_reply", "{second:?}");
+    assert!(
+        second.send_uncertain && second.sent_at.is_none(),
+        "{second:?}"
+    );
+    assert!(second.data_end_at.is_some(), "{second:?}");
+    let received = server.complete();
+    assert_eq!(
+        (server.connections(), received.len()),
+        (1, 2),
+        "no second connection: the lost verdict is not retried"
     );
 }
