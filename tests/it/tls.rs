@@ -246,8 +246,7 @@ async fn a_wrong_smtp_password_ends_the_visit_send_failed_without_revealing_the_
     // by the product; the verdict on the wrong password is what this test is about.
     let mut v = run_once(&cx, "lille").await;
     for _ in 0..3 {
-        let lost = v.state == "planned"
-            && v.error.as_deref().is_some_and(|e| e.contains("(454)"));
+        let lost = v.state == "planned" && v.error.as_deref().is_some_and(|e| e.contains("(454)"));
         if !lost {
             break;
         }
