@@ -52,6 +52,23 @@ pub struct SummaryRow {
     pub greeting_median_ms: Option<i64>,
     /// The rules missed most often, "id (missed/evaluated)", most missed first.
     pub missed_rules: Vec<String>,
+    /// Web-form visits (issue 10), their own channel: the rates' denominator is the forms
+    /// submitted whose answer is decided; the site's refusals and CAPTCHAs are counted apart.
+    pub form_visits: i64,
+    pub form_pending: i64,
+    pub form_submitted: i64,
+    pub form_replied: i64,
+    pub form_reply_rate: Option<f64>,
+    pub form_acknowledged: i64,
+    pub form_no_reply: i64,
+    pub form_failed: i64,
+    pub form_blocked: i64,
+    pub form_unreachable: i64,
+    /// Our side's failures (the browser).
+    pub form_errors: i64,
+    pub form_time_to_reply_median_ms: Option<i64>,
+    pub form_time_to_reply_p90_ms: Option<i64>,
+    pub form_mean_score: Option<f64>,
 }
 
 fn ms(x: Option<f64>) -> Option<i64> {
@@ -60,7 +77,7 @@ fn ms(x: Option<f64>) -> Option<i64> {
 
 impl SummaryRow {
     pub fn new(business: &str, name: Option<String>, group: Option<String>, f: &Figures) -> Self {
-        let (e, c) = (&f.email, &f.call);
+        let (e, c, w) = (&f.email, &f.call, &f.form);
         Self {
             business: business.to_owned(),
             name,
@@ -101,6 +118,20 @@ impl SummaryRow {
                 .iter()
                 .map(|r| format!("{} ({}/{})", r.rule_id, r.missed, r.evaluated))
                 .collect(),
+            form_visits: w.visits,
+            form_pending: w.pending,
+            form_submitted: w.submitted,
+            form_replied: w.replied,
+            form_reply_rate: w.reply_rate(),
+            form_acknowledged: w.acknowledged,
+            form_no_reply: w.no_reply,
+            form_failed: w.form_failed,
+            form_blocked: w.blocked,
+            form_unreachable: w.unreachable,
+            form_errors: w.failed,
+            form_time_to_reply_median_ms: ms(w.time_to_reply.median),
+            form_time_to_reply_p90_ms: ms(w.time_to_reply.p90),
+            form_mean_score: (w.scored > 0).then(|| w.score_sum / w.scored as f64),
         }
     }
 }
@@ -156,6 +187,20 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "pdd_median_ms",
     "greeting_median_ms",
     "missed_rules",
+    "form_visits",
+    "form_pending",
+    "form_submitted",
+    "form_replied",
+    "form_reply_rate",
+    "form_acknowledged",
+    "form_no_reply",
+    "form_failed",
+    "form_blocked",
+    "form_unreachable",
+    "form_errors",
+    "form_time_to_reply_median_ms",
+    "form_time_to_reply_p90_ms",
+    "form_mean_score",
 ];
 
 pub fn write_json(out: &mut dyn Write, rows: &[SummaryRow]) -> Result<()> {
@@ -211,6 +256,20 @@ pub fn write_csv(out: &mut dyn Write, rows: &[SummaryRow], opts: CsvOptions) -> 
             n(r.pdd_median_ms),
             n(r.greeting_median_ms),
             r.missed_rules.join(" "),
+            r.form_visits.to_string(),
+            r.form_pending.to_string(),
+            r.form_submitted.to_string(),
+            r.form_replied.to_string(),
+            f(r.form_reply_rate),
+            r.form_acknowledged.to_string(),
+            r.form_no_reply.to_string(),
+            r.form_failed.to_string(),
+            r.form_blocked.to_string(),
+            r.form_unreachable.to_string(),
+            r.form_errors.to_string(),
+            n(r.form_time_to_reply_median_ms),
+            n(r.form_time_to_reply_p90_ms),
+            f(r.form_mean_score),
         ])?;
     }
     w.flush()?;
@@ -365,5 +424,56 @@ mod tests {
         assert_eq!(get("reply_rate"), "0.8");
         assert_eq!(get("name"), "Agence Lille Centre et Environs");
         assert_eq!(get("answer_rate"), "");
+    }
+
+    #[test]
+    fn form_visits_have_their_own_columns_in_the_csv_and_the_json() {
+        let f = Figures {
+            form: crate::store::FormFigures {
+                visits: 5,
+                submitted: 3,
+                replied: 2,
+                no_reply: 1,
+                blocked: 1,
+                form_failed: 1,
+                time_to_reply: Quantiles {
+                    n: 2,
+                    median: Some(3_600_000.0),
+                    p90: Some(7_200_000.0),
+                },
+                score_sum: 150.0,
+                scored: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = SummaryRow::new("lille-centre", None, None, &f);
+        let mut json = Vec::new();
+        write_json(&mut json, std::slice::from_ref(&r)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v[0]["form_visits"], 5);
+        assert_eq!(v[0]["form_replied"], 2);
+        assert_eq!(v[0]["form_blocked"], 1);
+        assert_eq!(v[0]["form_time_to_reply_median_ms"], 3_600_000);
+        assert_eq!(v[0]["form_mean_score"], 75.0);
+        assert_eq!(v[0]["email_visits"], 0, "form visits are not email visits");
+        let mut csv = Vec::new();
+        write_csv(
+            &mut csv,
+            &[r],
+            CsvOptions {
+                bom: false,
+                separator: b',',
+            },
+        )
+        .unwrap();
+        let text = String::from_utf8(csv).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(header.len(), row.len());
+        let at = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(at("form_reply_rate"), format!("{}", 2.0 / 3.0));
+        assert_eq!(at("form_failed"), "1");
     }
 }
