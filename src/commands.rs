@@ -249,19 +249,8 @@ pub fn hash_password(input: &mut dyn std::io::BufRead, out: &mut dyn Write) -> R
     if password.is_empty() {
         bail!("no password on standard input (e.g. `mystery hash-password < file`)");
     }
-    writeln!(out, "{}", hash_password_str(password)?)?;
+    writeln!(out, "{}", crate::web::auth::hash_password(password)?)?;
     Ok(0)
-}
-
-/// An argon2id hash (PHC string, random salt, the crate's default cost) of `password`.
-pub fn hash_password_str(password: &str) -> Result<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    use rand::rngs::OsRng;
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow!("hashing the password: {e}"))
 }
 
 async fn wait_for_signal() {

@@ -10,7 +10,7 @@ use crate::config::branch_list::{read_text, Field, ReadError};
 use crate::email::classify::classify;
 use crate::email::correlate::{correlate, Candidate};
 use crate::email::message::parse;
-use crate::email::quote::extract_reply;
+use crate::quote::extract_reply;
 use crate::score::{score, Builtin, Expectation, Rule, ScoreInput};
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;

@@ -21,6 +21,7 @@ mod hostile;
 pub mod import;
 pub mod init;
 pub mod outage;
+pub mod quote;
 pub mod report;
 pub mod schedule;
 pub mod score;

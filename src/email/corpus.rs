@@ -7,7 +7,7 @@
 use super::classify::{classify, MailClass};
 use super::correlate::{correlate, Candidate};
 use super::message::parse;
-use super::quote::extract_reply;
+use crate::quote::extract_reply;
 use crate::score::{score, Builtin, Expectation, Rule, ScoreInput};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

@@ -11,6 +11,5 @@ pub mod correlate;
 pub mod dsn;
 pub mod inbox;
 pub mod message;
-pub mod quote;
 pub mod reply;
 pub mod send;

@@ -6,7 +6,7 @@ use crate::clock::to_ms;
 use crate::email::classify::{classify, MailClass};
 use crate::email::correlate::{correlate, Candidate, Evidence};
 use crate::email::message::{self, InboundMail};
-use crate::email::quote::extract_reply;
+use crate::quote::extract_reply;
 use crate::score::{score, ScoreInput};
 use crate::store::{Effect, NewMessage, RuleRow, Visit};
 use crate::Context;

@@ -9,11 +9,11 @@
 //! "tarifs", "prix" does not hit "prixe", "devis" does not hit "devise"); a term made of
 //! symbols ("€") matches anywhere. Spaces inside a term match any run of whitespace.
 //! `any`/`all`/`none`/`regex`/`personalised` look at `new_text` only (the closing formula is
-//! part of it, see `email::quote`); `signed` looks at the signature and the end of `new_text`.
+//! part of it, see `quote`); `signed` looks at the signature and the end of `new_text`.
 
 pub mod call;
 
-use crate::email::quote::{is_closing, ReplyText, PHONE};
+use crate::quote::{is_closing, ReplyText, PHONE};
 use crate::text::{fold, fold_indexed};
 use regex::Regex;
 use std::time::Duration;

@@ -219,7 +219,18 @@ pub fn verify(user: Option<&User>, password: &str) -> bool {
 /// long as a known user's.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| crate::commands::hash_password_str(&new_token()).unwrap_or_default())
+    DUMMY.get_or_init(|| hash_password(&new_token()).unwrap_or_default())
+}
+
+/// An argon2id hash (PHC string, random salt, the crate's default cost) of `password`.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use rand::rngs::OsRng;
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
 }
 
 #[cfg(test)]
@@ -294,7 +305,7 @@ mod tests {
     fn passwords_are_checked_against_the_argon2id_hash_only() {
         let user = User {
             name: "qualite".into(),
-            password_hash: Secret::new(crate::commands::hash_password_str("bon mot").unwrap()),
+            password_hash: Secret::new(hash_password("bon mot").unwrap()),
             role: Role::Admin,
             groups: vec![],
         };

@@ -209,7 +209,7 @@ pub async fn visit(
             .and_then(|raw| crate::email::message::parse(raw).ok());
         let (new_text, signature, full) = match &parsed {
             Some(p) => {
-                let r = crate::email::quote::extract_reply(&p.text);
+                let r = crate::quote::extract_reply(&p.text);
                 (
                     marked(&r.new_text, &evidence),
                     r.signature,

@@ -23,8 +23,8 @@ pub(crate) fn hashes() -> &'static (String, String) {
     static H: OnceLock<(String, String)> = OnceLock::new();
     H.get_or_init(|| {
         (
-            mystery::commands::hash_password_str(ADMIN_PW).unwrap(),
-            mystery::commands::hash_password_str(VIEWER_PW).unwrap(),
+            mystery::web::auth::hash_password(ADMIN_PW).unwrap(),
+            mystery::web::auth::hash_password(VIEWER_PW).unwrap(),
         )
     })
 }

@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn only_a_well_formed_argon2id_hash_is_accepted() {
-        let good = crate::commands::hash_password_str("s3cret").unwrap();
+        let good = crate::web::auth::hash_password("s3cret").unwrap();
         assert!(good.starts_with("$argon2id$"));
         assert_eq!(check_hash(&good), Ok(()));
         assert!(check_hash("s3cret").is_err());
