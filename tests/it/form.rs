@@ -350,9 +350,19 @@ async fn a_reply_to_a_form_is_measured_from_the_confirmation_like_an_email_reply
         replied.time_to_reply_ms,
         Some(replied.first_reply_at.unwrap() - submitted)
     );
+    // The site mails its acknowledgement at once and its reply 2 s later; a loaded machine's
+    // Postfix may deliver them in either order, and an acknowledgement read after the reply
+    // has closed the visit has nothing left to time. When it came first, it is timed before
+    // the reply; the acknowledgement-only branch is always timed.
+    if let Some(ack) = replied.time_to_ack_ms {
+        assert!((0..=ttr).contains(&ack), "{replied:?}");
+    }
+    let ack_only = &v[1];
     assert!(
-        replied.time_to_ack_ms.is_some(),
-        "the acknowledgement is timed too"
+        ack_only
+            .time_to_ack_ms
+            .is_some_and(|ms| (0..7000).contains(&ms)),
+        "the acknowledgement is timed: {ack_only:?}"
     );
     assert!(replied.time_to_reply_business_ms.is_some());
     assert_eq!(replied.score, Some(100.0));

@@ -92,10 +92,11 @@ async fn issue7_a_reply_that_arrived_in_time_is_never_closed_as_no_reply_while_i
         .remove(0);
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"), "{v:?}");
-    // Its arrival is the one INTERNALDATE vouches for, not the late reading, 10 s later.
+    // Its arrival is the one INTERNALDATE vouches for, not the late reading 11 s or more after
+    // the send; below that, Postfix's delivery on a loaded machine may add seconds.
     let ttr = v.time_to_reply_ms.unwrap();
     assert!(
-        (900..4_000).contains(&ttr),
+        (900..10_000).contains(&ttr),
         "time to reply {ttr} ms for a branch that answers after 1 s"
     );
 }
