@@ -3,7 +3,6 @@
 //! loopback webhook; never twice for one incident, across restarts and several daemons.
 
 use crate::common::{self, store_test, Backend};
-use futures::StreamExt;
 use mystery::alert::{self, ledger};
 use mystery::store::{SeedVisit, Store};
 use mystery::Context;
@@ -37,44 +36,12 @@ fn without_imap(text: &str) -> String {
     format!("{}{}", &text[..start], &text[end..])
 }
 
-async fn fetch_by_message_id(imap: &mystery::config::ImapConfig, prefix: &str) -> Vec<Vec<u8>> {
-    let mut tries = 0;
-    let mut session = loop {
-        match mystery::email::inbox::connect(imap).await {
-            Ok(s) => break s,
-            Err(e) if tries < 20 => {
-                eprintln!("IMAP connect failed, retrying: {e:#}");
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("IMAP connect: {e:#}"),
-        }
-    };
-    session.select("INBOX").await.unwrap();
-    let uids = session
-        .uid_search(format!("HEADER Message-ID \"{prefix}\""))
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for uid in uids {
-        let mut s = session
-            .uid_fetch(uid.to_string(), "BODY.PEEK[]")
-            .await
-            .unwrap();
-        while let Some(f) = s.next().await {
-            out.push(f.unwrap().body().unwrap_or_default().to_vec());
-        }
-    }
-    let _ = session.logout().await;
-    out
-}
-
 /// The messages under `prefix` once at least `n` have been delivered (Postfix hands them to
 /// Dovecot a moment after accepting them): bounded wait, then every one found.
 async fn delivered(imap: &mystery::config::ImapConfig, prefix: &str, n: usize) -> Vec<Vec<u8>> {
     let start = Instant::now();
     loop {
-        let got = fetch_by_message_id(imap, prefix).await;
+        let got = crate::digest::fetch_from_imap(imap, prefix).await;
         if got.len() >= n {
             return got;
         }

@@ -416,12 +416,19 @@ fn squash(s: &str) -> String {
 }
 
 async fn fetch_by_message_id(cx: &mystery::Context, prefix: &str) -> Vec<Vec<u8>> {
-    let imap = cx.config.imap.clone().unwrap();
+    fetch_from_imap(cx.config.imap.as_ref().unwrap(), prefix).await
+}
+
+/// The messages of the robot's INBOX whose Message-ID starts with `prefix` (digests, alerts).
+pub(crate) async fn fetch_from_imap(
+    imap: &mystery::config::ImapConfig,
+    prefix: &str,
+) -> Vec<Vec<u8>> {
     // Daemons of tests running beside this one hold IMAP connections too: a refused login
     // (per-user connection limit) is retried, a bounded number of times.
     let mut tries = 0;
     let mut session = loop {
-        match mystery::email::inbox::connect(&imap).await {
+        match mystery::email::inbox::connect(imap).await {
             Ok(s) => break s,
             Err(e) if tries < 20 => {
                 eprintln!("IMAP connect failed, retrying: {e:#}");
