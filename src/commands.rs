@@ -84,7 +84,7 @@ pub async fn check(path: &Path, out: &mut dyn Write) -> Result<i32> {
                         b.chromium.display(),
                         b.chromedriver.display(),
                         b.concurrency,
-                        config::duration_words(b.page_timeout)
+                        crate::duration::words(b.page_timeout)
                     )?;
                 } else {
                     writeln!(
@@ -598,7 +598,7 @@ pub async fn purge(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<i3
     let verb = if dry_run { "would purge" } else { "purged" };
     let age = |d: Option<Duration>| {
         d.map_or("kept".to_owned(), |d| {
-            format!("older than {}", config::duration_words(d))
+            format!("older than {}", crate::duration::words(d))
         })
     };
     let r = &storage.retention;

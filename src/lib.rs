@@ -13,6 +13,7 @@ pub mod config;
 mod context;
 pub mod digest;
 pub mod dispatch;
+pub mod duration;
 pub mod email;
 pub mod fault;
 pub mod form;

@@ -5,7 +5,6 @@
 //! Secrets come from the environment and live in `Secret`, never in the file or the store.
 
 pub mod branch_list;
-pub mod duration;
 pub mod phone;
 mod raw;
 pub mod template;
@@ -650,17 +649,6 @@ pub fn business_from_row(row: &branch_list::BranchRow, groups: &[Group]) -> RowV
     validate::branch_row(row, groups)
 }
 
-/// A configured duration as users write it: "14d" for whole days (humantime would say
-/// "14days", and "5months 27days 19h 12m" for 180 days), humantime's words otherwise.
-pub fn duration_words(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs > 0 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
-        format!("{}d", secs / 86_400)
-    } else {
-        humantime::format_duration(d).to_string()
-    }
-}
-
 impl Config {
     pub fn business(&self, id: &str) -> Option<&Business> {
         self.businesses.iter().find(|b| b.id == id)
@@ -717,7 +705,8 @@ impl Config {
                 "group {}: staff_notice {}, min_interval {}{}",
                 g.id,
                 r.staff_notice.map_or("none".to_owned(), |d| d.to_string()),
-                r.min_interval.map_or("none".to_owned(), duration_words),
+                r.min_interval
+                    .map_or("none".to_owned(), crate::duration::words),
                 if r.paused { ", paused" } else { "" }
             ));
         }
@@ -725,7 +714,7 @@ impl Config {
             out.push(format!("business {b}: paused"));
         }
         let r = &self.storage.retention;
-        let keep = |d: Option<Duration>| d.map_or("kept".to_owned(), duration_words);
+        let keep = |d: Option<Duration>| d.map_or("kept".to_owned(), crate::duration::words);
         out.push(format!(
             "retention: raw_mail {}, recordings {}, transcripts {}",
             keep(r.raw_mail),

@@ -73,7 +73,7 @@ impl Ctx<'_> {
         out
     }
     fn duration(&mut self, v: &S<String>, what: &str) -> Option<Duration> {
-        match super::duration::parse(v.get_ref()) {
+        match crate::duration::parse(v.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(
@@ -938,7 +938,7 @@ fn groups(cx: &mut Ctx<'_>, raws: &[S<RawGroup>]) -> Vec<Group> {
                     Some(d) => (d.trim(), true),
                     None => (text, false),
                 };
-                if let Ok(d) = super::duration::parse(d) {
+                if let Ok(d) = crate::duration::parse(d) {
                     targets.reply_within = Some((d, business));
                 } else {
                     cx.err(r.span(), format!("targets.reply_within: expected e.g. \"24h business\" or \"48h\", got {text:?}"));
@@ -1398,7 +1398,7 @@ fn scenarios(cx: &mut Ctx<'_>, raws: &[S<RawScenario>], personas: &[Persona]) ->
                     continue;
                 }
                 let dur = |cx: &mut Ctx<'_>, t: &str, what: &str| {
-                    super::duration::parse(t)
+                    crate::duration::parse(t)
                         .map_err(|e| {
                             cx.err(
                                 span.clone(),

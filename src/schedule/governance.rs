@@ -85,7 +85,7 @@ impl fmt::Display for Refusal {
                 f,
                 "min_interval: another visit of this branch is due {} (less than {} apart)",
                 other.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                crate::config::duration_words(interval.to_std().unwrap_or_default())
+                crate::duration::words(interval.to_std().unwrap_or_default())
             ),
         }
     }

@@ -1,7 +1,8 @@
 //! Durations as people write them in `mystery.toml`: humantime's English units ("48h",
 //! "30s", "7d", "2 weeks") and the French ones ("2 jours", "48 heures", "30 min",
 //! "1 semaine", "1 j 12 h"). French words are translated to humantime's, then parsed by it,
-//! so both languages follow one grammar.
+//! so both languages follow one grammar; `words` writes one back the way users write it.
+//! Below both `config` (which parses them) and `schedule` (whose refusals name them).
 
 use std::time::Duration;
 
@@ -74,6 +75,17 @@ fn translate(text: &str) -> Option<String> {
     let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
     let out = out.replace(" et ", " ");
     any.then_some(out)
+}
+
+/// A configured duration as users write it: "14d" for whole days (humantime would say
+/// "14days", and "5months 27days 19h 12m" for 180 days), humantime's words otherwise.
+pub fn words(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
 }
 
 #[cfg(test)]
