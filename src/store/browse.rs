@@ -1,6 +1,6 @@
-//! The dashboard's reads: a page of one selection of visits, its count, a visit's messages,
-//! and the figures `/metrics` exports. Each function is one query that runs unchanged on
-//! SQLite and PostgreSQL; column names never come from a request.
+//! The dashboard's reads: a page of one selection of visits, its count, its weekly rates, its
+//! delays, a visit's messages. Each function is one query that runs unchanged on SQLite and
+//! PostgreSQL; column names never come from a request.
 
 use super::visits::visit_from_row;
 use super::{opt_i64, Store, Visit};
@@ -48,34 +48,6 @@ pub struct VisitMessage {
     pub correlation: Option<String>,
     /// None once `retention.raw_mail` purged it.
     pub raw: Option<Vec<u8>>,
-}
-
-/// One histogram of a measurement for one group: counts at or below each edge (cumulative,
-/// as Prometheus wants them), then the count and sum of every value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupHistogram {
-    pub group: Option<String>,
-    pub le: Vec<i64>,
-    pub count: i64,
-    pub sum_ms: i64,
-}
-
-/// The measurements `/metrics` exports as histograms (a fixed list: names go into SQL text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Measured {
-    /// Email visits replied: `time_to_reply_ms`.
-    TimeToReply,
-    /// Calls answered: `answer_ms`.
-    Answer,
-}
-
-impl Measured {
-    fn sql(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Measured::TimeToReply => ("email", "replied", "time_to_reply_ms"),
-            Measured::Answer => ("call", "answered", "answer_ms"),
-        }
-    }
 }
 
 /// The WHERE clause of a `VisitQuery` and its values, in order (`$1`, `$2`…): only the tests
@@ -246,89 +218,6 @@ impl Store {
                     correlation: r.try_get("correlation")?,
                     raw: r.try_get("raw")?,
                 })
-            })
-            .collect()
-    }
-
-    /// Finished visits by group, channel and outcome (the counter `mystery_visits_total`).
-    pub async fn outcome_totals(&self) -> Result<Vec<(Option<String>, String, String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT group_id, channel, outcome, COUNT(*) AS n FROM visits
-             WHERE outcome IS NOT NULL GROUP BY group_id, channel, outcome
-             ORDER BY group_id, channel, outcome",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("group_id")?,
-                    r.try_get("channel")?,
-                    r.try_get("outcome")?,
-                    r.try_get("n")?,
-                ))
-            })
-            .collect()
-    }
-
-    /// A measurement's histogram per group over every visit that has it; `edges_ms` ascending.
-    pub async fn group_histograms(
-        &self,
-        m: Measured,
-        edges_ms: &[i64],
-    ) -> Result<Vec<GroupHistogram>> {
-        let (channel, outcome, col) = m.sql();
-        let mut buckets = String::new();
-        for i in 0..edges_ms.len() {
-            buckets.push_str(&format!(
-                ", SUM(CASE WHEN {col} <= ${} THEN 1 ELSE 0 END) AS b{i}",
-                i + 3
-            ));
-        }
-        let sql = format!(
-            "SELECT group_id, COUNT(*) AS n, CAST(SUM({col}) AS BIGINT) AS total{buckets}
-             FROM visits WHERE channel = $1 AND outcome = $2 AND {col} IS NOT NULL
-             GROUP BY group_id ORDER BY group_id"
-        );
-        let mut query = sqlx::query(&sql).bind(channel).bind(outcome);
-        for e in edges_ms {
-            query = query.bind(*e);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                let le = (0..edges_ms.len())
-                    .map(|i| Ok(opt_i64(r, &format!("b{i}"))?.unwrap_or(0)))
-                    .collect::<Result<Vec<i64>>>()?;
-                Ok(GroupHistogram {
-                    group: r.try_get("group_id")?,
-                    le,
-                    count: r.try_get("n")?,
-                    sum_ms: opt_i64(r, "total")?.unwrap_or(0),
-                })
-            })
-            .collect()
-    }
-
-    /// When each branch last answered (a human email reply arrived, or a call was picked up),
-    /// in ms since the epoch: (group, business, at).
-    pub async fn last_answers(&self) -> Result<Vec<(Option<String>, String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT group_id, business_id, MAX(CASE WHEN channel = 'call'
-                 THEN COALESCE(dialed_at, due_at) + COALESCE(answer_ms, 0)
-                 ELSE COALESCE(first_reply_at, due_at) END) AS at
-             FROM visits WHERE outcome IN ('replied', 'answered')
-             GROUP BY group_id, business_id ORDER BY group_id, business_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("group_id")?,
-                    r.try_get("business_id")?,
-                    r.try_get("at")?,
-                ))
             })
             .collect()
     }

@@ -1,11 +1,24 @@
 //! The schema, embedded, one entry per version; applied in order at start, each in its own
-//! transaction, recorded in `schema_migrations`. Written once for both backends: instants are
-//! BIGINT milliseconds since the epoch (UTC), flags are BIGINT 0/1, bytes use `{blob}`.
+//! transaction, recorded in `schema_migrations`. Written once for both backends where SQL
+//! allows: instants are BIGINT milliseconds since the epoch (UTC), flags are BIGINT 0/1, bytes
+//! use `{blob}`. Triggers cannot be written once (SQLite's inline bodies, PostgreSQL's
+//! functions): such a version is built for the backend by the module that owns its tables.
 
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+use super::Backend;
+
+/// One schema version.
+pub(super) enum Schema {
+    /// Statements for both backends, separated by `;`.
+    Both(&'static str),
+    /// Whole statements for one backend (they may hold `;` in trigger bodies).
+    Built(fn(Backend) -> Vec<String>),
+}
+
+pub(super) const MIGRATIONS: &[(i64, Schema)] = &[
     (
         1,
-        r#"
+        Schema::Both(
+            r#"
 CREATE TABLE visits (
     id TEXT PRIMARY KEY,
     slot_key TEXT NOT NULL UNIQUE,
@@ -142,27 +155,32 @@ CREATE TABLE digests (
     PRIMARY KEY (group_id, period_start)
 );
 "#,
+        ),
     ),
     (
         2,
         // Digests: a claim that failed before anything was accepted may be retried later;
         // what was sent is kept for `mystery digest` to show.
-        r#"
+        Schema::Both(
+            r#"
 ALTER TABLE digests ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE digests ADD COLUMN retry_at BIGINT;
 ALTER TABLE digests ADD COLUMN subject TEXT;
 ALTER TABLE digests ADD COLUMN recipients TEXT;
 CREATE INDEX visits_group_channel ON visits (group_id, channel, due_at)
 "#,
+        ),
     ),
     (
         3,
         // A deadline may close a visit only once every watched mailbox has been read up to it:
         // `read_at` is when the last complete pass over a mailbox started.
-        r#"
+        Schema::Both(
+            r#"
 ALTER TABLE mailbox_checkpoints ADD COLUMN read_at BIGINT;
 CREATE INDEX visits_state_deadline ON visits (state, reply_deadline)
 "#,
+        ),
     ),
     (
         4,
@@ -170,7 +188,8 @@ CREATE INDEX visits_state_deadline ON visits (state, reply_deadline)
         // `min_interval` and inserted (serialises planners on both backends). Retention: when
         // each kind of evidence was purged, so a report can tell purged from never recorded;
         // `transcript` is where call transcripts go (purged with `retention.transcripts`).
-        r#"
+        Schema::Both(
+            r#"
 CREATE TABLE plan_locks (
     business_id TEXT PRIMARY KEY,
     locked_at BIGINT NOT NULL
@@ -181,13 +200,15 @@ ALTER TABLE visits ADD COLUMN recording_purged_at BIGINT;
 ALTER TABLE visits ADD COLUMN transcript TEXT;
 ALTER TABLE visits ADD COLUMN transcript_purged_at BIGINT
 "#,
+        ),
     ),
     (
         5,
         // Send once (issue 7): every attempt of a visit sends the same bytes under the same
         // Message-ID, recorded before the first attempt; a send whose verdict was lost after
         // the final dot keeps the instant that dot was written.
-        r#"
+        Schema::Both(
+            r#"
 ALTER TABLE visits ADD COLUMN data_end_at BIGINT;
 CREATE TABLE enquiries (
     visit_id TEXT PRIMARY KEY,
@@ -196,18 +217,21 @@ CREATE TABLE enquiries (
     created_at BIGINT NOT NULL
 )
 "#,
+        ),
     ),
     (
         6,
         // Digests (issue 7): when the current claim was taken (a `sending` row older than a
         // send can last is uncertain), and the resends a person asked for (`--resend`), with
         // the Message-IDs sent before so replies and bounces to them stay traceable.
-        r#"
+        Schema::Both(
+            r#"
 ALTER TABLE digests ADD COLUMN claimed_at BIGINT;
 ALTER TABLE digests ADD COLUMN resends BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE digests ADD COLUMN resent_at BIGINT;
 ALTER TABLE digests ADD COLUMN earlier_message_ids TEXT
 "#,
+        ),
     ),
     (
         7,
@@ -217,7 +241,8 @@ ALTER TABLE digests ADD COLUMN earlier_message_ids TEXT
         // never transcribe it twice. `segments` is JSON; `rings` is counted at hang-up from
         // `ring_ms` and `[sip] ring_cadence`; `greeted` (0/1) is the scenario's first
         // `greeting` rule, kept on the visit so digests count compliance without the rules.
-        r#"
+        Schema::Both(
+            r#"
 ALTER TABLE visits ADD COLUMN transcript_status TEXT;
 ALTER TABLE visits ADD COLUMN transcript_reason TEXT;
 ALTER TABLE visits ADD COLUMN transcript_language TEXT;
@@ -229,17 +254,20 @@ ALTER TABLE visits ADD COLUMN transcribed_at BIGINT;
 ALTER TABLE visits ADD COLUMN greeted BIGINT;
 CREATE INDEX visits_transcript_queue ON visits (transcript_status, transcript_lease_until)
 "#,
+        ),
     ),
     (
         8,
         // Branch lists (issue 12): `form_url` and `country` travel with an imported branch;
         // a branch dropped from the list is archived (`archived_at`), never deleted, so its
         // visits keep their history and planning skips it.
-        r#"
+        Schema::Both(
+            r#"
 ALTER TABLE businesses ADD COLUMN form_url TEXT;
 ALTER TABLE businesses ADD COLUMN country TEXT;
 ALTER TABLE businesses ADD COLUMN archived_at BIGINT
 "#,
+        ),
     ),
     (
         9,
@@ -248,7 +276,8 @@ ALTER TABLE businesses ADD COLUMN archived_at BIGINT
         // the page's own words on a failure or a block; `form_url` the page actually filled.
         // Each visit's screenshots (the filled form, the result) are files under
         // `recordings_dir`, listed in order in `screenshots` and purged like recordings.
-        r#"
+        Schema::Both(
+            r#"
 ALTER TABLE visits ADD COLUMN submitted_at BIGINT;
 ALTER TABLE visits ADD COLUMN form_message TEXT;
 ALTER TABLE visits ADD COLUMN form_url TEXT;
@@ -262,6 +291,7 @@ CREATE TABLE screenshots (
     PRIMARY KEY (visit_id, position)
 )
 "#,
+        ),
     ),
     (
         10,
@@ -272,7 +302,8 @@ CREATE TABLE screenshots (
         // `sending` (may have gone out: never again), `sent`, `retry` (nothing was accepted),
         // `uncertain`, `failed`. `protocol_errors`: failures talking to the SMTP, IMAP and SIP
         // peers, counted in the store so every daemon's `/metrics` says the same.
-        r#"
+        Schema::Both(
+            r#"
 CREATE TABLE alert_notices (
     alert_id TEXT NOT NULL,
     business_id TEXT NOT NULL,
@@ -300,6 +331,7 @@ CREATE TABLE protocol_errors (
     last_at BIGINT NOT NULL
 )
 "#,
+        ),
     ),
     (
         11,
@@ -308,9 +340,36 @@ CREATE TABLE protocol_errors (
         // after the (group, channel, period) prefix, so they scan index entries only instead
         // of looking up each visit row (scripts/bench-dashboard measures it with 1 million
         // visits). Digests read the same columns.
-        r#"
+        Schema::Both(
+            r#"
 CREATE INDEX visits_group_figures ON visits (group_id, channel, due_at, business_id, outcome,
     time_to_reply_ms, time_to_reply_business_ms, answer_ms, score, first_ack_at, greeted)
 "#,
+        ),
+    ),
+    (
+        12,
+        // `/metrics` (issue 9) read every visit per scrape (30 s with 1 million visits on
+        // SQLite): totals per group, channel, outcome and delay bucket, and each branch's last
+        // answer, are now kept by triggers in the same transaction as the visit's change, so
+        // every writer (any daemon, any command, a hand-run UPDATE) keeps them right.
+        Schema::Built(super::rollups::schema),
+    ),
+    (
+        13,
+        // Dashboard sessions (issue 9) outlive a restart and are shared by the daemons of one
+        // store. Only a SHA-256 digest of the cookie is kept: the store never holds a token
+        // that would log its reader in.
+        Schema::Both(
+            r#"
+CREATE TABLE web_sessions (
+    token_digest TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_at BIGINT NOT NULL
+);
+CREATE INDEX web_sessions_last ON web_sessions (last_at)
+"#,
+        ),
     ),
 ];

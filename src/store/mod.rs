@@ -13,6 +13,8 @@ mod messages;
 mod migrations;
 mod operations;
 mod retention;
+mod rollups;
+mod sessions;
 mod transcripts;
 mod visits;
 pub use aggregate::{
@@ -21,14 +23,16 @@ pub use aggregate::{
 };
 #[cfg(feature = "seed")]
 mod seed;
-pub use browse::{GroupHistogram, Measure, Measured, VisitMessage, VisitQuery, WeekCounts};
+pub use browse::{Measure, VisitMessage, VisitQuery, WeekCounts};
 pub use businesses::ListedBusiness;
 pub use forms::{FormSending, Screenshot};
 pub use governance::Planned;
 pub use operations::PROTOCOL_KINDS;
 pub use retention::PurgeCounts;
+pub use rollups::{GroupHistogram, Measured};
 #[cfg(feature = "seed")]
 pub use seed::SeedVisit;
+pub use sessions::StoredSession;
 pub use transcripts::{TranscriptJob, TranscriptResult};
 
 pub use messages::{Checkpoint, Effect, NewMessage, StoredMessage};
@@ -176,13 +180,25 @@ impl Store {
             if done.is_some() {
                 continue;
             }
-            let blob = match self.backend {
-                Backend::Sqlite => "BLOB",
-                Backend::Postgres => "BYTEA",
+            let statements: Vec<String> = match sql {
+                migrations::Schema::Both(sql) => {
+                    let blob = match self.backend {
+                        Backend::Sqlite => "BLOB",
+                        Backend::Postgres => "BYTEA",
+                    };
+                    sql.replace("{blob}", blob)
+                        .split(';')
+                        .map(str::to_owned)
+                        .collect()
+                }
+                migrations::Schema::Built(build) => build(self.backend),
             };
-            for statement in sql.replace("{blob}", blob).split(';') {
+            for statement in statements {
                 if !statement.trim().is_empty() {
-                    sqlx::query(statement).execute(&mut *tx).await?;
+                    sqlx::query(&statement)
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("schema version {version}"))?;
                 }
             }
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")

@@ -1,14 +1,19 @@
 //! Who is asking: sessions, the login form's CSRF token, the password check and the login
 //! throttle.
 //!
-//! Invariants: sessions live in this process's memory only (a restart logs everyone out; two
-//! daemons behind one address would need sticky routing); a session token or CSRF token is 32
-//! random bytes from the OS, compared in constant time; a password is checked only when its
-//! user+address is not throttled, and an unknown user costs the same argon2 work as a known one.
-//! Every map here is bounded.
+//! Invariants: sessions live in the store (a restart keeps everyone logged in, and the daemons
+//! of one store share them), which holds only a SHA-256 digest of each session token; a
+//! session's CSRF token is derived from its session token, so it needs no storage and is worth
+//! nothing without the cookie. A session token or login CSRF token is 32 random bytes from
+//! the OS, compared in constant time. A password is checked only when its user+address is not
+//! throttled, and an unknown user costs the same argon2 work as a known one. The throttle is
+//! this process's own (bounded) memory: behind several daemons an attacker gets each one's
+//! allowance, still a handful of guesses per quarter of an hour.
 
 use crate::config::{HttpConfig, User};
+use crate::store::Store;
 use argon2::{PasswordHash, PasswordVerifier};
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
@@ -20,8 +25,11 @@ pub const LOGIN_COOKIE: &str = "mystery_login";
 pub const MAX_FAILURES: usize = 5;
 /// The window over which failures count.
 pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
-/// At most this many live sessions and throttle entries: beyond, the oldest go.
+/// At most this many throttle entries: beyond, the oldest go.
 const MAX_ENTRIES: usize = 10_000;
+/// A session's last use is written at most this often (a write per page view would make
+/// every read a write); its idle timeout is therefore exact to this much.
+const TOUCH_EVERY_MS: i64 = 60_000;
 
 /// A fresh random token: 32 bytes from the OS, hex.
 pub fn new_token() -> String {
@@ -61,14 +69,6 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age_s: i64, secure: b
     )
 }
 
-#[derive(Debug, Clone)]
-struct Session {
-    user: String,
-    csrf: String,
-    created_ms: i64,
-    last_ms: i64,
-}
-
 /// What a request's session cookie stands for.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -77,8 +77,31 @@ pub struct SessionInfo {
     pub csrf: String,
 }
 
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// What the store keeps of a session token.
+pub fn token_digest(token: &str) -> String {
+    sha256_hex(&[b"mystery session\0", token.as_bytes()])
+}
+
+/// The CSRF token of the session whose cookie is `token`.
+fn csrf_of(token: &str) -> String {
+    sha256_hex(&[b"mystery csrf\0", token.as_bytes()])
+}
+
+/// Whether a cookie value can be a token we issued (anything else never reaches the store).
+fn well_formed(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub struct Auth {
-    sessions: Mutex<HashMap<String, Session>>,
+    store: Store,
     failures: Mutex<HashMap<(String, IpAddr), VecDeque<i64>>>,
     idle_ms: i64,
     max_ms: i64,
@@ -86,9 +109,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(http: &HttpConfig) -> Self {
+    pub fn new(http: &HttpConfig, store: Store) -> Self {
         Auth {
-            sessions: Mutex::new(HashMap::new()),
+            store,
             failures: Mutex::new(HashMap::new()),
             idle_ms: http.session_idle.as_millis() as i64,
             max_ms: http.session_max.as_millis() as i64,
@@ -96,57 +119,52 @@ impl Auth {
         }
     }
 
-    /// Opens a session; returns its token (the cookie) and its CSRF token.
-    pub fn open(&self, user: &str, now_ms: i64) -> (String, String) {
+    /// Opens a session; returns its token (the cookie). Sessions already over their time are
+    /// forgotten first.
+    pub async fn open(&self, user: &str, now_ms: i64) -> anyhow::Result<String> {
+        self.store
+            .purge_sessions(now_ms - self.idle_ms, now_ms - self.max_ms)
+            .await?;
         let token = new_token();
-        let csrf = new_token();
-        let mut sessions = self.sessions.lock().expect("sessions poisoned");
-        sessions.retain(|_, s| self.alive(s, now_ms));
-        if sessions.len() >= MAX_ENTRIES {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_ms)
-                .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(
-            token.clone(),
-            Session {
-                user: user.to_owned(),
-                csrf: csrf.clone(),
-                created_ms: now_ms,
-                last_ms: now_ms,
-            },
-        );
-        (token, csrf)
+        self.store
+            .open_session(&token_digest(&token), user, now_ms)
+            .await?;
+        Ok(token)
     }
 
-    fn alive(&self, s: &Session, now_ms: i64) -> bool {
-        now_ms - s.last_ms < self.idle_ms && now_ms - s.created_ms < self.max_ms
-    }
-
-    /// The live session of a token, marked used now.
-    pub fn session(&self, token: &str, now_ms: i64) -> Option<SessionInfo> {
-        let mut sessions = self.sessions.lock().expect("sessions poisoned");
-        let s = sessions.get_mut(token)?;
-        if !self.alive(s, now_ms) {
-            sessions.remove(token);
+    /// The live session of a token, marked used now. A store that cannot answer logs the
+    /// request out (it is logged): better a login page than someone else's page.
+    pub async fn session(&self, token: &str, now_ms: i64) -> Option<SessionInfo> {
+        if !well_formed(token) {
             return None;
         }
-        s.last_ms = now_ms;
+        let digest = token_digest(token);
+        let s = match self.store.session(&digest).await {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::error!("dashboard: reading a session: {e:#}");
+                return None;
+            }
+        };
+        if now_ms - s.last_at >= self.idle_ms || now_ms - s.created_at >= self.max_ms {
+            self.close(token).await;
+            return None;
+        }
+        if now_ms - s.last_at >= TOUCH_EVERY_MS {
+            if let Err(e) = self.store.touch_session(&digest, now_ms).await {
+                tracing::warn!("dashboard: marking a session used: {e:#}");
+            }
+        }
         Some(SessionInfo {
-            user: s.user.clone(),
-            csrf: s.csrf.clone(),
+            user: s.user,
+            csrf: csrf_of(token),
         })
     }
 
-    pub fn close(&self, token: &str) {
-        self.sessions
-            .lock()
-            .expect("sessions poisoned")
-            .remove(token);
+    pub async fn close(&self, token: &str) {
+        if let Err(e) = self.store.close_session(&token_digest(token)).await {
+            tracing::error!("dashboard: closing a session: {e:#}");
+        }
     }
 
     fn key(user: &str, ip: IpAddr) -> (String, IpAddr) {
@@ -240,19 +258,26 @@ mod tests {
     use crate::secret::Secret;
     use std::time::Duration;
 
-    fn auth() -> Auth {
-        Auth::new(&HttpConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: None,
-            metrics_token: None,
-            session_idle: Duration::from_secs(3600),
-            session_max: Duration::from_secs(86_400),
-        })
+    async fn auth(dir: &std::path::Path) -> Auth {
+        let store = Store::connect(&format!("sqlite://{}", dir.join("s.db").display()))
+            .await
+            .unwrap();
+        Auth::new(
+            &HttpConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                public_url: None,
+                metrics_token: None,
+                session_idle: Duration::from_secs(3600),
+                session_max: Duration::from_secs(86_400),
+            },
+            store,
+        )
     }
 
-    #[test]
-    fn the_sixth_failure_of_one_user_from_one_address_is_throttled_for_the_window() {
-        let a = auth();
+    #[tokio::test]
+    async fn the_sixth_failure_of_one_user_from_one_address_is_throttled_for_the_window() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = auth(tmp.path()).await;
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         for i in 0..MAX_FAILURES as i64 {
@@ -271,34 +296,56 @@ mod tests {
         assert_eq!(a.throttled("qualite", ip, 2_000), None);
     }
 
-    #[test]
-    fn a_session_ends_when_idle_too_long_or_on_logout() {
-        let a = auth();
-        let (token, csrf) = a.open("qualite", 0);
-        assert_ne!(token, csrf);
+    #[tokio::test]
+    async fn a_session_ends_when_idle_too_long_or_on_logout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = auth(tmp.path()).await;
+        let token = a.open("qualite", 0).await.unwrap();
         assert_eq!(token.len(), 64);
-        let s = a.session(&token, 3_599_000).unwrap();
-        assert_eq!(
-            (s.user.as_str(), s.csrf.as_str()),
-            ("qualite", csrf.as_str())
-        );
-        assert!(a.session(&token, 3_599_000 + 3_600_000).is_none());
-        let (token, _) = a.open("qualite", 0);
-        a.close(&token);
-        assert!(a.session(&token, 1).is_none());
-        assert!(a.session("not-a-token", 1).is_none());
+        let s = a.session(&token, 3_599_000).await.unwrap();
+        assert_eq!(s.user, "qualite");
+        assert_eq!(s.csrf, csrf_of(&token));
+        assert_ne!(s.csrf, token);
+        assert!(a.session(&token, 3_599_000 + 3_600_000).await.is_none());
+        let token = a.open("qualite", 0).await.unwrap();
+        a.close(&token).await;
+        assert!(a.session(&token, 1).await.is_none());
+        assert!(a.session("not-a-token", 1).await.is_none());
+        assert!(a.session(&"0".repeat(64), 1).await.is_none());
     }
 
-    #[test]
-    fn a_session_ends_at_its_maximum_age_however_used() {
-        let a = auth();
-        let (token, _) = a.open("qualite", 0);
+    #[tokio::test]
+    async fn a_session_ends_at_its_maximum_age_however_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = auth(tmp.path()).await;
+        let token = a.open("qualite", 0).await.unwrap();
         let mut t = 0;
         while t < 86_400_000 - 1_800_000 {
             t += 1_800_000;
-            assert!(a.session(&token, t).is_some(), "at {t}");
+            assert!(a.session(&token, t).await.is_some(), "at {t}");
         }
-        assert!(a.session(&token, 86_400_000).is_none());
+        assert!(a.session(&token, 86_400_000).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_outlives_its_process_and_the_store_never_holds_its_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let token = auth(tmp.path()).await.open("qualite", 0).await.unwrap();
+        // Another process (a restart, a second daemon) on the same store.
+        let other = auth(tmp.path()).await;
+        let s = other.session(&token, 60_000).await.unwrap();
+        assert_eq!((s.user.as_str(), s.csrf), ("qualite", csrf_of(&token)));
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT token_digest, user_name FROM web_sessions")
+                .fetch_all(other.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(!rows[0].0.contains(&token) && rows[0].0 != csrf_of(&token));
+        // Logging out in one process logs out everywhere.
+        other.close(&token).await;
+        let first = auth(tmp.path()).await;
+        assert!(first.session(&token, 61_000).await.is_none());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `[http] metrics_token_env` (401 without it or with another, 404 when none is configured).
 //!
 //! Invariant: read from the store on each scrape, so several daemons on one PostgreSQL export
-//! the same figures; label values are escaped as the text format requires.
+//! the same figures; the visit figures come from the totals the store keeps (store::rollups),
+//! so a scrape costs the same with a thousand visits or a million. Label values are escaped as
+//! the text format requires.
 
 use super::{auth, St};
 use crate::store::{GroupHistogram, Measured};
@@ -10,11 +12,6 @@ use anyhow::Result;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write as _;
-
-/// Time to reply buckets (seconds): 5 min … 2 days.
-const REPLY_EDGES_S: &[i64] = &[300, 900, 1800, 3600, 7200, 14_400, 28_800, 86_400, 172_800];
-/// Time to answer buckets (seconds).
-const ANSWER_EDGES_S: &[i64] = &[1, 2, 3, 5, 10, 15, 20, 30, 60];
 
 pub async fn metrics(st: St, headers: HeaderMap) -> Response {
     let Some(token) = st
@@ -78,24 +75,27 @@ async fn exposition(st: &St) -> Result<String> {
             escape(&outcome)
         )?;
     }
-    for (name, help, m, edges) in [
+    for (name, help, m) in [
         (
             "mystery_time_to_reply_seconds",
-            "Time from sending an enquiry to the first human reply, per group.",
+            "Time from sending an enquiry email to the first human reply, per group.",
             Measured::TimeToReply,
-            REPLY_EDGES_S,
+        ),
+        (
+            "mystery_form_time_to_reply_seconds",
+            "Time from a contact form's confirmation to the first human reply, per group.",
+            Measured::FormTimeToReply,
         ),
         (
             "mystery_answer_seconds",
             "Time from dialling to the branch picking up, per group.",
             Measured::Answer,
-            ANSWER_EDGES_S,
         ),
     ] {
         writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram")?;
-        let edges_ms: Vec<i64> = edges.iter().map(|s| s * 1000).collect();
-        for h in store.group_histograms(m, &edges_ms).await? {
-            histogram(&mut out, name, edges, &h)?;
+        let (edges_ms, histograms) = store.group_histograms(m).await?;
+        for h in histograms {
+            histogram(&mut out, name, &edges_ms, &h)?;
         }
     }
     out.push_str(
@@ -176,9 +176,10 @@ fn seconds(ms: i64) -> String {
     format!("{s}")
 }
 
-fn histogram(out: &mut String, name: &str, edges_s: &[i64], h: &GroupHistogram) -> Result<()> {
+fn histogram(out: &mut String, name: &str, edges_ms: &[i64], h: &GroupHistogram) -> Result<()> {
     let group = escape(h.group.as_deref().unwrap_or(""));
-    for (edge, n) in edges_s.iter().zip(&h.le) {
+    for (edge, n) in edges_ms.iter().zip(&h.le) {
+        let edge = seconds(*edge);
         writeln!(out, "{name}_bucket{{group=\"{group}\",le=\"{edge}\"}} {n}")?;
     }
     writeln!(
@@ -204,7 +205,7 @@ mod tests {
             count: 4,
             sum_ms: 12_500,
         };
-        histogram(&mut out, "x_seconds", &[60, 3600], &h).unwrap();
+        histogram(&mut out, "x_seconds", &[60_000, 3_600_000], &h).unwrap();
         assert_eq!(
             out,
             "x_seconds_bucket{group=\"no\\\"rd\",le=\"60\"} 1\n\

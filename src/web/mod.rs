@@ -53,7 +53,7 @@ impl Server {
             .await
             .with_context(|| format!("binding the dashboard on {}", http.listen))?;
         let state = Arc::new(Shared {
-            auth: auth::Auth::new(&http),
+            auth: auth::Auth::new(&http, cx.store.clone()),
             cx,
         });
         Ok(Server {
@@ -154,17 +154,22 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let now = state.cx.now_ms();
-        let found = auth::cookie(&parts.headers, auth::SESSION_COOKIE).and_then(|token| {
-            let s = state.auth.session(token, now)?;
-            // A user removed from the configuration is logged out.
-            let user = state.cx.config.user(&s.user)?.clone();
-            Some(Viewer {
-                user,
-                csrf: s.csrf,
-                token: token.to_owned(),
-            })
-        });
-        found.ok_or_else(|| Redirect::to(&login_url(parts)).into_response())
+        let anonymous = || Redirect::to(&login_url(parts)).into_response();
+        let Some(token) = auth::cookie(&parts.headers, auth::SESSION_COOKIE) else {
+            return Err(anonymous());
+        };
+        let Some(s) = state.auth.session(token, now).await else {
+            return Err(anonymous());
+        };
+        // A user removed from the configuration is logged out.
+        let Some(user) = state.cx.config.user(&s.user).cloned() else {
+            return Err(anonymous());
+        };
+        Ok(Viewer {
+            user,
+            csrf: s.csrf,
+            token: token.to_owned(),
+        })
     }
 }
 

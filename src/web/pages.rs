@@ -369,9 +369,10 @@ fn login_page(
 
 pub async fn login_form(st: St, headers: HeaderMap, Query(q): Query<Q>) -> Response {
     let now = st.cx.now_ms();
-    let logged_in = auth::cookie(&headers, SESSION_COOKIE)
-        .and_then(|t| st.auth.session(t, now))
-        .is_some();
+    let logged_in = match auth::cookie(&headers, SESSION_COOKIE) {
+        Some(t) => st.auth.session(t, now).await.is_some(),
+        None => false,
+    };
     if logged_in {
         let next = q.next.as_deref().and_then(local_path).unwrap_or("/");
         return Redirect::to(next).into_response();
@@ -436,7 +437,13 @@ pub async fn login(
         );
     }
     st.auth.succeeded(&f.user, ip);
-    let (token, _) = st.auth.open(&f.user, now);
+    let token = match st.auth.open(&f.user, now).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(user = %f.user, "dashboard login: storing the session: {e:#}");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
     tracing::info!(user = %f.user, %ip, "dashboard login");
     let max_age = st
         .cx
@@ -476,7 +483,7 @@ pub async fn logout(st: St, viewer: Viewer, Form(f): Form<CsrfForm>) -> Response
     if !auth::same(&viewer.csrf, &f.csrf) {
         return forbidden();
     }
-    st.auth.close(&viewer.token);
+    st.auth.close(&viewer.token).await;
     let mut r = Redirect::to("/login").into_response();
     *r.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(

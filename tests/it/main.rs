@@ -16,6 +16,7 @@ mod ingest;
 mod operations;
 mod planning;
 mod report;
+mod rollups;
 mod secrets;
 mod send_faults;
 mod store;

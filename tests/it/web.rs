@@ -121,6 +121,15 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
         })
 }
 
+async fn logout(http: &reqwest::Client, base: &str, cookie: &str, csrf: &str) -> reqwest::Response {
+    http.post(format!("{base}/logout"))
+        .header(COOKIE, cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
+}
+
 fn hidden_csrf(body: &str) -> String {
     let re = regex::Regex::new(r#"name="csrf" value="([0-9a-f]{64})""#).unwrap();
     re.captures(body).expect("a csrf field")[1].to_owned()
@@ -425,15 +434,7 @@ async fn login_opens_a_strict_httponly_session_and_logout_closes_it() {
     let r = d.get("/login", Some(&cookie)).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
-    let csrf = hidden_csrf(&body);
-    let r = d
-        .http
-        .post(d.url("/logout"))
-        .header(COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = logout(&d.http, &d.base, &cookie, &hidden_csrf(&body)).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[LOCATION], "/login");
     let r = d.get("/", Some(&cookie)).await;
@@ -1450,4 +1451,82 @@ fn link_to_login(next: &str) -> String {
         "/login?next={}",
         percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
     )
+}
+
+/// Sessions are in the store: a restarted daemon, or a second one on the same store, knows
+/// the cookie; a logout on one ends it on all; the store holds no usable token.
+#[tokio::test]
+async fn a_session_survives_a_restart_and_is_shared_by_the_daemons_of_one_store() {
+    let d = start(Backend::Sqlite, true).await;
+    let cookie = d.login("qualite", ADMIN_PW).await;
+    let url = format!("sqlite://{}", d._tmp.path().join("mystery.db").display());
+    let config = mystery::config::from_str(
+        &d._tmp.path().join("mystery.toml"),
+        &config_text(&url, false),
+        &|_: &str| None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let other = Server::bind(common::context(config, Store::connect(&url).await.unwrap()))
+        .await
+        .unwrap();
+    let other_base = format!("http://{}", other.local_addr().unwrap());
+    let other_stop = CancellationToken::new();
+    let other_server = tokio::spawn(other.run(other_stop.clone()));
+    let get = |base: &str| {
+        d.http
+            .get(format!("{base}/"))
+            .header(COOKIE, &cookie)
+            .send()
+    };
+    let r = get(&other_base).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the second daemon knows the session"
+    );
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Réseau Nord"));
+    let token = cookie.trim_start_matches("mystery_session=");
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT token_digest, user_name FROM web_sessions")
+            .fetch_all(d.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1, "qualite");
+    assert!(!stored[0].0.contains(token), "only a digest is stored");
+    // Logged out on the second daemon: dead on the first too.
+    let r = logout(&d.http, &other_base, &cookie, &hidden_csrf(&body)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(get(&d.base).await.unwrap().status(), StatusCode::SEE_OTHER);
+    other_stop.cancel();
+    other_server.await.unwrap().unwrap();
+    // A fresh login survives the first daemon's restart (the store is all it needs).
+    let cookie = d.login("qualite", ADMIN_PW).await;
+    let store = d.store.clone();
+    let tmp_path = d._tmp.path().to_owned();
+    let http = d.http.clone();
+    let keep = d._tmp;
+    d.shutdown.cancel();
+    d.server.await.unwrap().unwrap();
+    let config = mystery::config::from_str(
+        &tmp_path.join("mystery.toml"),
+        &config_text(&url, false),
+        &|_: &str| None,
+    )
+    .unwrap();
+    let again = Server::bind(common::context(config, store)).await.unwrap();
+    let again_base = format!("http://{}", again.local_addr().unwrap());
+    let again_stop = CancellationToken::new();
+    let again_server = tokio::spawn(again.run(again_stop.clone()));
+    let r = http
+        .get(format!("{again_base}/"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "logged in after the restart");
+    again_stop.cancel();
+    again_server.await.unwrap().unwrap();
+    drop(keep);
 }

@@ -1,0 +1,374 @@
+//! The totals `/metrics` reads (store::rollups) equal a scan of the visits, whatever writes
+//! them: inserts, outcome changes, corrected delays, a branch moved between groups, deletions,
+//! and visits stored before the totals existed. Each on SQLite and on PostgreSQL.
+
+use crate::common::{self, Backend};
+use mystery::store::{GroupHistogram, Measured, Store};
+use std::collections::BTreeMap;
+
+const REPLY_EDGES_S: &[i64] = &[300, 900, 1800, 3600, 7200, 14_400, 28_800, 86_400, 172_800];
+const ANSWER_EDGES_S: &[i64] = &[1, 2, 3, 5, 10, 15, 20, 30, 60];
+
+struct Row {
+    group: Option<String>,
+    channel: String,
+    outcome: Option<String>,
+    ttr: Option<i64>,
+    answer: Option<i64>,
+}
+
+async fn exec(store: &Store, sql: &str) {
+    sqlx::query(sql)
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn insert(store: &Store, id: &str, group: &str, channel: &str, outcome: &str, extra: &str) {
+    let group = if group.is_empty() {
+        "NULL".to_owned()
+    } else {
+        format!("'{group}'")
+    };
+    let outcome = if outcome.is_empty() {
+        "NULL".to_owned()
+    } else {
+        format!("'{outcome}'")
+    };
+    let (cols, vals) = extra.split_once('|').unwrap_or(("", ""));
+    exec(
+        store,
+        &format!(
+            "INSERT INTO visits (id, slot_key, business_id, group_id, scenario_id, channel, state,
+               outcome, due_at, created_at, updated_at{cols})
+             VALUES ('{id}', 'slot-{id}', 'b-{id}', {group}, 's', '{channel}', 'done', {outcome},
+               1000, 1000, 1000{vals})"
+        ),
+    )
+    .await;
+}
+
+/// What the rollups must say, computed from every visit row.
+async fn scan(store: &Store) -> (Vec<(Option<String>, String, String, i64)>, Vec<String>) {
+    let rows: Vec<Row> =
+        sqlx::query_as::<
+            _,
+            (
+                Option<String>,
+                String,
+                Option<String>,
+                Option<i64>,
+                Option<i64>,
+            ),
+        >("SELECT group_id, channel, outcome, time_to_reply_ms, answer_ms FROM visits")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(group, channel, outcome, ttr, answer)| Row {
+            group,
+            channel,
+            outcome,
+            ttr,
+            answer,
+        })
+        .collect();
+    let mut totals: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    for r in &rows {
+        if let Some(o) = &r.outcome {
+            *totals
+                .entry((
+                    r.group.clone().unwrap_or_default(),
+                    r.channel.clone(),
+                    o.clone(),
+                ))
+                .or_default() += 1;
+        }
+    }
+    let totals = totals
+        .into_iter()
+        .map(|((g, c, o), n)| ((!g.is_empty()).then_some(g), c, o, n))
+        .collect();
+    let mut histograms = Vec::new();
+    for (channel, outcome, edges) in [
+        ("email", "replied", REPLY_EDGES_S),
+        ("form", "replied", REPLY_EDGES_S),
+        ("call", "answered", ANSWER_EDGES_S),
+    ] {
+        let mut by_group: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for r in &rows {
+            let value = if channel == "call" { r.answer } else { r.ttr };
+            if r.channel == channel && r.outcome.as_deref() == Some(outcome) {
+                if let Some(v) = value {
+                    by_group
+                        .entry(r.group.clone().unwrap_or_default())
+                        .or_default()
+                        .push(v);
+                }
+            }
+        }
+        for (group, values) in by_group {
+            let le: Vec<i64> = edges
+                .iter()
+                .map(|e| values.iter().filter(|v| **v <= e * 1000).count() as i64)
+                .collect();
+            histograms.push(format!(
+                "{channel} {group} {le:?} {} {}",
+                values.len(),
+                values.iter().sum::<i64>()
+            ));
+        }
+    }
+    (totals, histograms)
+}
+
+async fn rollups(store: &Store) -> (Vec<(Option<String>, String, String, i64)>, Vec<String>) {
+    let mut histograms = Vec::new();
+    for (channel, m, edges) in [
+        ("email", Measured::TimeToReply, REPLY_EDGES_S),
+        ("form", Measured::FormTimeToReply, REPLY_EDGES_S),
+        ("call", Measured::Answer, ANSWER_EDGES_S),
+    ] {
+        let (edges_ms, hs) = store.group_histograms(m).await.unwrap();
+        let want: Vec<i64> = edges.iter().map(|s| s * 1000).collect();
+        assert_eq!(edges_ms, want, "{channel} edges");
+        for GroupHistogram {
+            group,
+            le,
+            count,
+            sum_ms,
+        } in hs
+        {
+            histograms.push(format!(
+                "{channel} {} {le:?} {count} {sum_ms}",
+                group.unwrap_or_default()
+            ));
+        }
+    }
+    (store.outcome_totals().await.unwrap(), histograms)
+}
+
+async fn same_as_a_scan(store: &Store, when: &str) {
+    assert_eq!(rollups(store).await, scan(store).await, "{when}");
+}
+
+async fn last_answer(store: &Store, business: &str) -> Option<i64> {
+    store
+        .last_answers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(_, b, _)| b == business)
+        .map(|(_, _, at)| at)
+}
+
+async fn every_writer_keeps_the_totals(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = common::store(backend, tmp.path()).await;
+    same_as_a_scan(&store, "empty").await;
+    let ttr = ", time_to_reply_ms, first_reply_at|";
+    insert(
+        &store,
+        "e1",
+        "nord",
+        "email",
+        "replied",
+        &format!("{ttr}, 250000, 5000"),
+    )
+    .await;
+    insert(
+        &store,
+        "e2",
+        "nord",
+        "email",
+        "replied",
+        &format!("{ttr}, 300000, 6000"),
+    )
+    .await;
+    insert(
+        &store,
+        "e3",
+        "nord",
+        "email",
+        "replied",
+        &format!("{ttr}, 999999999, 7000"),
+    )
+    .await;
+    insert(
+        &store,
+        "e4",
+        "",
+        "email",
+        "replied",
+        &format!("{ttr}, 1000, 8000"),
+    )
+    .await;
+    insert(&store, "e5", "sud", "email", "no_reply", "").await;
+    insert(&store, "e6", "sud", "email", "", "").await;
+    insert(
+        &store,
+        "f1",
+        "sud",
+        "form",
+        "replied",
+        &format!("{ttr}, 3600000, 9000"),
+    )
+    .await;
+    insert(&store, "f2", "sud", "form", "form_blocked", "").await;
+    let call = ", answer_ms, dialed_at|";
+    insert(
+        &store,
+        "c1",
+        "sud",
+        "call",
+        "answered",
+        &format!("{call}, 4000, 20000"),
+    )
+    .await;
+    insert(
+        &store,
+        "c2",
+        "sud",
+        "call",
+        "answered",
+        &format!("{call}, 61000, 30000"),
+    )
+    .await;
+    insert(&store, "c3", "nord", "call", "no_answer", "").await;
+    // A reply time the visit has but that no histogram counts: not replied.
+    insert(
+        &store,
+        "e7",
+        "nord",
+        "email",
+        "acknowledged_only",
+        &format!("{ttr}, 10, 10"),
+    )
+    .await;
+    same_as_a_scan(&store, "after inserts").await;
+    assert_eq!(last_answer(&store, "b-c2").await, Some(30_000 + 61_000));
+    assert_eq!(last_answer(&store, "b-e1").await, Some(5_000));
+    assert_eq!(last_answer(&store, "b-e5").await, None);
+
+    // A visit finishing, one whose verdict moves, a corrected delay, a branch moved group.
+    exec(&store, "UPDATE visits SET outcome = 'replied', time_to_reply_ms = 1800000, first_reply_at = 40000 WHERE id = 'e6'").await;
+    exec(
+        &store,
+        "UPDATE visits SET outcome = 'no_reply' WHERE id = 'e2'",
+    )
+    .await;
+    exec(
+        &store,
+        "UPDATE visits SET time_to_reply_ms = 100000 WHERE id = 'e1'",
+    )
+    .await;
+    exec(&store, "UPDATE visits SET answer_ms = 2500 WHERE id = 'c1'").await;
+    exec(
+        &store,
+        "UPDATE visits SET group_id = 'est' WHERE id IN ('c2', 'e3', 'e4')",
+    )
+    .await;
+    // Writes that touch nothing counted (a lease renewal) leave the totals alone.
+    exec(&store, "UPDATE visits SET updated_at = updated_at + 1").await;
+    same_as_a_scan(&store, "after updates").await;
+    assert_eq!(last_answer(&store, "b-e6").await, Some(40_000));
+
+    // Deleted visits leave the totals; a branch's last answer stays (it did answer then).
+    exec(&store, "DELETE FROM visits WHERE id IN ('e1', 'c3', 'f2')").await;
+    same_as_a_scan(&store, "after deletes").await;
+    assert_eq!(last_answer(&store, "b-e1").await, Some(5_000));
+    // A row whose count fell to zero is not exported.
+    assert!(!store
+        .outcome_totals()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(_, c, o, _)| c == "form" && o == "form_blocked"));
+}
+
+#[tokio::test]
+async fn every_writer_keeps_the_metrics_totals_on_sqlite() {
+    every_writer_keeps_the_totals(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_writer_keeps_the_metrics_totals_on_postgres() {
+    every_writer_keeps_the_totals(Backend::Postgres).await;
+}
+
+/// A store upgraded from version 11 counts the visits it already held.
+async fn an_upgraded_store_counts_its_visits(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = common::store_url(backend, tmp.path()).await;
+    let store = Store::connect(&url).await.unwrap();
+    let drop_triggers: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "DROP TRIGGER visit_totals_insert",
+            "DROP TRIGGER visit_totals_update",
+            "DROP TRIGGER visit_totals_delete",
+        ],
+        Backend::Postgres => &[
+            "DROP TRIGGER visit_totals_insert_delete ON visits",
+            "DROP TRIGGER visit_totals_update ON visits",
+            "DROP FUNCTION visit_totals_keep()",
+        ],
+    };
+    for sql in drop_triggers {
+        exec(&store, sql).await;
+    }
+    for sql in [
+        "DROP TABLE metric_edges",
+        "DROP TABLE visit_totals",
+        "DROP TABLE branch_answers",
+        "DELETE FROM schema_migrations WHERE version = 12",
+    ] {
+        exec(&store, sql).await;
+    }
+    let ttr = ", time_to_reply_ms, first_reply_at|";
+    insert(
+        &store,
+        "e1",
+        "nord",
+        "email",
+        "replied",
+        &format!("{ttr}, 250000, 5000"),
+    )
+    .await;
+    insert(
+        &store,
+        "e2",
+        "nord",
+        "email",
+        "replied",
+        &format!("{ttr}, 250000, 9000"),
+    )
+    .await;
+    insert(&store, "e3", "nord", "email", "no_reply", "").await;
+    insert(
+        &store,
+        "c1",
+        "",
+        "call",
+        "answered",
+        ", answer_ms, dialed_at|, 7000, 100",
+    )
+    .await;
+    store.pool().close().await;
+    let store = Store::connect(&url).await.unwrap();
+    same_as_a_scan(&store, "after the upgrade").await;
+    assert_eq!(last_answer(&store, "b-c1").await, Some(7_100));
+    assert!(!rollups(&store).await.0.is_empty());
+    // And the triggers are back.
+    insert(&store, "e4", "nord", "email", "no_reply", "").await;
+    same_as_a_scan(&store, "after a new visit").await;
+}
+
+#[tokio::test]
+async fn an_upgraded_store_counts_its_visits_on_sqlite() {
+    an_upgraded_store_counts_its_visits(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_upgraded_store_counts_its_visits_on_postgres() {
+    an_upgraded_store_counts_its_visits(Backend::Postgres).await;
+}
