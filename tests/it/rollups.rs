@@ -24,28 +24,41 @@ async fn exec(store: &Store, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-async fn insert(store: &Store, id: &str, group: &str, channel: &str, outcome: &str, extra: &str) {
-    let group = if group.is_empty() {
-        "NULL".to_owned()
-    } else {
-        format!("'{group}'")
+/// A visit row: (id, group or "", channel, outcome or "", its delay and when the branch
+/// answered: `time_to_reply_ms` and `first_reply_at` for emails and forms, `answer_ms` and
+/// `dialed_at` for calls).
+type Seed<'a> = (&'a str, &'a str, &'a str, &'a str, Option<(i64, i64)>);
+
+async fn insert(store: &Store, visits: &[Seed<'_>]) {
+    let text = |v: &str| {
+        if v.is_empty() {
+            "NULL".to_owned()
+        } else {
+            format!("'{v}'")
+        }
     };
-    let outcome = if outcome.is_empty() {
-        "NULL".to_owned()
-    } else {
-        format!("'{outcome}'")
-    };
-    let (cols, vals) = extra.split_once('|').unwrap_or(("", ""));
-    exec(
-        store,
-        &format!(
-            "INSERT INTO visits (id, slot_key, business_id, group_id, scenario_id, channel, state,
-               outcome, due_at, created_at, updated_at{cols})
-             VALUES ('{id}', 'slot-{id}', 'b-{id}', {group}, 's', '{channel}', 'done', {outcome},
-               1000, 1000, 1000{vals})"
-        ),
-    )
-    .await;
+    for (id, group, channel, outcome, measured) in visits {
+        let (delay_col, at_col) = if *channel == "call" {
+            ("answer_ms", "dialed_at")
+        } else {
+            ("time_to_reply_ms", "first_reply_at")
+        };
+        let (delay, at) = measured.map_or(("NULL".into(), "NULL".into()), |(d, a)| {
+            (d.to_string(), a.to_string())
+        });
+        exec(
+            store,
+            &format!(
+                "INSERT INTO visits (id, slot_key, business_id, group_id, scenario_id, channel,
+                   state, outcome, due_at, created_at, updated_at, {delay_col}, {at_col})
+                 VALUES ('{id}', 'slot-{id}', 'b-{id}', {}, 's', '{channel}', 'done', {},
+                   1000, 1000, 1000, {delay}, {at})",
+                text(group),
+                text(outcome)
+            ),
+        )
+        .await;
+    }
 }
 
 /// What the rollups must say, computed from every visit row.
@@ -166,83 +179,23 @@ async fn every_writer_keeps_the_totals(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let store = common::store(backend, tmp.path()).await;
     same_as_a_scan(&store, "empty").await;
-    let ttr = ", time_to_reply_ms, first_reply_at|";
     insert(
         &store,
-        "e1",
-        "nord",
-        "email",
-        "replied",
-        &format!("{ttr}, 250000, 5000"),
-    )
-    .await;
-    insert(
-        &store,
-        "e2",
-        "nord",
-        "email",
-        "replied",
-        &format!("{ttr}, 300000, 6000"),
-    )
-    .await;
-    insert(
-        &store,
-        "e3",
-        "nord",
-        "email",
-        "replied",
-        &format!("{ttr}, 999999999, 7000"),
-    )
-    .await;
-    insert(
-        &store,
-        "e4",
-        "",
-        "email",
-        "replied",
-        &format!("{ttr}, 1000, 8000"),
-    )
-    .await;
-    insert(&store, "e5", "sud", "email", "no_reply", "").await;
-    insert(&store, "e6", "sud", "email", "", "").await;
-    insert(
-        &store,
-        "f1",
-        "sud",
-        "form",
-        "replied",
-        &format!("{ttr}, 3600000, 9000"),
-    )
-    .await;
-    insert(&store, "f2", "sud", "form", "form_blocked", "").await;
-    let call = ", answer_ms, dialed_at|";
-    insert(
-        &store,
-        "c1",
-        "sud",
-        "call",
-        "answered",
-        &format!("{call}, 4000, 20000"),
-    )
-    .await;
-    insert(
-        &store,
-        "c2",
-        "sud",
-        "call",
-        "answered",
-        &format!("{call}, 61000, 30000"),
-    )
-    .await;
-    insert(&store, "c3", "nord", "call", "no_answer", "").await;
-    // A reply time the visit has but that no histogram counts: not replied.
-    insert(
-        &store,
-        "e7",
-        "nord",
-        "email",
-        "acknowledged_only",
-        &format!("{ttr}, 10, 10"),
+        &[
+            ("e1", "nord", "email", "replied", Some((250_000, 5_000))),
+            ("e2", "nord", "email", "replied", Some((300_000, 6_000))),
+            ("e3", "nord", "email", "replied", Some((999_999_999, 7_000))),
+            ("e4", "", "email", "replied", Some((1_000, 8_000))),
+            ("e5", "sud", "email", "no_reply", None),
+            ("e6", "sud", "email", "", None),
+            ("f1", "sud", "form", "replied", Some((3_600_000, 9_000))),
+            ("f2", "sud", "form", "form_blocked", None),
+            ("c1", "sud", "call", "answered", Some((4_000, 20_000))),
+            ("c2", "sud", "call", "answered", Some((61_000, 30_000))),
+            ("c3", "nord", "call", "no_answer", None),
+            // A reply time the visit has but that no histogram counts: not replied.
+            ("e7", "nord", "email", "acknowledged_only", Some((10, 10))),
+        ],
     )
     .await;
     same_as_a_scan(&store, "after inserts").await;
@@ -324,33 +277,14 @@ async fn an_upgraded_store_counts_its_visits(backend: Backend) {
     ] {
         exec(&store, sql).await;
     }
-    let ttr = ", time_to_reply_ms, first_reply_at|";
     insert(
         &store,
-        "e1",
-        "nord",
-        "email",
-        "replied",
-        &format!("{ttr}, 250000, 5000"),
-    )
-    .await;
-    insert(
-        &store,
-        "e2",
-        "nord",
-        "email",
-        "replied",
-        &format!("{ttr}, 250000, 9000"),
-    )
-    .await;
-    insert(&store, "e3", "nord", "email", "no_reply", "").await;
-    insert(
-        &store,
-        "c1",
-        "",
-        "call",
-        "answered",
-        ", answer_ms, dialed_at|, 7000, 100",
+        &[
+            ("e1", "nord", "email", "replied", Some((250_000, 5_000))),
+            ("e2", "nord", "email", "replied", Some((250_000, 9_000))),
+            ("e3", "nord", "email", "no_reply", None),
+            ("c1", "", "call", "answered", Some((7_000, 100))),
+        ],
     )
     .await;
     store.pool().close().await;
@@ -359,7 +293,7 @@ async fn an_upgraded_store_counts_its_visits(backend: Backend) {
     assert_eq!(last_answer(&store, "b-c1").await, Some(7_100));
     assert!(!rollups(&store).await.0.is_empty());
     // And the triggers are back.
-    insert(&store, "e4", "nord", "email", "no_reply", "").await;
+    insert(&store, &[("e4", "nord", "email", "no_reply", None)]).await;
     same_as_a_scan(&store, "after a new visit").await;
 }
 
