@@ -87,13 +87,11 @@ impl Store {
         .bind(message)
         .execute(&self.pool)
         .await?;
-        sqlx::query(
-            "UPDATE visits SET submitted_at = $2, form_message = $3,
-               time_to_reply_ms = CASE WHEN first_reply_at > $2 THEN first_reply_at - $2 ELSE 0 END,
-               time_to_ack_ms = CASE WHEN first_ack_at > $2 THEN first_ack_at - $2 ELSE 0 END,
-               updated_at = $2
+        sqlx::query(&format!(
+            "UPDATE visits SET submitted_at = $2, form_message = $3, {}, updated_at = $2
              WHERE id = $1 AND state = 'done' AND channel = 'form' AND submitted_at IS NULL",
-        )
+            super::visits::TIMED_FROM_2
+        ))
         .bind(id)
         .bind(submitted_at_ms)
         .bind(message)

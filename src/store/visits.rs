@@ -263,6 +263,13 @@ pub struct Sending<'a> {
     pub reply_deadline_ms: i64,
 }
 
+/// The reply and acknowledgement times of a visit whose start (`$2`: the enquiry's sending,
+/// the form's confirmation) is learnt after its answers arrived: an answer read before its
+/// start was known counts as immediate, never as negative time.
+pub(super) const TIMED_FROM_2: &str =
+    "time_to_reply_ms = CASE WHEN first_reply_at > $2 THEN first_reply_at - $2 ELSE 0 END,
+     time_to_ack_ms = CASE WHEN first_ack_at > $2 THEN first_ack_at - $2 ELSE 0 END";
+
 impl Store {
     /// Creates the visit unless its slot key exists. True when created.
     pub async fn plan_visit(&self, v: &NewVisit, now_ms: i64) -> Result<bool> {
@@ -383,14 +390,11 @@ impl Store {
         // A reply that came while we waited for the 250 ended the visit already: it keeps its
         // outcome and gets its send time and reply times. Seen before we read the 250 (a slow
         // process, a fast relay), it counts as answered at once, never in negative time.
-        sqlx::query(
-            "UPDATE visits SET sent_at = $2,
-               time_to_reply_ms = CASE WHEN first_reply_at > $2 THEN first_reply_at - $2 ELSE 0 END,
-               time_to_ack_ms = CASE WHEN first_ack_at > $2 THEN first_ack_at - $2 ELSE 0 END,
-               updated_at = $2
+        sqlx::query(&format!(
+            "UPDATE visits SET sent_at = $2, {TIMED_FROM_2}, updated_at = $2
              WHERE id = $1 AND state = 'done' AND sent_at IS NULL AND data_end_at IS NULL
-               AND send_uncertain = 0 AND message_id IS NOT NULL",
-        )
+               AND send_uncertain = 0 AND message_id IS NOT NULL"
+        ))
         .bind(id)
         .bind(sent_at_ms)
         .execute(&self.pool)
