@@ -285,17 +285,29 @@ async fn send_mail(cx: &Context, n: &Notice<'_>) -> Result<bool> {
         Err(e @ SendError::Uncertain(_)) => ("uncertain", Some(e.to_string()), None),
         Err(e) => ("failed", Some(e.to_string()), None),
     };
+    settle(cx, n, &k, state, error.as_deref(), retry_at).await
+}
+
+/// Records how a claimed notice's attempt ended, and says it in the log. True when sent.
+async fn settle(
+    cx: &Context,
+    n: &Notice<'_>,
+    k: &Key<'_>,
+    state: &str,
+    error: Option<&str>,
+    retry_at: Option<i64>,
+) -> Result<bool> {
     ledger::finish(
         &cx.store,
-        &k,
+        k,
         &cx.instance,
         state,
         cx.now_ms(),
-        error.as_deref(),
+        error,
         retry_at,
     )
     .await?;
-    log_outcome(n, "mail", state, error.as_deref());
+    log_outcome(n, k.channel, state, error);
     Ok(state == "sent")
 }
 
@@ -544,18 +556,7 @@ async fn send_webhook(cx: &Context, n: &Notice<'_>) -> Result<bool> {
             None,
         ),
     };
-    ledger::finish(
-        &cx.store,
-        &k,
-        &cx.instance,
-        state,
-        cx.now_ms(),
-        error.as_deref(),
-        retry_at,
-    )
-    .await?;
-    log_outcome(n, "webhook", state, error.as_deref());
-    Ok(state == "sent")
+    settle(cx, n, &k, state, error.as_deref(), retry_at).await
 }
 
 fn error_chain(e: reqwest::Error) -> String {
