@@ -4,8 +4,11 @@
 //! Invariant: the totals always equal what a scan of `visits` would give (what the scrape
 //! computed before, at 30 s a scrape with 1 million visits on SQLite). Triggers on `visits`
 //! keep them in the writer's own transaction, whoever writes: a daemon, a command, several
-//! daemons on one PostgreSQL, an UPDATE typed by hand. The delay buckets' edges are rows of
-//! `metric_edges`, so the triggers and the exposition read one list.
+//! daemons on one PostgreSQL, an UPDATE typed by hand. On SQLite the triggers update the
+//! totals; on PostgreSQL they append each change to a deltas table that readers fold in
+//! (`Store::fold_totals`), so concurrent writers never wait on, or deadlock over, one row of
+//! totals. The delay buckets' edges are rows of `metric_edges`, so the triggers and the
+//! exposition read one list.
 //!
 //! A branch's last answer only moves forward: a purged or corrected visit never makes it
 //! older (the branch did answer then).
@@ -117,13 +120,36 @@ fn subtract(r: &str) -> String {
     )
 }
 
-fn answer(r: &str, greatest: &str) -> String {
+fn answer(r: &str) -> String {
     format!(
         "INSERT INTO branch_answers (group_key, business_id, answered_at)
          SELECT COALESCE({r}.group_id, ''), {r}.business_id, {at}
          WHERE {r}.outcome IN ('replied', 'answered')
          ON CONFLICT (group_key, business_id)
-         DO UPDATE SET answered_at = {greatest}(branch_answers.answered_at, excluded.answered_at)",
+         DO UPDATE SET answered_at = MAX(branch_answers.answered_at, excluded.answered_at)",
+        at = answered_at(r),
+    )
+}
+
+/// PostgreSQL: a visit's change is appended, never applied to a shared row in the writer's
+/// transaction (two transactions changing visits of the same groups in opposite orders would
+/// deadlock on the totals' rows); `fold` moves the appended changes into the totals.
+fn delta(r: &str, sign: i64) -> String {
+    format!(
+        "INSERT INTO visit_total_deltas (group_key, channel, outcome, le_ms, n, sum_ms)
+         SELECT COALESCE({r}.group_id, ''), {r}.channel, {r}.outcome, {bucket}, {sign},
+           {sign} * ({delay})
+         WHERE {r}.outcome IS NOT NULL",
+        bucket = bucket(r),
+        delay = delay(r),
+    )
+}
+
+fn answer_delta(r: &str) -> String {
+    format!(
+        "INSERT INTO branch_answer_deltas (group_key, business_id, answered_at)
+         SELECT COALESCE({r}.group_id, ''), {r}.business_id, {at}
+         WHERE {r}.outcome IN ('replied', 'answered')",
         at = answered_at(r),
     )
 }
@@ -194,14 +220,14 @@ pub(super) fn schema(backend: Backend) -> Vec<String> {
             out.push(format!(
                 "CREATE TRIGGER visit_totals_insert AFTER INSERT ON visits BEGIN {}; {}; END",
                 add("NEW"),
-                answer("NEW", "MAX")
+                answer("NEW")
             ));
             out.push(format!(
                 "CREATE TRIGGER visit_totals_update AFTER UPDATE ON visits WHEN {changed}
                  BEGIN {}; {}; {}; END",
                 subtract("OLD"),
                 add("NEW"),
-                answer("NEW", "MAX")
+                answer("NEW")
             ));
             out.push(format!(
                 "CREATE TRIGGER visit_totals_delete AFTER DELETE ON visits BEGIN {}; END",
@@ -214,6 +240,25 @@ pub(super) fn schema(backend: Backend) -> Vec<String> {
                 .map(|c| format!("OLD.{c} IS DISTINCT FROM NEW.{c}"))
                 .collect::<Vec<_>>()
                 .join(" OR ");
+            out.push(
+                "CREATE TABLE visit_total_deltas (
+                    group_key TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    outcome TEXT NOT NULL,
+                    le_ms BIGINT NOT NULL,
+                    n BIGINT NOT NULL,
+                    sum_ms BIGINT NOT NULL
+                )"
+                .to_owned(),
+            );
+            out.push(
+                "CREATE TABLE branch_answer_deltas (
+                    group_key TEXT NOT NULL,
+                    business_id TEXT NOT NULL,
+                    answered_at BIGINT NOT NULL
+                )"
+                .to_owned(),
+            );
             out.push(format!(
                 "CREATE FUNCTION visit_totals_keep() RETURNS trigger LANGUAGE plpgsql AS $body$
                  BEGIN
@@ -222,9 +267,9 @@ pub(super) fn schema(backend: Backend) -> Vec<String> {
                    RETURN NULL;
                  END
                  $body$",
-                subtract("OLD"),
-                add("NEW"),
-                answer("NEW", "GREATEST")
+                delta("OLD", -1),
+                delta("NEW", 1),
+                answer_delta("NEW")
             ));
             out.push(
                 "CREATE TRIGGER visit_totals_insert_delete AFTER INSERT OR DELETE ON visits
@@ -257,9 +302,45 @@ fn group_of(key: String) -> Option<String> {
     (!key.is_empty()).then_some(key)
 }
 
+/// Serialises folds on PostgreSQL (any number two, distinct from the migrations' lock).
+const FOLD_LOCK: i64 = 727_274_012;
+
 impl Store {
+    /// PostgreSQL: moves the visit changes appended since the last fold into the totals, in
+    /// one transaction, one fold at a time (rows a writer has not committed yet stay for the
+    /// next). Readers fold first; the daemon also folds every minute so the appended rows
+    /// never pile up where nobody scrapes. SQLite: nothing to do (one writer at a time, its
+    /// triggers update the totals directly).
+    pub async fn fold_totals(&self) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            &format!("SELECT pg_advisory_xact_lock({FOLD_LOCK})"),
+            "WITH moved AS (DELETE FROM visit_total_deltas RETURNING *)
+             INSERT INTO visit_totals (group_key, channel, outcome, le_ms, n, sum_ms)
+             SELECT group_key, channel, outcome, le_ms, SUM(n), SUM(sum_ms) FROM moved
+             GROUP BY group_key, channel, outcome, le_ms
+             ORDER BY group_key, channel, outcome, le_ms
+             ON CONFLICT (group_key, channel, outcome, le_ms) DO UPDATE
+             SET n = visit_totals.n + excluded.n, sum_ms = visit_totals.sum_ms + excluded.sum_ms",
+            "WITH moved AS (DELETE FROM branch_answer_deltas RETURNING *)
+             INSERT INTO branch_answers (group_key, business_id, answered_at)
+             SELECT group_key, business_id, MAX(answered_at) FROM moved
+             GROUP BY group_key, business_id ORDER BY group_key, business_id
+             ON CONFLICT (group_key, business_id) DO UPDATE
+             SET answered_at = GREATEST(branch_answers.answered_at, excluded.answered_at)",
+        ] {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Finished visits by group, channel and outcome (the counter `mystery_visits_total`).
     pub async fn outcome_totals(&self) -> Result<Vec<(Option<String>, String, String, i64)>> {
+        self.fold_totals().await?;
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT group_key, channel, outcome, CAST(SUM(n) AS BIGINT) AS n FROM visit_totals
              GROUP BY group_key, channel, outcome HAVING SUM(n) > 0
@@ -276,6 +357,7 @@ impl Store {
     /// A measurement's bucket edges (ms, ascending) and its histogram for each group that has
     /// at least one measured visit.
     pub async fn group_histograms(&self, m: Measured) -> Result<(Vec<i64>, Vec<GroupHistogram>)> {
+        self.fold_totals().await?;
         let edges: Vec<i64> =
             sqlx::query_scalar("SELECT le_ms FROM metric_edges WHERE measure = $1 ORDER BY le_ms")
                 .bind(m.edges())
@@ -323,6 +405,7 @@ impl Store {
     /// When each branch last answered (a human reply arrived, or a call was picked up), in ms
     /// since the epoch: (group, business, at).
     pub async fn last_answers(&self) -> Result<Vec<(Option<String>, String, i64)>> {
+        self.fold_totals().await?;
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT group_key, business_id, answered_at FROM branch_answers
              ORDER BY group_key, business_id",
