@@ -308,7 +308,8 @@ const FOLD_LOCK: i64 = 727_274_012;
 impl Store {
     /// PostgreSQL: moves the visit changes appended since the last fold into the totals, in
     /// one transaction, one fold at a time (rows a writer has not committed yet stay for the
-    /// next). Readers fold first; the daemon also folds every minute so the appended rows
+    /// next). A reader folds once before reading the totals (the readers below do not, so
+    /// that one scrape is one fold); the daemon also folds every minute, so the appended rows
     /// never pile up where nobody scrapes. SQLite: nothing to do (one writer at a time, its
     /// triggers update the totals directly).
     pub async fn fold_totals(&self) -> Result<()> {
@@ -340,7 +341,6 @@ impl Store {
 
     /// Finished visits by group, channel and outcome (the counter `mystery_visits_total`).
     pub async fn outcome_totals(&self) -> Result<Vec<(Option<String>, String, String, i64)>> {
-        self.fold_totals().await?;
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT group_key, channel, outcome, CAST(SUM(n) AS BIGINT) AS n FROM visit_totals
              GROUP BY group_key, channel, outcome HAVING SUM(n) > 0
@@ -357,7 +357,6 @@ impl Store {
     /// A measurement's bucket edges (ms, ascending) and its histogram for each group that has
     /// at least one measured visit.
     pub async fn group_histograms(&self, m: Measured) -> Result<(Vec<i64>, Vec<GroupHistogram>)> {
-        self.fold_totals().await?;
         let edges: Vec<i64> =
             sqlx::query_scalar("SELECT le_ms FROM metric_edges WHERE measure = $1 ORDER BY le_ms")
                 .bind(m.edges())
@@ -405,7 +404,6 @@ impl Store {
     /// When each branch last answered (a human reply arrived, or a call was picked up), in ms
     /// since the epoch: (group, business, at).
     pub async fn last_answers(&self) -> Result<Vec<(Option<String>, String, i64)>> {
-        self.fold_totals().await?;
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT group_key, business_id, answered_at FROM branch_answers
              ORDER BY group_key, business_id",

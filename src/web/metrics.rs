@@ -61,6 +61,8 @@ pub fn escape(v: &str) -> String {
 
 async fn exposition(st: &St) -> Result<String> {
     let store = &st.cx.store;
+    // One fold, then every total read is current (PostgreSQL; nothing to do on SQLite).
+    store.fold_totals().await?;
     let mut out = String::new();
     out.push_str(
         "# HELP mystery_visits_total Finished visits by group, channel and outcome.\n\

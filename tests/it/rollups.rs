@@ -136,6 +136,7 @@ async fn scan(store: &Store) -> (Vec<(Option<String>, String, String, i64)>, Vec
 }
 
 async fn rollups(store: &Store) -> (Vec<(Option<String>, String, String, i64)>, Vec<String>) {
+    store.fold_totals().await.unwrap();
     let mut histograms = Vec::new();
     for (channel, m, edges) in [
         ("email", Measured::TimeToReply, REPLY_EDGES_S),
@@ -166,6 +167,7 @@ async fn same_as_a_scan(store: &Store, when: &str) {
 }
 
 async fn last_answer(store: &Store, business: &str) -> Option<i64> {
+    store.fold_totals().await.unwrap();
     store
         .last_answers()
         .await
