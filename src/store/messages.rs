@@ -76,8 +76,10 @@ pub struct StoredMessage {
 
 /// Raw bodies above this are stored truncated: evidence, not an archive.
 const RAW_KEEP: usize = 2 * 1024 * 1024;
-/// Message rows per multi-row INSERT (19 parameters each): a fetch batch in one statement.
-const MESSAGES_PER_INSERT: usize = 50;
+/// Message rows per multi-row INSERT (19 parameters each). SQLite finds each `$N` parameter
+/// by a scan of the statement's names, so binding costs grow with the square of a statement's
+/// parameters: 10 rows bind five times cheaper than 50 (issue 11's profile).
+const MESSAGES_PER_INSERT: usize = 10;
 
 impl Store {
     pub async fn checkpoint(&self, account: &str, mailbox: &str) -> Result<Option<Checkpoint>> {

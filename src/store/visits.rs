@@ -239,11 +239,13 @@ pub(super) async fn insert_rules(
     insert_rule_sets(tx, &[(visit_id, rules)]).await
 }
 
-/// Values per `IN (…)` list: one query for a fetch batch's Message-IDs.
-const VALUES_PER_IN: usize = 200;
+/// Values per `IN (…)` list: a fetch batch's Message-IDs in one or two queries, few enough
+/// that SQLite's binding, quadratic in a statement's parameters, stays cheap.
+const VALUES_PER_IN: usize = 50;
 
-/// Rule rows per multi-row INSERT: 6 parameters each, far below either backend's limit.
-const RULES_PER_INSERT: usize = 100;
+/// Rule rows per multi-row INSERT (6 parameters each), few enough that SQLite's binding,
+/// quadratic in a statement's parameters (`messages::MESSAGES_PER_INSERT`), stays cheap.
+const RULES_PER_INSERT: usize = 25;
 
 /// The rule outcomes of several visits in as few statements as their number allows (issue 11:
 /// one INSERT per rule was most of a reply's statements). A visit's first set wins, as one
