@@ -1,5 +1,6 @@
-//! Messages seen in the robot's mailboxes and the per-mailbox checkpoint. A message, its effect
-//! on its visit and the checkpoint move in one transaction: none is lost or counted twice.
+//! Messages seen in the robot's mailboxes and the per-mailbox checkpoint. A fetch batch of
+//! messages, their effects on their visits and the checkpoint move in one transaction: none is
+//! lost or counted twice.
 
 use super::{RuleRow, Store};
 use anyhow::Result;
