@@ -222,7 +222,7 @@ static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {
     }
 });
 
-/// The whole reading of one message, as `email::reply::take_in` does it minus the store.
+/// The whole reading of one message, as `email::reply::take_in_batch` does it minus the store.
 fn read_mail(raw: &[u8]) {
     let p = &*PIPELINE;
     let Ok(mail) = parse(raw) else {

@@ -23,6 +23,8 @@ pub const MAX_MESSAGE_BYTES: u32 = 25 * 1024 * 1024;
 /// Whole messages fetched in one UID FETCH, by their RFC822.SIZE: one round trip for many
 /// replies (issue 11), with the memory held bounded whatever their sizes.
 const FETCH_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Messages per fetch batch, and so per store transaction.
+const FETCH_BATCH_MESSAGES: usize = 50;
 /// RFC 2177 asks clients to re-issue IDLE at least every 29 minutes.
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
 const LEASE: Duration = Duration::from_secs(60);
@@ -347,14 +349,23 @@ pub async fn take_new(
     } else {
         None
     };
+    // Loaded after the search, once for the pass, and only if a message needs them
+    // (reply::Candidates says why that is safe).
+    let candidates = reply::Candidates::when_needed();
+    let at = Place {
+        account,
+        mailbox,
+        uidvalidity,
+        seen_at: cx.clock.at(found),
+    };
     let mut taken = 0;
-    for chunk in uids.chunks(50) {
+    for chunk in uids.chunks(FETCH_BATCH_MESSAGES) {
         let set = chunk
             .iter()
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let metas: Vec<(u32, Option<u32>, Option<chrono::DateTime<chrono::Utc>>)> = {
+        let mut metas: Vec<(u32, Option<u32>, Option<chrono::DateTime<chrono::Utc>>)> = {
             let mut stream = session
                 .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
                 .await?;
@@ -371,61 +382,35 @@ pub async fn take_new(
             }
             out
         };
-        let mut metas = metas;
         metas.sort_by_key(|m| m.0);
-        // Loaded after the search, once for the batch (reply::Candidates says why that is safe).
-        let candidates = reply::Candidates::load(cx).await?;
-        let at = Place {
-            account,
-            mailbox,
-            uidvalidity,
-            seen_at: cx.clock.at(found),
-        };
-        // Messages are fetched whole several at a time, up to FETCH_BATCH_BYTES, and taken in
-        // one by one in UID order, so the checkpoint never passes a message not yet stored.
-        let mut group: Vec<(u32, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
-        let mut group_bytes = 0u64;
+        // Messages are fetched whole several at a time, up to FETCH_BATCH_BYTES, and each
+        // such batch is stored in one transaction that also moves the checkpoint past it, so
+        // the checkpoint never passes a message not yet stored.
+        let mut batch = Batch::default();
         for (uid, size, internal_date) in metas {
-            let skipped = not_before
-                .is_some_and(|limit| internal_date.is_some_and(|d| d.timestamp_millis() < limit));
-            let too_large = size.is_some_and(|s| s > MAX_MESSAGE_BYTES);
-            // A server that gives no size gets a fetch of its own for the message.
-            let cost = size.map_or(FETCH_BATCH_BYTES, u64::from);
-            if !group.is_empty() && (skipped || too_large || group_bytes + cost > FETCH_BATCH_BYTES)
+            let item = if not_before
+                .is_some_and(|limit| internal_date.is_some_and(|d| d.timestamp_millis() < limit))
             {
-                taken += take_group(cx, session, &at, &group, &candidates).await?;
-                group.clear();
-                group_bytes = 0;
+                Item::SteppedOver
+            } else if size.is_some_and(|s| s > MAX_MESSAGE_BYTES) {
+                Item::HeaderOnly(size.unwrap_or(0))
+            } else {
+                Item::Whole
+            };
+            // A server that gives no size gets a fetch of its own for the message.
+            let cost = match item {
+                Item::Whole => size.map_or(FETCH_BATCH_BYTES, u64::from),
+                _ => 0,
+            };
+            if !batch.items.is_empty() && batch.bytes + cost > FETCH_BATCH_BYTES {
+                taken +=
+                    take_batch(cx, session, &at, std::mem::take(&mut batch), &candidates).await?;
             }
-            if skipped {
-                cx.store
-                    .set_checkpoint(
-                        account,
-                        mailbox,
-                        crate::store::Checkpoint {
-                            uidvalidity,
-                            last_uid: i64::from(uid),
-                        },
-                    )
-                    .await?;
-                continue;
-            }
-            if too_large {
-                let raw = fetch_raw(session, &[uid], "BODY.PEEK[HEADER]")
-                    .await?
-                    .remove(&uid)
-                    .unwrap_or_default();
-                let mut arrival = at.arrival(uid, internal_date, raw);
-                arrival.too_large = Some(size.unwrap_or(0) as usize);
-                reply::take_in_with(cx, arrival, &candidates).await?;
-                taken += 1;
-                continue;
-            }
-            group.push((uid, internal_date));
-            group_bytes += cost;
+            batch.items.push((uid, internal_date, item));
+            batch.bytes += cost;
         }
-        if !group.is_empty() {
-            taken += take_group(cx, session, &at, &group, &candidates).await?;
+        if !batch.items.is_empty() {
+            taken += take_batch(cx, session, &at, batch, &candidates).await?;
         }
     }
     cx.store
@@ -462,22 +447,78 @@ impl Place<'_> {
     }
 }
 
-/// Fetches a group of messages in one UID FETCH and takes them in, in UID order. A message
-/// the server does not return is taken in empty (and so kept as unparseable), as before.
-async fn take_group(
+/// What a pass takes of one message.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Whole,
+    /// Above MAX_MESSAGE_BYTES (this many): its header only, kept as unparseable.
+    HeaderOnly(u32),
+    /// Delivered before this store's first visit: nothing to store, the checkpoint passes it.
+    SteppedOver,
+}
+
+/// Consecutive UIDs of one folder taken in together: one UID FETCH of their bodies, one store
+/// transaction.
+#[derive(Default)]
+struct Batch {
+    items: Vec<(u32, Option<chrono::DateTime<chrono::Utc>>, Item)>,
+    /// Of the whole messages.
+    bytes: u64,
+}
+
+/// Fetches a batch's messages (bodies in one UID FETCH, oversized ones' headers in another)
+/// and takes them in, in UID order, in one store transaction that moves the checkpoint to
+/// the batch's last UID. A message the server does not return is taken in empty (and so kept
+/// as unparseable), as before.
+async fn take_batch(
     cx: &Arc<Context>,
     session: &mut Session,
     at: &Place<'_>,
-    group: &[(u32, Option<chrono::DateTime<chrono::Utc>>)],
+    batch: Batch,
     candidates: &reply::Candidates,
 ) -> Result<usize> {
-    let uids: Vec<u32> = group.iter().map(|g| g.0).collect();
-    let mut raws = fetch_raw(session, &uids, "BODY.PEEK[]").await?;
-    for &(uid, internal_date) in group {
-        let raw = raws.remove(&uid).unwrap_or_default();
-        reply::take_in_with(cx, at.arrival(uid, internal_date, raw), candidates).await?;
+    let Some(&(last, _, _)) = batch.items.last() else {
+        return Ok(0);
+    };
+    let of = |want: fn(&Item) -> bool| -> Vec<u32> {
+        batch
+            .items
+            .iter()
+            .filter(|(_, _, i)| want(i))
+            .map(|(u, _, _)| *u)
+            .collect()
+    };
+    let whole = of(|i| matches!(i, Item::Whole));
+    let headers = of(|i| matches!(i, Item::HeaderOnly(_)));
+    let mut raws = if whole.is_empty() {
+        Default::default()
+    } else {
+        fetch_raw(session, &whole, "BODY.PEEK[]").await?
+    };
+    if !headers.is_empty() {
+        raws.extend(fetch_raw(session, &headers, "BODY.PEEK[HEADER]").await?);
     }
-    Ok(group.len())
+    let arrivals: Vec<Arrival> = batch
+        .items
+        .iter()
+        .filter_map(|&(uid, internal_date, item)| {
+            let raw = raws.remove(&uid).unwrap_or_default();
+            let mut arrival = at.arrival(uid, internal_date, raw);
+            match item {
+                Item::Whole => {}
+                Item::HeaderOnly(size) => arrival.too_large = Some(size as usize),
+                Item::SteppedOver => return None,
+            }
+            Some(arrival)
+        })
+        .collect();
+    let n = arrivals.len();
+    let checkpoint = crate::store::Checkpoint {
+        uidvalidity: at.uidvalidity,
+        last_uid: i64::from(last),
+    };
+    reply::take_in_batch(cx, at.account, at.mailbox, arrivals, checkpoint, candidates).await?;
+    Ok(n)
 }
 
 /// The bytes of each message of `uids` (`query`: the whole message or its header).

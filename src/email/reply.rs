@@ -8,7 +8,7 @@ use crate::email::correlate::{correlate, Candidate, Evidence};
 use crate::email::message::{self, InboundMail};
 use crate::quote::extract_reply;
 use crate::score::{score, ScoreInput};
-use crate::store::{Effect, NewMessage, RuleRow, Visit};
+use crate::store::{Checkpoint, Effect, NewMessage, RuleRow, Visit};
 use crate::Context;
 use anyhow::Result;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -45,40 +45,202 @@ pub fn arrival_time(seen_at: DateTime<Utc>, internal_date: Option<DateTime<Utc>>
 }
 
 /// The email visits a batch of messages may answer by reference code or subject, loaded once
-/// per fetch batch instead of once per message (issue 11: reloading every visit of the reply
-/// window for every message made a folder of N replies cost N² rows read).
+/// per pass instead of once per message (issue 11: reloading every visit of the reply window
+/// for every message made a folder of N replies cost N² rows read), and only when a message
+/// of the pass needs them (a reply threaded on our enquiry does not).
 ///
-/// Loaded after the search that found the batch: a visit that starts sending later cannot be
-/// answered by a message delivered before it. The list only picks the visit a message answers;
-/// the effect is computed on that visit read afresh, so a send recorded since the load (its
-/// `sent_at`, its deadline) is what the reply is measured from.
+/// Made after the search that found the pass's messages: a visit that starts sending later
+/// cannot be answered by a message delivered before it. The list only picks the visit a
+/// message answers; the effect is computed on that visit read afresh, so a send recorded since
+/// the load (its `sent_at`, its deadline) is what the reply is measured from.
 pub struct Candidates {
-    candidates: Vec<Candidate>,
+    candidates: tokio::sync::OnceCell<Vec<Candidate>>,
 }
 
 impl Candidates {
+    /// Loaded now.
     pub async fn load(cx: &Context) -> Result<Self> {
-        let since = to_ms(cx.clock.now()) - CANDIDATE_HORIZON.as_millis() as i64;
-        let visits = cx.store.reply_candidates(since).await?;
-        Ok(Self {
-            candidates: visits.iter().filter_map(as_candidate).collect(),
-        })
+        let loaded = Self::when_needed();
+        loaded.get(cx).await?;
+        Ok(loaded)
+    }
+
+    /// Loaded by the first message that needs them (never earlier than now).
+    pub fn when_needed() -> Self {
+        Self {
+            candidates: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn get(&self, cx: &Context) -> Result<&[Candidate]> {
+        let list = self
+            .candidates
+            .get_or_try_init(|| async {
+                let since = to_ms(cx.clock.now()) - CANDIDATE_HORIZON.as_millis() as i64;
+                let visits = cx.store.reply_candidates(since).await?;
+                anyhow::Ok(visits.iter().filter_map(as_candidate).collect::<Vec<_>>())
+            })
+            .await?;
+        Ok(list)
     }
 }
 
-/// Takes in one message on its own (candidates loaded for it alone).
-pub async fn take_in(cx: &Arc<Context>, a: Arrival) -> Result<()> {
-    let candidates = Candidates::load(cx).await?;
-    take_in_with(cx, a, &candidates).await
+/// Takes in one message on its own (its own transaction, the checkpoint moved to its UID).
+pub async fn take_in_with(cx: &Arc<Context>, a: Arrival, batch: &Candidates) -> Result<()> {
+    let (account, mailbox) = (a.account.clone(), a.mailbox.clone());
+    let checkpoint = Checkpoint {
+        uidvalidity: a.uidvalidity,
+        last_uid: a.uid,
+    };
+    take_in_batch(cx, &account, &mailbox, vec![a], checkpoint, batch).await?;
+    Ok(())
 }
 
-/// Takes in one message of a batch, with the batch's candidates.
-pub async fn take_in_with(cx: &Arc<Context>, a: Arrival, batch: &Candidates) -> Result<()> {
+/// Takes in a fetch batch of one mailbox's messages (in UID order) and moves its checkpoint
+/// to `checkpoint`, all in one store transaction (issue 11): parse and classify each, look up
+/// the visits their thread headers name in one query, correlate, read the visits matched
+/// otherwise afresh in one query, score, then store. Returns how many messages were new.
+///
+/// If the batch's transaction fails, its messages are stored one by one, each with its own
+/// transaction as before: one the store refuses for what it holds (PostgreSQL refuses a NUL
+/// in text) is kept as `unparseable` with the store's reason, as a message that fails to parse
+/// is, so it neither holds the folder back forever nor takes the others down with it. A store
+/// that is away fails the pass, and the next pass starts again from the checkpoint.
+pub async fn take_in_batch(
+    cx: &Arc<Context>,
+    account: &str,
+    mailbox: &str,
+    arrivals: Vec<Arrival>,
+    checkpoint: Checkpoint,
+    batch: &Candidates,
+) -> Result<usize> {
+    let reads: Vec<Read> = arrivals.into_iter().map(read).collect();
+    let matched = which_visits(cx, &reads, batch).await?;
+    let items: Vec<(NewMessage, Effect)> = reads
+        .into_iter()
+        .zip(matched)
+        .map(|(r, found)| {
+            let mut record = r.record;
+            let effect = match (r.mail, found) {
+                (Some((mail, class)), Some((visit, evidence))) => {
+                    record.visit_id = Some(visit.id.clone());
+                    record.correlation = Some(evidence.as_str().into());
+                    effect(cx, &mail, &class, &visit, evidence, r.arrived_at)
+                }
+                _ => Effect::None,
+            };
+            (record, effect)
+        })
+        .collect();
+    let fresh = match cx
+        .store
+        .record_batch(account, mailbox, &items, checkpoint)
+        .await
+    {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            tracing::warn!(
+                mailbox,
+                "a batch of {} messages could not be stored together, now one by one: {e:#}",
+                items.len()
+            );
+            one_by_one(cx, account, mailbox, &items, checkpoint).await?
+        }
+    };
+    for ((m, _), fresh) in items.iter().zip(&fresh) {
+        if *fresh {
+            tracing::info!(
+                mailbox = %m.mailbox, uid = m.uid, class = %m.class,
+                visit = m.visit_id.as_deref().unwrap_or("unmatched"),
+                "message taken in"
+            );
+        }
+    }
+    Ok(fresh.iter().filter(|f| **f).count())
+}
+
+/// The batch's messages each in its own transaction (`take_in_batch` says when and why).
+async fn one_by_one(
+    cx: &Arc<Context>,
+    account: &str,
+    mailbox: &str,
+    items: &[(NewMessage, Effect)],
+    checkpoint: Checkpoint,
+) -> Result<Vec<bool>> {
+    let mut fresh = Vec::with_capacity(items.len());
+    for (m, effect) in items {
+        let stored = match cx.store.record_message(m, effect).await {
+            Ok(f) => f,
+            Err(e) if refused_for_its_content(&e) => {
+                tracing::warn!(
+                    mailbox,
+                    uid = m.uid,
+                    "message refused by the store, kept as unparseable: {e:#}"
+                );
+                let kept = NewMessage {
+                    message_id: None,
+                    from_addr: None,
+                    subject: None,
+                    class: "unparseable".into(),
+                    class_reason: None,
+                    visit_id: None,
+                    correlation: None,
+                    parse_error: Some(format!("refused by the store: {e:#}")),
+                    ..m.clone()
+                };
+                cx.store.record_message(&kept, &Effect::None).await?
+            }
+            Err(e) => return Err(e),
+        };
+        fresh.push(stored);
+    }
+    // UIDs stepped over after the last message.
+    cx.store
+        .set_checkpoint(account, mailbox, checkpoint)
+        .await?;
+    Ok(fresh)
+}
+
+/// Did the store refuse this statement for the values it carried (text it cannot hold, a
+/// constraint), rather than fail to run it (gone, busy, shutting down)? Only then is the
+/// message at fault, and storing it again would fail again.
+fn refused_for_its_content(e: &anyhow::Error) -> bool {
+    let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        // SQLSTATE classes 22 (data exception) and 23 (integrity constraint).
+        code.starts_with("22") || code.starts_with("23")
+    } else {
+        // SQLite (extended) result codes: TOOBIG, CONSTRAINT, MISMATCH, RANGE.
+        code.parse::<i64>()
+            .is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+    }
+}
+
+/// A message as read: its record so far and, when it parsed, the mail and its class.
+struct Read {
+    record: NewMessage,
+    /// `record.arrived_at` before its rounding to the millisecond.
+    arrived_at: DateTime<Utc>,
+    mail: Option<(InboundMail, MailClass)>,
+}
+
+/// Parse and classify: bad input becomes an `unparseable` record, never an error.
+fn read(a: Arrival) -> Read {
     let arrived_at = arrival_time(a.seen_at, a.internal_date);
+    let parsed = match a.too_large {
+        Some(size) => Err(format!("message too large ({size} bytes): headers kept")),
+        None => message::parse(&a.raw).map_err(|e| e.to_string()),
+    };
     let mut record = NewMessage {
         id: uuid::Uuid::new_v4().to_string(),
-        account: a.account.clone(),
-        mailbox: a.mailbox.clone(),
+        account: a.account,
+        mailbox: a.mailbox,
         uidvalidity: a.uidvalidity,
         uid: a.uid,
         seen_at: to_ms(a.seen_at),
@@ -93,26 +255,24 @@ pub async fn take_in_with(cx: &Arc<Context>, a: Arrival, batch: &Candidates) -> 
         visit_id: None,
         correlation: None,
         parse_error: None,
-        raw: a.raw.clone(),
-    };
-    let parsed = match a.too_large {
-        Some(size) => Err(format!("message too large ({size} bytes): headers kept")),
-        None => message::parse(&a.raw).map_err(|e| e.to_string()),
+        raw: a.raw,
     };
     let mail = match parsed {
         Ok(m) => m,
         Err(reason) => {
-            tracing::warn!(mailbox = %a.mailbox, uid = a.uid, "unparseable message: {reason}");
+            tracing::warn!(mailbox = %record.mailbox, uid = record.uid, "unparseable message: {reason}");
             record.parse_error = Some(reason);
-            cx.store.record_message(&record, &Effect::None).await?;
-            return Ok(());
+            return Read {
+                record,
+                arrived_at,
+                mail: None,
+            };
         }
     };
     record.message_id = mail.message_id.clone();
     record.from_addr = mail.from.as_ref().map(|f| f.address.clone());
     record.subject = Some(mail.subject.clone());
     record.date_header = mail.date.map(to_ms);
-
     let class = classify(&mail);
     let (class_name, reason) = match &class {
         MailClass::HumanReply => ("human", None),
@@ -121,37 +281,20 @@ pub async fn take_in_with(cx: &Arc<Context>, a: Arrival, batch: &Candidates) -> 
     };
     record.class = class_name.into();
     record.class_reason = reason;
-
-    let matched = which_visit(cx, &mail, batch, arrived_at).await?;
-    let effect = match matched {
-        None => Effect::None,
-        Some((visit, evidence)) => {
-            record.visit_id = Some(visit.id.clone());
-            record.correlation = Some(evidence.as_str().into());
-            effect(cx, &mail, &class, &visit, evidence, arrived_at)
-        }
-    };
-    let fresh = cx.store.record_message(&record, &effect).await?;
-    if fresh {
-        tracing::info!(
-            mailbox = %a.mailbox, uid = a.uid, class = class_name,
-            visit = record.visit_id.as_deref().unwrap_or("unmatched"),
-            "message taken in"
-        );
+    Read {
+        record,
+        arrived_at,
+        mail: Some((mail, class)),
     }
-    Ok(())
 }
 
-/// The visit a message answers, as it is in the store now, and by what evidence. Thread
-/// headers naming one of our Message-IDs are looked up in the store at any age, and such a
-/// visit is the answer (header evidence ranks first); otherwise the batch's candidates are
-/// searched by reference code and subject, and the one found is read again.
-async fn which_visit(
-    cx: &Arc<Context>,
-    mail: &InboundMail,
-    batch: &Candidates,
-    arrived_at: DateTime<Utc>,
-) -> Result<Option<(Visit, Evidence)>> {
+/// Thread headers of one message looked up at most: a message with a thousand References
+/// costs no more than this.
+const THREAD_IDS_PER_MESSAGE: usize = 50;
+
+/// The Message-IDs a message's thread headers (or a bounce's report) name, each once, first
+/// place kept (In-Reply-To is usually in References too).
+fn thread_ids(mail: &InboundMail) -> Vec<String> {
     let mut ids: Vec<String> = mail
         .in_reply_to
         .iter()
@@ -165,31 +308,100 @@ async fn which_visit(
     {
         ids.push(orig);
     }
-    // In-Reply-To is usually in References too: one lookup each, first place kept.
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(id.clone()));
-    let mut by_header = cx.store.visits_by_message_ids(&ids).await?;
-    let pick = |cands: &[Candidate]| {
-        correlate(mail, cands, arrived_at).map(|(c, ev)| (c.visit_id.clone(), ev))
+    ids.truncate(THREAD_IDS_PER_MESSAGE);
+    ids
+}
+
+/// The visit each message answers, as it is in the store now, and by what evidence. Thread
+/// headers naming one of our Message-IDs are looked up in the store at any age, and such a
+/// visit is the answer (header evidence ranks first); otherwise the pass's candidates are
+/// searched by reference code and subject, and the visit found is read again. Two queries for
+/// the whole batch, whatever its size.
+async fn which_visits(
+    cx: &Arc<Context>,
+    batch: &[Read],
+    candidates: &Candidates,
+) -> Result<Vec<Option<(Visit, Evidence)>>> {
+    let threads: Vec<Vec<String>> = batch
+        .iter()
+        .map(|r| {
+            r.mail
+                .as_ref()
+                .map(|(m, _)| thread_ids(m))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut all: Vec<String> = threads.iter().flatten().cloned().collect();
+    all.sort_unstable();
+    all.dedup();
+    let named = cx.store.visits_by_message_ids(&all).await?;
+    enum Found {
+        Visit(Box<Visit>, Evidence),
+        ReadAgain(String, Evidence),
+        Nothing,
+    }
+    let mut found = Vec::with_capacity(batch.len());
+    for (r, ids) in batch.iter().zip(&threads) {
+        let Some((mail, _)) = &r.mail else {
+            found.push(Found::Nothing);
+            continue;
+        };
+        let arrived_at = r.arrived_at;
+        let pick = |cands: &[Candidate]| {
+            correlate(mail, cands, arrived_at).map(|(c, ev)| (c.visit_id.clone(), ev))
+        };
+        let by_header: Vec<&Visit> = named
+            .iter()
+            .filter(|v| v.message_id.as_ref().is_some_and(|m| ids.contains(m)))
+            .collect();
+        let f = if !by_header.is_empty() {
+            let cands: Vec<Candidate> = by_header.iter().filter_map(|v| as_candidate(v)).collect();
+            let chosen = pick(&cands).and_then(|(id, ev)| {
+                let v = by_header.iter().find(|v| v.id == id)?;
+                Some(((*v).clone(), ev))
+            });
+            match chosen {
+                Some((v, ev)) => Found::Visit(Box::new(v), ev),
+                None => Found::Nothing,
+            }
+        } else if answers_a_message_we_do_not_know(cx, ids) {
+            // It answers one of our enquiries that this store never sent (another
+            // installation, a deleted visit): weaker evidence (same subject, same domain)
+            // would pin it on a visit it does not answer. Better unmatched than a wrong verdict.
+            Found::Nothing
+        } else {
+            match pick(candidates.get(cx).await?) {
+                Some((id, ev)) => Found::ReadAgain(id, ev),
+                None => Found::Nothing,
+            }
+        };
+        found.push(f);
+    }
+    // The visits matched from the pass's list, as they are now, not as the list saw them.
+    let mut again: Vec<String> = found
+        .iter()
+        .filter_map(|f| match f {
+            Found::ReadAgain(id, _) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    again.sort_unstable();
+    again.dedup();
+    let fresh = if again.is_empty() {
+        Vec::new()
+    } else {
+        cx.store.visits_by_ids(&again).await?
     };
-    if !by_header.is_empty() {
-        let cands: Vec<Candidate> = by_header.iter().filter_map(as_candidate).collect();
-        return Ok(pick(&cands).and_then(|(id, ev)| {
-            let at = by_header.iter().position(|v| v.id == id)?;
-            Some((by_header.swap_remove(at), ev))
-        }));
-    }
-    if answers_a_message_we_do_not_know(cx, &ids) {
-        // It answers one of our enquiries that this store never sent (another installation,
-        // a deleted visit): weaker evidence (same subject, same domain) would pin it on a
-        // visit it does not answer. Better unmatched than a wrong verdict.
-        return Ok(None);
-    }
-    match pick(&batch.candidates) {
-        // The visit as it is now, not as the batch's list saw it.
-        Some((id, ev)) => Ok(cx.store.visit(&id).await?.map(|v| (v, ev))),
-        None => Ok(None),
-    }
+    Ok(found
+        .into_iter()
+        .map(|f| match f {
+            Found::Visit(v, ev) => Some((*v, ev)),
+            Found::ReadAgain(id, ev) => fresh.iter().find(|v| v.id == id).map(|v| (v.clone(), ev)),
+            Found::Nothing => None,
+        })
+        .collect())
 }
 
 /// Do the thread headers name a Message-ID on one of our personas' domains?

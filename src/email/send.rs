@@ -22,7 +22,11 @@ use crate::config::{Security, SmtpConfig};
 use lettre::address::Envelope;
 use lettre::message::{header, Mailbox, Message};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+#[allow(deprecated)] // AsyncNetworkStream: see Mailer::connect
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::{Code, Severity};
@@ -280,20 +284,9 @@ impl Mailer {
                 let tls = self.tls.clone().ok_or_else(|| {
                     SendError::build("TLS settings", "implicit TLS without TLS parameters")
                 })?;
-                step(
-                    t,
-                    Phase::Connect,
-                    AsyncSmtpConnection::connect_tokio1(
-                        (self.host.as_str(), self.port),
-                        Some(t),
-                        &hello,
-                        Some(tls),
-                        None,
-                    ),
-                )
-                .await?
+                self.connect(&hello, Some(tls)).await?
             }
-            _ => self.connect_plain(&hello).await?,
+            _ => self.connect(&hello, None).await?,
         };
         if self.security == Security::StartTls {
             let params = self.tls.clone().ok_or_else(|| {
@@ -312,23 +305,39 @@ impl Mailer {
         Ok(conn)
     }
 
-    /// TCP (TCP_NODELAY), greeting and EHLO, under one timeout. Without NODELAY the final dot,
-    /// a small write right after the body, waits for the server's delayed ACK (40 ms on
-    /// Linux) on a connection past its first exchanges: on a kept connection, every message.
-    async fn connect_plain(&self, hello: &ClientId) -> Result<AsyncSmtpConnection, SendError> {
+    /// TCP (TCP_NODELAY), implicit TLS when `tls` is given, greeting and EHLO, under one
+    /// timeout. Without NODELAY the final dot, a small write right after the body, waits for
+    /// the server's delayed ACK (40 ms on Linux) on a connection past its first exchanges: on
+    /// a kept connection, every message, through TLS as in the clear. lettre's own implicit
+    /// TLS connect gives no access to its socket, so the TLS layer is lettre's (the same
+    /// certificate checks) laid over a socket of ours.
+    async fn connect(
+        &self,
+        hello: &ClientId,
+        tls: Option<TlsParameters>,
+    ) -> Result<AsyncSmtpConnection, SendError> {
         enum Failed {
             Tcp(std::io::Error),
             Smtp(lettre::transport::smtp::Error),
         }
         let t = self.timeout;
         let connect = async {
-            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            let tcp = connect_tcp(&self.host, self.port)
                 .await
                 .map_err(Failed::Tcp)?;
-            tcp.set_nodelay(true).map_err(Failed::Tcp)?;
-            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
-                .await
-                .map_err(Failed::Smtp)
+            match tls {
+                None => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
+                    .await
+                    .map_err(Failed::Smtp),
+                Some(tls) => {
+                    #[allow(deprecated)] // lettre's only way to TLS over a given socket
+                    let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+                    stream.upgrade_tls(tls).await.map_err(Failed::Smtp)?;
+                    AsyncSmtpConnection::connect_with_transport(Box::new(TokioIo(stream)), hello)
+                        .await
+                        .map_err(Failed::Smtp)
+                }
+            }
         };
         match tokio::time::timeout(t, connect).await {
             Ok(Ok(conn)) => Ok(conn),
@@ -513,6 +522,65 @@ fn refused(phase: Phase, cause: Cause) -> SendError {
     SendError::Transient(Failure { phase, cause })
 }
 
+/// The TCP connection of every SMTP session, in the clear or under TLS: NODELAY set
+/// (`Mailer::connect` says why).
+async fn connect_tcp(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// lettre's TLS stream (futures-io) seen through tokio's I/O traits, as
+/// `connect_with_transport` wants it.
+#[allow(deprecated)] // AsyncNetworkStream: see Mailer::connect
+#[derive(Debug)]
+struct TokioIo(AsyncNetworkStream);
+
+impl tokio::io::AsyncRead for TokioIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let stream = std::pin::Pin::new(&mut self.get_mut().0);
+        match futures::io::AsyncRead::poll_read(stream, cx, buf.initialize_unfilled()) {
+            std::task::Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other.map(|r| r.map(|_| ())),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for TokioIo {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        futures::io::AsyncWrite::poll_write(std::pin::Pin::new(&mut self.get_mut().0), cx, buf)
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        futures::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.get_mut().0), cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        futures::io::AsyncWrite::poll_close(std::pin::Pin::new(&mut self.get_mut().0), cx)
+    }
+}
+
+impl AsyncTokioStream for TokioIo {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.peer_addr()
+    }
+}
+
 /// Full verification (chain to a trusted root, host name or IP in the certificate) against the
 /// webpki roots plus the certificates of `ca_file`. rustls checks an IP literal host against
 /// the certificate's IP SANs.
@@ -589,6 +657,15 @@ pub fn build_enquiry(e: &Enquiry<'_>) -> Result<Message, SendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both paths, in the clear and implicit TLS, open their socket here.
+    #[tokio::test]
+    async fn an_smtp_connection_is_opened_with_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tcp = connect_tcp("127.0.0.1", port).await.unwrap();
+        assert!(tcp.nodelay().unwrap());
+    }
 
     /// An error whose source is `inner`, as lettre wraps the TLS handshake's io::Error.
     #[derive(Debug)]

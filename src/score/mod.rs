@@ -16,6 +16,8 @@ pub mod call;
 use crate::quote::{is_closing, ReplyText, PHONE};
 use crate::text::{fold, fold_indexed};
 use regex::Regex;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -162,7 +164,29 @@ fn term_regex(term: &str) -> Option<Regex> {
     } else {
         ""
     };
-    Regex::new(&format!("{start}{body}{end}")).ok()
+    cached_regex(&format!("{start}{body}{end}"))
+}
+
+/// Compiled patterns of terms and persona names, by pattern: a scenario's terms and its
+/// persona's name come back for every reply, and compiling them was most of the CPU of taking
+/// in a reply (issue 11's profile). Emptied when it reaches `PATTERNS_KEPT` entries, so a
+/// daemon that sees ever new names stays bounded.
+static PATTERNS: LazyLock<Mutex<HashMap<String, Option<Regex>>>> = LazyLock::new(Default::default);
+const PATTERNS_KEPT: usize = 4096;
+
+/// The pattern compiled (None: it does not compile), from `PATTERNS` when it was before.
+fn cached_regex(pattern: &str) -> Option<Regex> {
+    let lock = || PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(re) = lock().get(pattern) {
+        return re.clone();
+    }
+    let re = Regex::new(pattern).ok();
+    let mut patterns = lock();
+    if patterns.len() >= PATTERNS_KEPT {
+        patterns.clear();
+    }
+    patterns.insert(pattern.to_owned(), re.clone());
+    re
 }
 
 /// About 60 characters around the byte range, on one line, cut at word boundaries.
@@ -282,10 +306,10 @@ fn personalised(text: &Folded<'_>, persona: &str) -> (bool, Option<String>) {
     }
     if !last.is_empty() {
         let last = regex::escape(&fold(&last.join(" "))).replace(r"\ ", r"\s+");
-        let civil = Regex::new(&format!(
+        let civil = cached_regex(&format!(
             r"\b(?:madame|monsieur|mme|mlle|mademoiselle|mr|mrs|ms|m\.)\.?\s*{last}\b"
         ));
-        if let Some(m) = civil.ok().and_then(|re| re.find(&text.folded)) {
+        if let Some(m) = civil.and_then(|re| re.find(&text.folded)) {
             return (
                 true,
                 Some(text.snippet((text.map[m.start()], text.map[m.end()]))),

@@ -293,9 +293,28 @@ pub(crate) fn opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>> {
     Ok(row.try_get::<Option<i64>, _>(col)?)
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `cols` values: the VALUES of a multi-row INSERT,
+/// or (with one column) the list of an `IN (…)`.
+pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_number_every_value_once_row_by_row() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
+        assert_eq!(placeholders(0, 4), "");
+    }
 
     #[test]
     fn a_database_password_never_reaches_a_message() {

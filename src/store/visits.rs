@@ -236,19 +236,54 @@ pub(super) async fn insert_rules(
     visit_id: &str,
     rules: &[RuleRow],
 ) -> Result<()> {
-    for (i, r) in rules.iter().enumerate() {
-        sqlx::query(
+    insert_rule_sets(tx, &[(visit_id, rules)]).await
+}
+
+/// Values per `IN (…)` list: a fetch batch's Message-IDs in one or two queries, few enough
+/// that SQLite's binding, quadratic in a statement's parameters, stays cheap.
+const VALUES_PER_IN: usize = 50;
+
+/// Rule rows per multi-row INSERT (6 parameters each), few enough that SQLite's binding,
+/// quadratic in a statement's parameters (`messages::MESSAGES_PER_INSERT`), stays cheap.
+const RULES_PER_INSERT: usize = 25;
+
+/// The rule outcomes of several visits in as few statements as their number allows (issue 11:
+/// one INSERT per rule was most of a reply's statements). A visit's first set wins, as one
+/// INSERT per rule with `DO NOTHING` did.
+pub(super) async fn insert_rule_sets(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sets: &[(&str, &[RuleRow])],
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let rows: Vec<(&str, i64, &RuleRow)> = sets
+        .iter()
+        .flat_map(|(visit_id, rules)| {
+            rules
+                .iter()
+                .enumerate()
+                .map(move |(i, r)| (*visit_id, i as i64, r))
+        })
+        // Two rows with one key in one statement would be an error on PostgreSQL ("cannot
+        // affect row a second time"), not a no-op.
+        .filter(|(visit_id, _, r)| seen.insert((*visit_id, r.rule_id.as_str())))
+        .collect();
+    for chunk in rows.chunks(RULES_PER_INSERT) {
+        let sql = format!(
             "INSERT INTO rule_results (visit_id, rule_id, position, hit, weight, evidence)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (visit_id, rule_id) DO NOTHING",
-        )
-        .bind(visit_id)
-        .bind(&r.rule_id)
-        .bind(i as i64)
-        .bind(r.hit as i64)
-        .bind(r.weight)
-        .bind(r.evidence.clone())
-        .execute(&mut **tx)
-        .await?;
+             VALUES {} ON CONFLICT (visit_id, rule_id) DO NOTHING",
+            super::placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for (visit_id, position, r) in chunk {
+            q = q
+                .bind(*visit_id)
+                .bind(&r.rule_id)
+                .bind(*position)
+                .bind(r.hit as i64)
+                .bind(r.weight)
+                .bind(r.evidence.clone());
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -651,15 +686,30 @@ impl Store {
             .await?)
     }
 
-    /// Visits whose Message-ID is one of these (the strongest correlation, at any age).
+    /// Visits whose Message-ID is one of these (the strongest correlation, at any age), in
+    /// as few queries as the number of Message-IDs allows (a fetch batch's in one).
     pub async fn visits_by_message_ids(&self, ids: &[String]) -> Result<Vec<Visit>> {
+        self.visits_where_in("message_id", ids).await
+    }
+
+    /// These visits as they are now (unknown ids are left out).
+    pub async fn visits_by_ids(&self, ids: &[String]) -> Result<Vec<Visit>> {
+        self.visits_where_in("id", ids).await
+    }
+
+    async fn visits_where_in(&self, column: &str, values: &[String]) -> Result<Vec<Visit>> {
         let mut out = Vec::new();
-        for id in ids.iter().take(50) {
-            let rows = sqlx::query("SELECT * FROM visits WHERE message_id = $1")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-            for r in &rows {
+        for chunk in values.chunks(VALUES_PER_IN) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT * FROM visits WHERE {column} IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for v in chunk {
+                q = q.bind(v);
+            }
+            for r in &q.fetch_all(&self.pool).await? {
                 out.push(visit_from_row(r)?);
             }
         }

@@ -183,3 +183,127 @@ async fn replies_spanning_several_fetch_batches_are_each_taken_in_once_in_uid_or
     assert_eq!(v.outcome.as_deref(), Some("replied"));
     assert!(v.time_to_reply_ms.is_some_and(|ms| ms >= 0), "{v:?}");
 }
+
+/// A reply by thread headers whose Subject holds a NUL (a broken mailer), which PostgreSQL
+/// refuses in text.
+fn reply_with_nul_subject(mid: &str, from: &str, u: &str) -> Vec<u8> {
+    let mut raw = reply_to(mid, from, u);
+    let at = raw
+        .windows(9)
+        .position(|w| w == b"Subject: ")
+        .expect("subject")
+        + 9;
+    raw.insert(at, 0);
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn issue11_a_message_the_store_refuses_is_kept_as_unparseable_and_the_rest_of_its_batch_is_taken_in(
+) {
+    let u = common::unique();
+    let branches: Vec<(String, String)> = (0..3)
+        .map(|i| (format!("b{i}"), format!("never.{u}.{i}@lille.branch.test")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = branches
+        .iter()
+        .map(|(id, email)| (id.as_str(), email.as_str()))
+        .collect();
+    let (cx, _tmp) = lab_context(Backend::Postgres, &pairs).await;
+    let mut mids = Vec::new();
+    let mut ids = Vec::new();
+    for (i, (business, email)) in branches.iter().enumerate() {
+        let id = plan_now(&cx, business, "devis").await;
+        cx.store
+            .claim_due(&cx.instance, cx.now_ms(), 60_000, 1, Some(&id))
+            .await
+            .unwrap();
+        let mid = format!("{u}.{i}@robot.test");
+        let now = cx.now_ms();
+        assert!(cx
+            .store
+            .mark_sending(
+                &id,
+                &cx.instance,
+                &Sending {
+                    message_id: &mid,
+                    subject: "Demande de devis",
+                    business_email: email,
+                    reply_deadline_ms: now + 600_000,
+                },
+                now,
+            )
+            .await
+            .unwrap());
+        cx.store.mark_sent(&id, now, now + 600_000).await.unwrap();
+        mids.push(mid);
+        ids.push(id);
+    }
+    let folder = format!("it-{u}");
+    let arrivals: Vec<Arrival> = (0..3)
+        .map(|i| Arrival {
+            account: "robot@robot.test".into(),
+            mailbox: folder.clone(),
+            uidvalidity: 1,
+            uid: 10 + i as i64,
+            seen_at: mystery::clock::from_ms(cx.now_ms()),
+            internal_date: None,
+            raw: if i == 1 {
+                reply_with_nul_subject(&mids[i], &branches[i].1, &u)
+            } else {
+                reply_to(&mids[i], &branches[i].1, &u)
+            },
+            too_large: None,
+        })
+        .collect();
+    let checkpoint = mystery::store::Checkpoint {
+        uidvalidity: 1,
+        last_uid: 15,
+    };
+    let taken = reply::take_in_batch(
+        &cx,
+        "robot@robot.test",
+        &folder,
+        arrivals,
+        checkpoint,
+        &Candidates::when_needed(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(taken, 3);
+    assert_eq!(
+        cx.store
+            .checkpoint("robot@robot.test", &folder)
+            .await
+            .unwrap(),
+        Some(checkpoint)
+    );
+    let outcomes: Vec<Option<String>> = {
+        let mut out = Vec::new();
+        for id in &ids {
+            out.push(cx.store.visit(id).await.unwrap().unwrap().outcome);
+        }
+        out
+    };
+    assert_eq!(
+        outcomes,
+        vec![Some("replied".to_owned()), None, Some("replied".to_owned())]
+    );
+    let kept: Vec<_> = cx
+        .store
+        .unmatched_messages(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.mailbox == folder)
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].class, "unparseable");
+    assert!(
+        kept[0]
+            .parse_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused by the store")),
+        "{kept:?}"
+    );
+}

@@ -220,6 +220,159 @@ store_test!(
     }
 );
 
+/// A visit sent at 1 000 with its Message-ID, awaiting a reply until 100 000.
+async fn sent(store: &Store, slot: &str) -> String {
+    let v = visit(slot, "email", 0);
+    store.plan_visit(&v, 0).await.unwrap();
+    store
+        .claim_due("me", 0, 60_000, 1, Some(&v.id))
+        .await
+        .unwrap();
+    store
+        .mark_sending(
+            &v.id,
+            "me",
+            &Sending {
+                message_id: &format!("{slot}@robot.test"),
+                subject: "Devis",
+                business_email: "c@l.test",
+                reply_deadline_ms: 100_000,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    store.mark_sent(&v.id, 1_000, 100_000).await.unwrap();
+    v.id
+}
+
+store_test!(
+    issue11_a_fetch_batch_is_stored_with_its_checkpoint_all_or_nothing,
+    |store| {
+        let (a, b) = (sent(&store, "a").await, sent(&store, "b").await);
+        let batch = vec![
+            (message(10, Some(&a)), human(&a, 5_000)),
+            (message(11, None), Effect::None),
+            (message(12, Some(&b)), human(&b, 6_000)),
+        ];
+        let checkpoint = |last_uid| Checkpoint {
+            uidvalidity: 7,
+            last_uid,
+        };
+        // The last row cannot be stored (its id is the first one's): nothing of the batch is,
+        // and the checkpoint stays where it was.
+        let mut broken = batch.clone();
+        broken[2].0.id = broken[0].0.id.clone();
+        assert!(store
+            .record_batch("robot", "INBOX", &broken, checkpoint(14))
+            .await
+            .is_err());
+        assert_eq!(store.checkpoint("robot", "INBOX").await.unwrap(), None);
+        assert!(store.unmatched_messages(0).await.unwrap().is_empty());
+        for id in [&a, &b] {
+            let v = store.visit(id).await.unwrap().unwrap();
+            assert_eq!((v.state.as_str(), v.outcome), ("awaiting_reply", None));
+            assert!(store.rules(id).await.unwrap().is_empty());
+        }
+
+        // The whole batch: every message, every effect with its rules, and the checkpoint
+        // past the UIDs stepped over after the last message (13, 14).
+        let fresh = store
+            .record_batch("robot", "INBOX", &batch, checkpoint(14))
+            .await
+            .unwrap();
+        assert_eq!(fresh, vec![true, true, true]);
+        assert_eq!(
+            store.checkpoint("robot", "INBOX").await.unwrap(),
+            Some(checkpoint(14))
+        );
+        assert_eq!(store.unmatched_messages(0).await.unwrap().len(), 1);
+        for (id, at) in [(&a, 5_000), (&b, 6_000)] {
+            let v = store.visit(id).await.unwrap().unwrap();
+            assert_eq!(
+                (v.outcome.as_deref(), v.first_reply_at, v.time_to_reply_ms),
+                (Some("replied"), Some(at), Some(at - 1_000))
+            );
+            assert_eq!(store.rules(id).await.unwrap().len(), 1);
+        }
+
+        // The same UIDs again (a second daemon, a restart before the commit was seen): no
+        // effect twice, the checkpoint never moves back.
+        let again: Vec<(NewMessage, Effect)> = batch
+            .iter()
+            .map(|(m, _)| {
+                let m = NewMessage {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    ..m.clone()
+                };
+                let effect = match &m.visit_id {
+                    Some(v) => human(v, 9_000),
+                    None => Effect::None,
+                };
+                (m, effect)
+            })
+            .collect();
+        let fresh = store
+            .record_batch("robot", "INBOX", &again, checkpoint(12))
+            .await
+            .unwrap();
+        assert_eq!(fresh, vec![false, false, false]);
+        assert_eq!(
+            store.visit(&a).await.unwrap().unwrap().first_reply_at,
+            Some(5_000)
+        );
+        assert_eq!(
+            store.checkpoint("robot", "INBOX").await.unwrap(),
+            Some(checkpoint(14))
+        );
+    }
+);
+
+store_test!(
+    a_reply_read_before_its_send_was_recorded_is_measured_from_the_send_recorded_since,
+    |store| {
+        // The batch read the visit while it was still `sending` (no send time to measure
+        // from), and its 250 was committed before the batch was.
+        let v = visit("late", "email", 0);
+        store.plan_visit(&v, 0).await.unwrap();
+        store.claim_due("me", 0, 60_000, 1, None).await.unwrap();
+        store
+            .mark_sending(
+                &v.id,
+                "me",
+                &Sending {
+                    message_id: "late@robot.test",
+                    subject: "Devis",
+                    business_email: "c@l.test",
+                    reply_deadline_ms: 100_000,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        store.mark_sent(&v.id, 1_000, 100_000).await.unwrap();
+        let unmeasured = Effect::HumanReply {
+            visit_id: v.id.clone(),
+            first_reply_at: 4_000,
+            reply_date: None,
+            time_to_reply_ms: None,
+            time_to_reply_business_ms: None,
+            correlation: "header".into(),
+            score: 50.0,
+            rules: Vec::new(),
+        };
+        assert!(store
+            .record_message(&message(3, Some(&v.id)), &unmeasured)
+            .await
+            .unwrap());
+        let got = store.visit(&v.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.outcome.as_deref(), got.time_to_reply_ms),
+            (Some("replied"), Some(3_000))
+        );
+    }
+);
+
 store_test!(an_unmatched_message_is_kept_and_listed, |store| {
     store
         .record_message(&message(1, None), &Effect::None)
