@@ -22,7 +22,7 @@ pub(super) const CALL_REACHABLE: &str =
 
 /// Form outcomes that mean the form reached the branch (it was submitted): the denominator of
 /// the reply rate of forms. `form_failed`, `form_blocked` and `unreachable` are counted apart.
-const FORM_SUBMITTED: &str = "('replied', 'acknowledged_only', 'no_reply')";
+pub(super) const FORM_SUBMITTED: &str = "('replied', 'acknowledged_only', 'no_reply')";
 
 /// `[start_ms, end_ms)`, UTC milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +188,9 @@ pub struct FormFigures {
 impl FormFigures {
     pub fn reply_rate(&self) -> Option<f64> {
         ratio(self.replied, self.submitted)
+    }
+    pub fn mean_score(&self) -> Option<f64> {
+        (self.scored > 0).then(|| self.score_sum / self.scored as f64)
     }
     fn add_counts(&mut self, o: &FormFigures) {
         self.visits += o.visits;
@@ -358,20 +361,23 @@ impl Store {
 
     /// The selection's figures as a whole, as `aggregate(q).network` has them but for the
     /// missed rules and the call's pdd and greeting quantiles: what the dashboard's overview
-    /// shows per group, in 5 queries instead of 13.
+    /// shows per group.
     pub async fn network_figures(&self, q: &AggregateQuery) -> Result<Figures> {
         let mut agg = Aggregate::default();
         self.email_counts(q, &mut agg).await?;
         self.call_counts(q, &mut agg).await?;
+        self.form_counts(q, &mut agg).await?;
         for m in [
             Measure::TimeToReply,
             Measure::TimeToReplyBusiness,
             Measure::Answer,
+            Measure::FormTimeToReply,
         ] {
             if let Some((_, quantiles)) = self.quantiles(q, m, false).await?.pop() {
                 let slot = match m {
                     Measure::TimeToReply => &mut agg.network.email.time_to_reply,
                     Measure::TimeToReplyBusiness => &mut agg.network.email.time_to_reply_business,
+                    Measure::FormTimeToReply => &mut agg.network.form.time_to_reply,
                     _ => &mut agg.network.call.answer,
                 };
                 *slot = quantiles;

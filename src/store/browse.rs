@@ -20,15 +20,16 @@ pub struct VisitQuery {
 }
 
 /// One week of a group's sparkline: visits that say something about the branch (the rates'
-/// denominator) and those among them that got an answer (an email reply or a call picked up).
+/// denominator: reachable emails and calls, submitted forms) and those among them that got an
+/// answer (a human reply to an email or a form, a call picked up).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WeekCounts {
     pub reachable: i64,
     pub responded: i64,
 }
 
-/// A visit's measured delay, for the branch's chart: time to reply (email) or to answer (call);
-/// `None` when the visit got no answer.
+/// A visit's measured delay, for the branch's chart: time to reply (email, or form from its
+/// submission) or to answer (call); `None` when the visit got no answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measure {
     pub due_at: i64,
@@ -177,14 +178,16 @@ impl Store {
         let sql = format!(
             "SELECT {bucket} AS week,
                SUM(CASE WHEN (channel = 'email' AND outcome IN {email})
-                          OR (channel = 'call' AND outcome IN {call}) THEN 1 ELSE 0 END) AS reachable,
-               SUM(CASE WHEN (channel = 'email' AND outcome = 'replied')
+                          OR (channel = 'call' AND outcome IN {call})
+                          OR (channel = 'form' AND outcome IN {form}) THEN 1 ELSE 0 END) AS reachable,
+               SUM(CASE WHEN (channel IN ('email', 'form') AND outcome = 'replied')
                           OR (channel = 'call' AND outcome = 'answered') THEN 1 ELSE 0 END) AS responded
-             FROM visits WHERE group_id = $1 AND channel IN ('email', 'call')
+             FROM visits WHERE group_id = $1 AND channel IN ('email', 'call', 'form')
                AND due_at >= $2 AND due_at < ${last}
              GROUP BY week",
             email = super::aggregate::EMAIL_REACHABLE,
             call = super::aggregate::CALL_REACHABLE,
+            form = super::aggregate::FORM_SUBMITTED,
             last = last + 1,
         );
         let mut query = sqlx::query(&sql).bind(group.to_owned());
@@ -203,13 +206,13 @@ impl Store {
         Ok(out)
     }
 
-    /// The delays of a selection's email and call visits, newest first, at most `limit`.
+    /// The delays of a selection's email, call and form visits, newest first, at most `limit`.
     pub async fn measures(&self, q: &VisitQuery, limit: i64) -> Result<Vec<Measure>> {
         let (filter, values) = selection(q);
         let sql = format!(
             "SELECT due_at, channel, outcome,
                CASE WHEN channel = 'call' THEN answer_ms ELSE time_to_reply_ms END AS ms
-             FROM visits WHERE {filter} AND channel IN ('email', 'call') AND outcome IS NOT NULL
+             FROM visits WHERE {filter} AND channel IN ('email', 'call', 'form') AND outcome IS NOT NULL
              ORDER BY due_at DESC, id DESC LIMIT ${}",
             values.len() + 1
         );
