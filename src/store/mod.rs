@@ -21,7 +21,9 @@ pub use aggregate::{
 };
 #[cfg(feature = "seed")]
 mod seed;
-pub use browse::{GroupHistogram, Measure, Measured, VisitMessage, VisitQuery, WeekCounts};
+pub use browse::{
+    ExportRow, GroupHistogram, Measure, Measured, VisitMessage, VisitQuery, WeekCounts,
+};
 pub use businesses::ListedBusiness;
 pub use forms::{FormSending, Screenshot};
 pub use governance::Planned;

@@ -718,8 +718,10 @@ pub async fn group(
         query_of(g, None, period),
         query_of(g, None, period.previous()),
     );
-    let (current, previous) =
-        tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
+    let (current, previous) = tokio::try_join!(
+        st.cx.store.dashboard_figures(&this),
+        st.cx.store.dashboard_figures(&last)
+    )?;
     let branches = st
         .cx
         .config
@@ -873,7 +875,7 @@ pub async fn business(
         outcome: q.outcome()?,
     };
     if q.csv() {
-        let visits = st.cx.store.visits_page(&selection, CSV_MAX_ROWS, 0).await?;
+        let visits = st.cx.store.export_rows(&selection, CSV_MAX_ROWS).await?;
         let head = [
             "visit",
             "due_at",
@@ -905,13 +907,40 @@ pub async fn business(
             .collect();
         return csv(&format!("{}.csv", b.id), &head, rows);
     }
-    let total = st.cx.store.count_visits(&selection).await?;
+    let group = b.group.as_deref().and_then(|g| st.cx.config.group(g));
+    let store = &st.cx.store;
+    // The count, both periods' figures and the chart's delays are independent reads: run
+    // together, on the pool's connections at once. The page of visits needs the count.
+    let figures = async {
+        match group {
+            Some(g) => {
+                let (this, last) = (
+                    query_of(g, Some(&b.id), period),
+                    query_of(g, Some(&b.id), period.previous()),
+                );
+                let (now, before) =
+                    tokio::try_join!(store.network_figures(&this), store.network_figures(&last))?;
+                anyhow::Ok(Some((now, before)))
+            }
+            None => Ok(None),
+        }
+    };
+    // The chart shows the period's visits whatever the channel and outcome filters: a filter
+    // on `replied` would hide exactly the visits that got no answer.
+    let chart_selection = VisitQuery {
+        channel: None,
+        outcome: None,
+        ..selection.clone()
+    };
+    let (total, figures, measures) = tokio::try_join!(
+        store.count_visits(&selection),
+        figures,
+        store.measures(&chart_selection, chart::MAX_POINTS),
+    )?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     // Past the end (an old link after a filter change, a guessed number): the last page.
     let page = q.page()?.min(pages);
-    let visits = st
-        .cx
-        .store
+    let visits = store
         .visits_page(&selection, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         .await?;
     let here = format!("/businesses/{}", seg(&b.id));
@@ -921,44 +950,20 @@ pub async fn business(
             &[q.filters(), vec![("page", p.to_string())]].concat(),
         )
     };
-    let group = b.group.as_deref().and_then(|g| st.cx.config.group(g));
     let mut forms = Vec::new();
-    let figures = match group {
-        Some(g) => {
-            let (this, last) = (
-                query_of(g, Some(&b.id), period),
-                query_of(g, Some(&b.id), period.previous()),
-            );
-            let (now, before) =
-                tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
-            let prev = (!before.network.is_empty()).then_some(&before.network);
-            if now.network.form.visits > 0 {
-                forms.push(FormRow {
-                    id: b.id.clone(),
-                    name: b.name.clone(),
-                    href: None,
-                    network: false,
-                    f: form_cells(&loc, &now.network.form),
-                });
-            }
-            Some(cells(&loc, &now.network, prev))
+    let figures = figures.map(|(now, before)| {
+        let prev = (!before.is_empty()).then_some(&before);
+        if now.form.visits > 0 {
+            forms.push(FormRow {
+                id: b.id.clone(),
+                name: b.name.clone(),
+                href: None,
+                network: false,
+                f: form_cells(&loc, &now.form),
+            });
         }
-        None => None,
-    };
-    // The chart shows the period's visits whatever the channel and outcome filters: a filter
-    // on `replied` would hide exactly the visits that got no answer.
-    let measures = st
-        .cx
-        .store
-        .measures(
-            &VisitQuery {
-                channel: None,
-                outcome: None,
-                ..selection.clone()
-            },
-            chart::MAX_POINTS,
-        )
-        .await?;
+        cells(&loc, &now, prev)
+    });
     let charts: Vec<(&str, String)> = ["email", "call", "form"]
         .into_iter()
         .filter_map(|c| {
