@@ -1,17 +1,20 @@
-//! Figures per business and per network over a period, computed by SQL that runs unchanged on
-//! SQLite and PostgreSQL (digests and summary reports read only this).
+//! Figures per business and per network over a period, read by SQL that runs unchanged on
+//! SQLite and PostgreSQL (digests, summary reports and the dashboard read only this).
 //!
-//! Invariant: every figure is derived from the visits whose `due_at` lies in `[start, end)`;
-//! counts come from `GROUP BY` aggregates, and medians / 90th percentiles come from window
-//! functions (`ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)`) that return only the one or two
-//! ranked rows around each percentile's position; Rust then interpolates between them
+//! Invariant: every figure is derived from the visits whose `due_at` lies in `[start, end)`,
+//! read in one scan and summed in Rust (`tally`): counts as the SQL aggregates counted them,
+//! medians / 90th percentiles interpolated between the two ranks around each position
 //! (`percentile_from_ranks`), with the same definition as `percentile` (linear between closest
 //! ranks, as PostgreSQL's `percentile_cont` and Excel's `PERCENTILE.INC`).
 
+mod tally;
+
 use super::Store;
 use anyhow::Result;
+use futures::TryStreamExt;
 use sqlx::Row;
 use std::collections::BTreeMap;
+use tally::{Seen, Tallies, Targets};
 
 /// Email outcomes that mean the enquiry reached (or was tried at) the branch: the denominator
 /// of reply and acknowledgement rates. `send_failed` and `failed` are our side's failures.
@@ -22,7 +25,7 @@ pub(super) const CALL_REACHABLE: &str =
 
 /// Form outcomes that mean the form reached the branch (it was submitted): the denominator of
 /// the reply rate of forms. `form_failed`, `form_blocked` and `unreachable` are counted apart.
-const FORM_SUBMITTED: &str = "('replied', 'acknowledged_only', 'no_reply')";
+pub(super) const FORM_SUBMITTED: &str = "('replied', 'acknowledged_only', 'no_reply')";
 
 /// `[start_ms, end_ms)`, UTC milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +192,9 @@ impl FormFigures {
     pub fn reply_rate(&self) -> Option<f64> {
         ratio(self.replied, self.submitted)
     }
+    pub fn mean_score(&self) -> Option<f64> {
+        (self.scored > 0).then(|| self.score_sum / self.scored as f64)
+    }
     fn add_counts(&mut self, o: &FormFigures) {
         self.visits += o.visits;
         self.pending += o.pending;
@@ -253,7 +259,7 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
     Some(a + (h - lo as f64) * (b - a))
 }
 
-/// A percentile as tenths (5 = median, 9 = p90), so SQL can find its ranks in integers.
+/// A percentile as tenths (5 = median, 9 = p90), so its ranks are found in integers.
 #[derive(Clone, Copy)]
 struct Tenths(i64);
 
@@ -265,7 +271,7 @@ impl Tenths {
     }
 }
 
-/// Interpolates a percentile from the values at its two ranks (as fetched by SQL).
+/// Interpolates a percentile from the values at its two ranks.
 fn percentile_from_ranks(n: i64, t: Tenths, at: &BTreeMap<i64, i64>) -> Option<f64> {
     if n == 0 {
         return None;
@@ -275,30 +281,6 @@ fn percentile_from_ranks(n: i64, t: Tenths, at: &BTreeMap<i64, i64>) -> Option<f
     let b = *at.get(&hi)? as f64;
     let h = (n - 1) as f64 * t.0 as f64 / 10.0;
     Some(a + (h - lo as f64) * (b - a))
-}
-
-/// Measurements whose quantiles are aggregated (a fixed list: column names go into SQL text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Measure {
-    TimeToReply,
-    TimeToReplyBusiness,
-    Answer,
-    Pdd,
-    Greeting,
-    FormTimeToReply,
-}
-
-impl Measure {
-    fn sql(self) -> (&'static str, &'static str) {
-        match self {
-            Measure::TimeToReply => ("email", "time_to_reply_ms"),
-            Measure::TimeToReplyBusiness => ("email", "time_to_reply_business_ms"),
-            Measure::Answer => ("call", "answer_ms"),
-            Measure::Pdd => ("call", "pdd_ms"),
-            Measure::Greeting => ("call", "greeting_ms"),
-            Measure::FormTimeToReply => ("form", "time_to_reply_ms"),
-        }
-    }
 }
 
 /// The WHERE clause for a query's selection, columns prefixed with `t` (e.g. "v."). Always
@@ -321,255 +303,224 @@ fn filter(q: &AggregateQuery, t: &str) -> String {
 impl Store {
     /// Every figure of the period, per business and for the whole selection.
     pub async fn aggregate(&self, q: &AggregateQuery) -> Result<Aggregate> {
-        let mut agg = Aggregate::default();
-        self.email_counts(q, &mut agg).await?;
-        self.call_counts(q, &mut agg).await?;
-        self.form_counts(q, &mut agg).await?;
-        for m in [
-            Measure::TimeToReply,
-            Measure::TimeToReplyBusiness,
-            Measure::Answer,
-            Measure::Pdd,
-            Measure::Greeting,
-            Measure::FormTimeToReply,
-        ] {
-            for per_business in [true, false] {
-                for (key, quantiles) in self.quantiles(q, m, per_business).await? {
-                    let figures = if per_business {
-                        agg.businesses.entry(key).or_default()
-                    } else {
-                        &mut agg.network
-                    };
-                    let slot = match m {
-                        Measure::TimeToReply => &mut figures.email.time_to_reply,
-                        Measure::TimeToReplyBusiness => &mut figures.email.time_to_reply_business,
-                        Measure::Answer => &mut figures.call.answer,
-                        Measure::Pdd => &mut figures.call.pdd,
-                        Measure::Greeting => &mut figures.call.greeting,
-                        Measure::FormTimeToReply => &mut figures.form.time_to_reply,
-                    };
-                    *slot = quantiles;
-                }
-            }
+        // Two independent reads, each on its own connection of the pool: on SQLite the rules'
+        // join is as long as the scan of every visit (benches/results.md), so run together
+        // they take the time of one.
+        let (mut agg, rules) = tokio::try_join!(self.tally(q, true), self.missed_rules(q))?;
+        agg.network.missed_rules = rules.network.missed_rules;
+        for (id, f) in rules.businesses {
+            agg.businesses.entry(id).or_default().missed_rules = f.missed_rules;
         }
-        self.missed_rules(q, &mut agg).await?;
         Ok(agg)
     }
 
-    /// The selection's figures as a whole, as `aggregate(q).network` has them but for the
-    /// missed rules and the call's pdd and greeting quantiles: what the dashboard's overview
-    /// shows per group, in 5 queries instead of 13.
-    pub async fn network_figures(&self, q: &AggregateQuery) -> Result<Figures> {
-        let mut agg = Aggregate::default();
-        self.email_counts(q, &mut agg).await?;
-        self.call_counts(q, &mut agg).await?;
-        for m in [
-            Measure::TimeToReply,
-            Measure::TimeToReplyBusiness,
-            Measure::Answer,
-        ] {
-            if let Some((_, quantiles)) = self.quantiles(q, m, false).await?.pop() {
-                let slot = match m {
-                    Measure::TimeToReply => &mut agg.network.email.time_to_reply,
-                    Measure::TimeToReplyBusiness => &mut agg.network.email.time_to_reply_business,
-                    _ => &mut agg.network.call.answer,
-                };
-                *slot = quantiles;
-            }
-        }
-        Ok(agg.network)
+    /// The figures the dashboard shows, per business and for the whole selection: those of
+    /// `aggregate(q)` but for the missed rules and the call's pdd and greeting quantiles, read
+    /// from the covering index `visits_group_figures` alone.
+    pub async fn dashboard_figures(&self, q: &AggregateQuery) -> Result<Aggregate> {
+        self.tally(q, false).await
     }
 
-    async fn email_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
+    /// The selection's figures as a whole, as `dashboard_figures(q).network` has them: what
+    /// the dashboard's overview shows per group and a branch's page shows. Summed by SQL, not
+    /// per visit in Rust: the overview reads 20 selections of ~8 000 visits, and decoding each
+    /// visit's row (~4 µs through sqlx's `Any` driver) made it 0.9 s; counts come back as one
+    /// row per channel and each median from the rows around its ranks.
+    pub async fn network_figures(&self, q: &AggregateQuery) -> Result<Figures> {
         let (target, business) = q.reply_within.unwrap_or((-1, false));
         let ttr = if business {
             "COALESCE(time_to_reply_business_ms, time_to_reply_ms)"
         } else {
             "time_to_reply_ms"
         };
-        let filter = filter(q, "");
+        let sum = |test: &str| format!("SUM(CASE WHEN {test} THEN 1 ELSE 0 END)");
         let sql = format!(
-            "SELECT business_id, COUNT(*) AS visits,
-               SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
-               SUM(CASE WHEN outcome IN {EMAIL_REACHABLE} THEN 1 ELSE 0 END) AS reachable,
-               SUM(CASE WHEN outcome = 'replied' THEN 1 ELSE 0 END) AS replied,
-               SUM(CASE WHEN outcome IN {EMAIL_REACHABLE} AND first_ack_at IS NOT NULL
-                        THEN 1 ELSE 0 END) AS acknowledged,
-               SUM(CASE WHEN outcome = 'bounced' THEN 1 ELSE 0 END) AS bounced,
-               SUM(CASE WHEN outcome = 'no_reply' THEN 1 ELSE 0 END) AS no_reply,
-               SUM(CASE WHEN outcome = 'send_failed' THEN 1 ELSE 0 END) AS send_failed,
-               SUM(CASE WHEN outcome = 'replied' AND {ttr} <= $5 THEN 1 ELSE 0 END) AS within_target,
-               SUM(score) AS score_sum, COUNT(score) AS scored
-             FROM visits WHERE channel = 'email' AND {filter}
-             GROUP BY business_id"
+            "SELECT channel, COUNT(*) AS visits, {pending} AS pending, {reachable} AS reachable,
+               {acknowledged} AS acknowledged, {replied} AS replied, {no_reply} AS no_reply,
+               {bounced} AS bounced, {send_failed} AS send_failed, {answered} AS answered,
+               {busy} AS busy, {no_answer} AS no_answer, {rejected} AS rejected,
+               {unreachable} AS unreachable, {failed} AS failed, {form_failed} AS form_failed,
+               {blocked} AS blocked, {reply_within} AS reply_within,
+               {answer_within} AS answer_within, SUM(score) AS score_sum, COUNT(score) AS scored,
+               COUNT(greeted) AS greeting_checked, {greeted} AS greeted
+             FROM visits WHERE channel IN ('email', 'call', 'form') AND {filter}
+             GROUP BY channel",
+            pending = sum("outcome IS NULL"),
+            reachable = sum(&format!(
+                "(channel = 'email' AND outcome IN {EMAIL_REACHABLE})
+                 OR (channel = 'call' AND outcome IN {CALL_REACHABLE})
+                 OR (channel = 'form' AND outcome IN {FORM_SUBMITTED})"
+            )),
+            acknowledged = sum(&format!(
+                "first_ack_at IS NOT NULL AND ((channel = 'email' AND outcome IN {EMAIL_REACHABLE})
+                 OR (channel = 'form' AND outcome IN {FORM_SUBMITTED}))"
+            )),
+            replied = sum("outcome = 'replied'"),
+            no_reply = sum("outcome = 'no_reply'"),
+            bounced = sum("outcome = 'bounced'"),
+            send_failed = sum("outcome = 'send_failed'"),
+            answered = sum("outcome = 'answered'"),
+            busy = sum("outcome = 'busy'"),
+            no_answer = sum("outcome = 'no_answer'"),
+            rejected = sum("outcome = 'rejected'"),
+            unreachable = sum("outcome = 'unreachable'"),
+            failed = sum("outcome = 'failed'"),
+            form_failed = sum("outcome = 'form_failed'"),
+            blocked = sum("outcome = 'form_blocked'"),
+            reply_within = sum(&format!("outcome = 'replied' AND {ttr} <= $5")),
+            answer_within = sum("outcome = 'answered' AND answer_ms <= $6"),
+            greeted = sum("greeted = 1"),
+            filter = filter(q, ""),
         );
-        let rows = self
+        let counts = self
             .bind_filter(&sql, q)
             .bind(target)
-            .fetch_all(&self.pool)
+            .bind(q.answer_within_ms.unwrap_or(-1));
+        let mut f = Figures::default();
+        for r in counts.fetch_all(&self.pool).await? {
+            let n = |c: &str| -> Result<i64> { Ok(r.try_get(c)?) };
+            let score_sum = r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0);
+            match r.try_get::<&str, _>("channel")? {
+                "email" => {
+                    f.email = EmailFigures {
+                        visits: n("visits")?,
+                        pending: n("pending")?,
+                        reachable: n("reachable")?,
+                        replied: n("replied")?,
+                        acknowledged: n("acknowledged")?,
+                        bounced: n("bounced")?,
+                        no_reply: n("no_reply")?,
+                        send_failed: n("send_failed")?,
+                        within_target: n("reply_within")?,
+                        score_sum,
+                        scored: n("scored")?,
+                        ..Default::default()
+                    }
+                }
+                "call" => {
+                    f.call = CallFigures {
+                        calls: n("visits")?,
+                        pending: n("pending")?,
+                        reachable: n("reachable")?,
+                        answered: n("answered")?,
+                        busy: n("busy")?,
+                        no_answer: n("no_answer")?,
+                        rejected: n("rejected")?,
+                        unreachable: n("unreachable")?,
+                        failed: n("failed")?,
+                        within_target: n("answer_within")?,
+                        score_sum,
+                        scored: n("scored")?,
+                        greeting_checked: n("greeting_checked")?,
+                        greeted: n("greeted")?,
+                        ..Default::default()
+                    }
+                }
+                _ => {
+                    f.form = FormFigures {
+                        visits: n("visits")?,
+                        pending: n("pending")?,
+                        submitted: n("reachable")?,
+                        replied: n("replied")?,
+                        acknowledged: n("acknowledged")?,
+                        no_reply: n("no_reply")?,
+                        form_failed: n("form_failed")?,
+                        blocked: n("blocked")?,
+                        unreachable: n("unreachable")?,
+                        failed: n("failed")?,
+                        score_sum,
+                        scored: n("scored")?,
+                        ..Default::default()
+                    }
+                }
+            }
+        }
+        f.email.time_to_reply = self
+            .network_quantiles(q, "email", "time_to_reply_ms")
             .await?;
-        for r in rows {
-            let e = EmailFigures {
-                visits: r.try_get("visits")?,
-                pending: r.try_get("pending")?,
-                reachable: r.try_get("reachable")?,
-                replied: r.try_get("replied")?,
-                acknowledged: r.try_get("acknowledged")?,
-                bounced: r.try_get("bounced")?,
-                no_reply: r.try_get("no_reply")?,
-                send_failed: r.try_get("send_failed")?,
-                within_target: r.try_get("within_target")?,
-                score_sum: r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0),
-                scored: r.try_get("scored")?,
-                ..Default::default()
-            };
-            agg.network.email.add_counts(&e);
-            let id: String = r.try_get("business_id")?;
-            agg.businesses.entry(id).or_default().email = e;
-        }
-        Ok(())
-    }
-
-    async fn call_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
-        let filter = filter(q, "");
-        let sql = format!(
-            "SELECT business_id, COUNT(*) AS calls,
-               SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
-               SUM(CASE WHEN outcome IN {CALL_REACHABLE} THEN 1 ELSE 0 END) AS reachable,
-               SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END) AS answered,
-               SUM(CASE WHEN outcome = 'busy' THEN 1 ELSE 0 END) AS busy,
-               SUM(CASE WHEN outcome = 'no_answer' THEN 1 ELSE 0 END) AS no_answer,
-               SUM(CASE WHEN outcome = 'rejected' THEN 1 ELSE 0 END) AS rejected,
-               SUM(CASE WHEN outcome = 'unreachable' THEN 1 ELSE 0 END) AS unreachable,
-               SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
-               SUM(CASE WHEN outcome = 'answered' AND answer_ms <= $5 THEN 1 ELSE 0 END) AS within_target,
-               SUM(score) AS score_sum, COUNT(score) AS scored,
-               COUNT(greeted) AS greeting_checked,
-               SUM(CASE WHEN greeted = 1 THEN 1 ELSE 0 END) AS greeted
-             FROM visits WHERE channel = 'call' AND {filter}
-             GROUP BY business_id"
-        );
-        let rows = self
-            .bind_filter(&sql, q)
-            .bind(q.answer_within_ms.unwrap_or(-1))
-            .fetch_all(&self.pool)
+        f.email.time_to_reply_business = self
+            .network_quantiles(q, "email", "time_to_reply_business_ms")
             .await?;
-        for r in rows {
-            let c = CallFigures {
-                calls: r.try_get("calls")?,
-                pending: r.try_get("pending")?,
-                reachable: r.try_get("reachable")?,
-                answered: r.try_get("answered")?,
-                busy: r.try_get("busy")?,
-                no_answer: r.try_get("no_answer")?,
-                rejected: r.try_get("rejected")?,
-                unreachable: r.try_get("unreachable")?,
-                failed: r.try_get("failed")?,
-                within_target: r.try_get("within_target")?,
-                score_sum: r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0),
-                scored: r.try_get("scored")?,
-                greeting_checked: r.try_get("greeting_checked")?,
-                greeted: r.try_get::<Option<i64>, _>("greeted")?.unwrap_or(0),
-                ..Default::default()
-            };
-            agg.network.call.add_counts(&c);
-            let id: String = r.try_get("business_id")?;
-            agg.businesses.entry(id).or_default().call = c;
-        }
-        Ok(())
+        f.call.answer = self.network_quantiles(q, "call", "answer_ms").await?;
+        f.form.time_to_reply = self
+            .network_quantiles(q, "form", "time_to_reply_ms")
+            .await?;
+        Ok(f)
     }
 
-    async fn form_counts(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
-        let filter = filter(q, "");
-        let sql = format!(
-            "SELECT business_id, COUNT(*) AS visits,
-               SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END) AS pending,
-               SUM(CASE WHEN outcome IN {FORM_SUBMITTED} THEN 1 ELSE 0 END) AS submitted,
-               SUM(CASE WHEN outcome = 'replied' THEN 1 ELSE 0 END) AS replied,
-               SUM(CASE WHEN outcome IN {FORM_SUBMITTED} AND first_ack_at IS NOT NULL
-                        THEN 1 ELSE 0 END) AS acknowledged,
-               SUM(CASE WHEN outcome = 'no_reply' THEN 1 ELSE 0 END) AS no_reply,
-               SUM(CASE WHEN outcome = 'form_failed' THEN 1 ELSE 0 END) AS form_failed,
-               SUM(CASE WHEN outcome = 'form_blocked' THEN 1 ELSE 0 END) AS blocked,
-               SUM(CASE WHEN outcome = 'unreachable' THEN 1 ELSE 0 END) AS unreachable,
-               SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
-               SUM(score) AS score_sum, COUNT(score) AS scored
-             FROM visits WHERE channel = 'form' AND {filter}
-             GROUP BY business_id"
-        );
-        let rows = self.bind_filter(&sql, q).fetch_all(&self.pool).await?;
-        for r in rows {
-            let f = FormFigures {
-                visits: r.try_get("visits")?,
-                pending: r.try_get("pending")?,
-                submitted: r.try_get("submitted")?,
-                replied: r.try_get("replied")?,
-                acknowledged: r.try_get("acknowledged")?,
-                no_reply: r.try_get("no_reply")?,
-                form_failed: r.try_get("form_failed")?,
-                blocked: r.try_get("blocked")?,
-                unreachable: r.try_get("unreachable")?,
-                failed: r.try_get("failed")?,
-                score_sum: r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0),
-                scored: r.try_get("scored")?,
-                ..Default::default()
-            };
-            agg.network.form.add_counts(&f);
-            let id: String = r.try_get("business_id")?;
-            agg.businesses.entry(id).or_default().form = f;
-        }
-        Ok(())
-    }
-
-    /// Median and p90 of one measurement, per business or over the whole selection: SQL ranks
-    /// the values and returns only the rows at the percentiles' ranks.
-    async fn quantiles(
+    /// Median and p90 of one measurement over the whole selection: SQL ranks the values and
+    /// returns only the rows at the percentiles' ranks (`channel` and `col` are fixed names).
+    async fn network_quantiles(
         &self,
         q: &AggregateQuery,
-        m: Measure,
-        per_business: bool,
-    ) -> Result<Vec<(String, Quantiles)>> {
-        let (channel, col) = m.sql();
-        let (key, partition) = if per_business {
-            ("business_id", "PARTITION BY business_id")
-        } else {
-            ("''", "")
-        };
-        let filter = filter(q, "");
+        channel: &str,
+        col: &str,
+    ) -> Result<Quantiles> {
         let sql = format!(
-            "SELECT k, rn, n, v FROM (
-               SELECT {key} AS k, {col} AS v,
-                 ROW_NUMBER() OVER ({partition} ORDER BY {col}) - 1 AS rn,
-                 COUNT(*) OVER ({partition}) AS n
+            "SELECT rn, n, v FROM (
+               SELECT {col} AS v, ROW_NUMBER() OVER (ORDER BY {col}) - 1 AS rn,
+                 COUNT(*) OVER () AS n
                FROM visits
-               WHERE channel = '{channel}' AND {col} IS NOT NULL AND {filter}
+               WHERE channel = '{channel}' AND {col} IS NOT NULL AND {}
              ) ranked
              WHERE rn = (n - 1) / 2 OR rn = (n - 1 + 1) / 2
-                OR rn = ((n - 1) * 9) / 10 OR rn = ((n - 1) * 9 + 9) / 10
-             ORDER BY k, rn"
+                OR rn = ((n - 1) * 9) / 10 OR rn = ((n - 1) * 9 + 9) / 10",
+            filter(q, "")
         );
-        let rows = self.bind_filter(&sql, q).fetch_all(&self.pool).await?;
-        let mut by_key: BTreeMap<String, (i64, BTreeMap<i64, i64>)> = BTreeMap::new();
-        for r in rows {
-            let k: String = r.try_get("k")?;
-            let entry = by_key.entry(k).or_default();
-            entry.0 = r.try_get("n")?;
-            entry.1.insert(r.try_get("rn")?, r.try_get("v")?);
+        let mut n = 0;
+        let mut at = BTreeMap::new();
+        for r in self.bind_filter(&sql, q).fetch_all(&self.pool).await? {
+            n = r.try_get("n")?;
+            at.insert(r.try_get("rn")?, r.try_get("v")?);
         }
-        Ok(by_key
-            .into_iter()
-            .map(|(k, (n, at))| {
-                let q = Quantiles {
-                    n,
-                    median: percentile_from_ranks(n, Tenths(5), &at),
-                    p90: percentile_from_ranks(n, Tenths(9), &at),
-                };
-                (k, q)
-            })
-            .collect())
+        Ok(Quantiles {
+            n,
+            median: percentile_from_ranks(n, Tenths(5), &at),
+            p90: percentile_from_ranks(n, Tenths(9), &at),
+        })
     }
 
-    async fn missed_rules(&self, q: &AggregateQuery, agg: &mut Aggregate) -> Result<()> {
+    /// Reads the selection's visits in one scan, without sorting (an index or table scan in
+    /// whatever order it meets them), and sums them per business in Rust: the window
+    /// functions this replaces sorted every visit once per measurement and per level
+    /// (benches/results.md). `call_delays` reads the pdd and greeting too, which the
+    /// dashboard does not show.
+    async fn tally(&self, q: &AggregateQuery, call_delays: bool) -> Result<Aggregate> {
+        let (pdd, greeting) = if call_delays {
+            ("pdd_ms", "greeting_ms")
+        } else {
+            ("CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)")
+        };
+        let sql = format!(
+            "SELECT business_id, channel, outcome, time_to_reply_ms, time_to_reply_business_ms,
+               answer_ms, {pdd}, {greeting}, score,
+               CASE WHEN first_ack_at IS NULL THEN 0 ELSE 1 END, greeted
+             FROM visits WHERE channel IN ('email', 'call', 'form') AND {}",
+            filter(q, "")
+        );
+        let mut tallies = Tallies::new(Targets::of(q));
+        let mut rows = self.bind_filter(&sql, q).fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            let seen = Seen {
+                channel: r.try_get(1)?,
+                outcome: r.try_get(2)?,
+                time_to_reply_ms: r.try_get(3)?,
+                time_to_reply_business_ms: r.try_get(4)?,
+                answer_ms: r.try_get(5)?,
+                pdd_ms: r.try_get(6)?,
+                greeting_ms: r.try_get(7)?,
+                score: r.try_get(8)?,
+                acknowledged: r.try_get::<i64, _>(9)? != 0,
+                greeted: r.try_get(10)?,
+            };
+            tallies.add(r.try_get(0)?, &seen);
+        }
+        Ok(tallies.finish())
+    }
+
+    /// The rules missed per business and over the selection, in an `Aggregate` of nothing else.
+    async fn missed_rules(&self, q: &AggregateQuery) -> Result<Aggregate> {
+        let mut agg = Aggregate::default();
         let sql = format!(
             "SELECT v.business_id AS business_id, r.rule_id AS rule_id,
                SUM(CASE WHEN r.hit = 0 THEN 1 ELSE 0 END) AS missed, COUNT(*) AS evaluated
@@ -607,7 +558,7 @@ impl Store {
         for f in agg.businesses.values_mut() {
             sort_rules(&mut f.missed_rules);
         }
-        Ok(())
+        Ok(agg)
     }
 
     /// How many email visits of the period got their first human reply within each bucket:
@@ -683,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn the_ranks_sql_fetches_are_the_ones_the_interpolation_needs() {
+    fn the_ranks_fetched_are_the_ones_the_interpolation_needs() {
         for n in 1..200i64 {
             let values: Vec<i64> = (0..n).map(|i| i * i + 3).collect();
             for t in [5, 9] {

@@ -23,7 +23,7 @@ pub use aggregate::{
 };
 #[cfg(feature = "seed")]
 mod seed;
-pub use browse::{Measure, VisitMessage, VisitQuery, WeekCounts};
+pub use browse::{ExportRow, Measure, VisitMessage, VisitQuery, WeekCounts};
 pub use businesses::ListedBusiness;
 pub use forms::{FormSending, Screenshot};
 pub use governance::Planned;

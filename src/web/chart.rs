@@ -175,9 +175,27 @@ fn nice_ceiling(max_ms: f64) -> f64 {
     .unwrap_or(max_ms.max(1.0))
 }
 
-/// A branch's delays for one channel ("email": time to reply, "call": time to answer), one
-/// dot per visit at its date; visits that got no answer are marks along the top. `None` when
-/// the period holds no visit of that channel.
+/// What a delay chart of `channel` shows, and what it calls a visit without an answer.
+fn words(loc: &Locale, channel: &str) -> (&'static str, &'static str) {
+    match (channel, loc.lang == Language::Fr) {
+        ("call", true) => ("Délai de décroché par appel", "sans décroché"),
+        ("call", false) => ("Time to answer per call", "not answered"),
+        ("form", true) => ("Délai de réponse par formulaire", "sans réponse"),
+        ("form", false) => ("Time to reply per contact form", "no reply"),
+        (_, true) => ("Délai de réponse par e-mail", "sans réponse"),
+        (_, false) => ("Time to reply per email", "no reply"),
+    }
+}
+
+/// The caption under which a delay chart of `channel` is shown: with three channels, the
+/// charts look alike.
+pub fn caption(loc: &Locale, channel: &str) -> &'static str {
+    words(loc, channel).0
+}
+
+/// A branch's delays for one channel ("email": time to reply, "call": time to answer, "form":
+/// time to reply from the form's submission), one dot per visit at its date; visits that got no
+/// answer are marks along the top. `None` when the period holds no visit of that channel.
 pub fn delays(loc: &Locale, channel: &str, period: Period, points: &[Measure]) -> Option<String> {
     const W: f64 = 640.0;
     const H: f64 = 190.0;
@@ -199,12 +217,7 @@ pub fn delays(loc: &Locale, channel: &str, period: Period, points: &[Measure]) -
         |t: i64| LEFT + ((t - period.start_ms) as f64 / span).clamp(0.0, 1.0) * (W - LEFT - RIGHT);
     let y = |ms: f64| H - BOTTOM - (ms / top).clamp(0.0, 1.0) * (H - TOP - BOTTOM);
     let fr = loc.lang == Language::Fr;
-    let (what, none) = match (channel, fr) {
-        ("call", true) => ("Délai de décroché par appel", "sans décroché"),
-        ("call", false) => ("Time to answer per call", "not answered"),
-        (_, true) => ("Délai de réponse par e-mail", "sans réponse"),
-        (_, false) => ("Time to reply per email", "no reply"),
-    };
+    let (what, none) = words(loc, channel);
     let title = if fr {
         format!(
             "{what}, {} → {} : {} visites, médiane {}, {missed} {none}",
@@ -377,6 +390,38 @@ mod tests {
         // 2 March 08:00 UTC is 03:00 in New York.
         assert!(svg.contains("02/03/2026 03:00:00"), "{svg}");
         assert!(delays(&loc("fr", "Europe/Paris"), "call", period, &points).is_none());
+    }
+
+    #[test]
+    fn form_visits_get_their_own_chart_of_times_to_reply() {
+        let period = Period {
+            start_ms: ms(2026, 3, 1, 0),
+            end_ms: ms(2026, 3, 31, 0),
+        };
+        let p = |channel: &str, due: i64, ms: Option<i64>| Measure {
+            due_at: due,
+            channel: channel.into(),
+            outcome: Some(if ms.is_some() { "replied" } else { "no_reply" }.into()),
+            ms,
+        };
+        let points = [
+            p("form", ms(2026, 3, 12, 8), Some(5_400_000)),
+            p("email", ms(2026, 3, 10, 8), Some(60_000)),
+            p("form", ms(2026, 3, 4, 8), None),
+        ];
+        let fr = delays(&loc("fr", "Europe/Paris"), "form", period, &points).unwrap();
+        assert!(fr.contains("Délai de réponse par formulaire"), "{fr}");
+        assert!(
+            fr.contains("2 visites") && fr.contains("1 sans réponse"),
+            "{fr}"
+        );
+        assert!(fr.contains("id=\"chart-form-t\""), "{fr}");
+        assert_eq!(fr.matches("class=\"pt\"").count(), 1, "{fr}");
+        let en = delays(&loc("en", "Europe/Paris"), "form", period, &points).unwrap();
+        assert!(en.contains("Time to reply per contact form"), "{en}");
+        assert!(en.contains("median 1\u{a0}h 30\u{a0}min"), "{en}");
+        let email = delays(&loc("fr", "Europe/Paris"), "email", period, &points).unwrap();
+        assert!(email.contains("1 visites"), "forms are not emails: {email}");
     }
 
     #[test]

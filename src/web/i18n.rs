@@ -138,6 +138,20 @@ impl Locale {
             .unwrap_or_default()
     }
 
+    /// A channel as a reader says it (filters keep the code as the value).
+    pub fn channel(&self, c: &str) -> String {
+        let (fr, en) = match c {
+            "email" => ("e-mail", "email"),
+            "call" => ("appel", "call"),
+            "form" => ("formulaire", "contact form"),
+            other => (other, other),
+        };
+        match self.lang {
+            Language::Fr => fr.to_owned(),
+            Language::En => en.to_owned(),
+        }
+    }
+
     /// Every word of the pages in this language.
     pub fn words(&self) -> BTreeMap<&'static str, &'static str> {
         WORDS
@@ -168,6 +182,8 @@ impl Locale {
             "rejected" => "refusé",
             "unreachable" => "injoignable",
             "failed" => "échec (de notre côté)",
+            "form_blocked" => "bloqué (CAPTCHA)",
+            "form_failed" => "refusé par le site",
             "pending" => "en cours",
             other => other,
         };
@@ -319,6 +335,23 @@ const WORDS: &[(&str, &str, &str)] = &[
     ),
     ("sip_bye", "BYE (fin d'appel)", "BYE (hang-up)"),
     ("not_recorded", "non enregistré", "not recorded"),
+    ("forms", "Formulaires de contact", "Contact forms"),
+    ("form_submitted", "Envoyés", "Submitted"),
+    (
+        "form_reply_rate",
+        "Taux de réponse (formulaires)",
+        "Reply rate (forms)",
+    ),
+    ("form_acknowledged", "Accusés de réception", "Acknowledged"),
+    ("form_no_reply", "Sans réponse", "No reply"),
+    ("form_refused", "Refusés par le site", "Refused by the site"),
+    ("form_blocked", "Bloqués (CAPTCHA)", "Blocked (CAPTCHA)"),
+    ("form_unreachable", "Site injoignable", "Site unreachable"),
+    (
+        "p90_reply",
+        "Délai de réponse (90 %)",
+        "Time to reply (90th percentile)",
+    ),
 ];
 
 #[cfg(test)]
@@ -374,6 +407,19 @@ mod tests {
             false,
         );
         assert_eq!(ny.when(Some(t)), "2 Mar 2026 03:30:05");
+    }
+
+    #[test]
+    fn form_outcomes_and_channels_are_worded_in_both_languages() {
+        let fr = Locale::of(&HeaderMap::new(), Some("fr"), None, false);
+        let en = Locale::of(&HeaderMap::new(), Some("en"), None, false);
+        assert_eq!(fr.outcome("form_blocked"), "bloqué (CAPTCHA)");
+        assert_eq!(fr.outcome("form_failed"), "refusé par le site");
+        assert_eq!(en.outcome("form_failed"), "form failed");
+        assert_eq!(fr.channel("form"), "formulaire");
+        assert_eq!(en.channel("form"), "contact form");
+        assert_eq!(fr.words()["forms"], "Formulaires de contact");
+        assert_eq!(en.words()["form_reply_rate"], "Reply rate (forms)");
     }
 
     #[test]

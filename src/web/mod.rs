@@ -132,6 +132,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("overview.html", include_str!("templates/overview.html")),
             ("group.html", include_str!("templates/group.html")),
             ("business.html", include_str!("templates/business.html")),
+            ("forms.html", include_str!("templates/forms.html")),
             ("visit.html", include_str!("templates/visit.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {

@@ -11,7 +11,7 @@ use super::i18n::Locale;
 use super::{render, St, Viewer, WebError};
 use crate::config::{Group, Role};
 use crate::digest::model::{self, ranking_time, response_rate};
-use crate::store::{AggregateQuery, Figures, Period, Visit, VisitQuery};
+use crate::store::{AggregateQuery, Figures, FormFigures, Period, Visit, VisitQuery};
 use axum::extract::{ConnectInfo, Path, Query};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -234,9 +234,58 @@ struct FigureCells {
     trend: &'static str,
 }
 
+/// Every channel's visits: the "visits" column counts forms too, their details have their own
+/// table.
+fn visits(f: &Figures) -> i64 {
+    f.email.visits + f.call.calls + f.form.visits
+}
+
 fn mean_score(f: &Figures) -> Option<f64> {
-    let n = f.email.scored + f.call.scored;
-    (n > 0).then(|| (f.email.score_sum + f.call.score_sum) / n as f64)
+    let n = f.email.scored + f.call.scored + f.form.scored;
+    (n > 0).then(|| (f.email.score_sum + f.call.score_sum + f.form.score_sum) / n as f64)
+}
+
+/// A row of the form visits' table, worded for the viewer.
+#[derive(Debug, Serialize)]
+struct FormCells {
+    visits: i64,
+    submitted: i64,
+    reply_rate: String,
+    acknowledged: i64,
+    no_reply: i64,
+    /// `form_failed`: the site refused the form.
+    refused: i64,
+    blocked: i64,
+    unreachable: i64,
+    median_reply: String,
+    p90_reply: String,
+    score: String,
+}
+
+fn form_cells(loc: &Locale, f: &FormFigures) -> FormCells {
+    FormCells {
+        visits: f.visits,
+        submitted: f.submitted,
+        reply_rate: loc.pct(f.reply_rate()),
+        acknowledged: f.acknowledged,
+        no_reply: f.no_reply,
+        refused: f.form_failed,
+        blocked: f.blocked,
+        unreachable: f.unreachable,
+        median_reply: loc.dur(f.time_to_reply.median),
+        p90_reply: loc.dur(f.time_to_reply.p90),
+        score: loc.score(f.mean_score()),
+    }
+}
+
+/// One line of a page's form table: a group, a branch or the whole network.
+#[derive(Debug, Serialize)]
+struct FormRow {
+    id: String,
+    name: String,
+    href: Option<String>,
+    network: bool,
+    f: FormCells,
 }
 
 fn cells(loc: &Locale, f: &Figures, prev: Option<&Figures>) -> FigureCells {
@@ -250,7 +299,7 @@ fn cells(loc: &Locale, f: &Figures, prev: Option<&Figures>) -> FigureCells {
         _ => "",
     };
     FigureCells {
-        visits: f.email.visits + f.call.calls,
+        visits: visits(f),
         reply_rate: loc.pct(f.email.reply_rate()),
         median_reply: loc.dur(f.email.time_to_reply.median),
         answer_rate: loc.pct(f.call.answer_rate()),
@@ -263,8 +312,9 @@ fn cells(loc: &Locale, f: &Figures, prev: Option<&Figures>) -> FigureCells {
 }
 
 fn figure_csv(f: &Figures, prev: Option<&Figures>) -> Vec<String> {
+    let w = &f.form;
     vec![
-        (f.email.visits + f.call.calls).to_string(),
+        visits(f).to_string(),
         num(f.email.reply_rate(), 4),
         num(f.email.time_to_reply.median, 0),
         num(f.call.answer_rate(), 4),
@@ -274,6 +324,18 @@ fn figure_csv(f: &Figures, prev: Option<&Figures>) -> Vec<String> {
             prev.and_then(|p| Some(response_rate(f)? - response_rate(p)?)),
             4,
         ),
+        w.visits.to_string(),
+        w.submitted.to_string(),
+        num(w.reply_rate(), 4),
+        w.acknowledged.to_string(),
+        w.no_reply.to_string(),
+        w.form_failed.to_string(),
+        w.blocked.to_string(),
+        w.unreachable.to_string(),
+        w.failed.to_string(),
+        num(w.time_to_reply.median, 0),
+        num(w.time_to_reply.p90, 0),
+        num(w.mean_score(), 1),
     ]
 }
 
@@ -285,6 +347,19 @@ const FIGURE_HEAD: &[&str] = &[
     "median_answer_ms",
     "mean_score",
     "response_rate_change",
+    // Form visits, named as in `report --summary`.
+    "form_visits",
+    "form_submitted",
+    "form_reply_rate",
+    "form_acknowledged",
+    "form_no_reply",
+    "form_failed",
+    "form_blocked",
+    "form_unreachable",
+    "form_errors",
+    "form_time_to_reply_median_ms",
+    "form_time_to_reply_p90_ms",
+    "form_mean_score",
 ];
 
 fn query_of(group: &Group, business: Option<&str>, period: Period) -> AggregateQuery {
@@ -539,6 +614,7 @@ pub async fn overview(
     let loc = Locale::of(&headers, q.lang.as_deref(), q.tz.as_deref(), st.auth.secure);
     let (period, since) = period(&st, q.since.as_deref())?;
     let mut rows = Vec::new();
+    let mut forms = Vec::new();
     let mut csv_rows = Vec::new();
     // The sparkline's weeks end now whatever `?since=`: it shows the recent trend.
     let weeks = chart::week_bounds(loc.tz, st.cx.now_ms() + 1, chart::WEEKS);
@@ -580,11 +656,21 @@ pub async fn overview(
         if q.csv() {
             continue;
         }
+        let href = link(&format!("/groups/{}", seg(&g.id)), &q.filters());
+        if now.form.visits > 0 {
+            forms.push(FormRow {
+                id: g.id.clone(),
+                name: g.name.clone(),
+                href: Some(href.clone()),
+                network: false,
+                f: form_cells(&loc, &now.form),
+            });
+        }
         rows.push(GroupRow {
             spark: chart::sparkline(&loc, &weeks, &counts),
             id: g.id.clone(),
             name: g.name.clone(),
-            href: link(&format!("/groups/{}", seg(&g.id)), &q.filters()),
+            href,
             f: cells(&loc, &now, prev),
         });
     }
@@ -599,6 +685,7 @@ pub async fn overview(
             ..frame(&loc, &viewer, "/"),
             ..context! {
                 rows => rows,
+                forms => forms,
                 since => since,
                 period_text => format!("{} → {}", loc.date(period.start_ms), loc.date(period.end_ms - 1)),
                 csv_href => link("/", &[q.filters(), vec![("format", "csv".into())]].concat()),
@@ -638,8 +725,10 @@ pub async fn group(
         query_of(g, None, period),
         query_of(g, None, period.previous()),
     );
-    let (current, previous) =
-        tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
+    let (current, previous) = tokio::try_join!(
+        st.cx.store.dashboard_figures(&this),
+        st.cx.store.dashboard_figures(&last)
+    )?;
     let branches = st
         .cx
         .config
@@ -688,6 +777,28 @@ pub async fn group(
             misses_answer_target: r.misses_answer_target,
         })
         .collect();
+    let mut forms = Vec::new();
+    if d.network.form.visits > 0 {
+        forms.push(FormRow {
+            id: String::new(),
+            name: loc.words()["all"].to_owned(),
+            href: None,
+            network: true,
+            f: form_cells(&loc, &d.network.form),
+        });
+        forms.extend(
+            rows.iter()
+                .zip(&d.rows)
+                .filter(|(_, r)| r.figures.form.visits > 0)
+                .map(|(row, r)| FormRow {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    href: Some(row.href.clone()),
+                    network: false,
+                    f: form_cells(&loc, &r.figures.form),
+                }),
+        );
+    }
     let prev = (!d.previous.is_empty()).then_some(&d.previous);
     let body = render(
         "group.html",
@@ -697,6 +808,7 @@ pub async fn group(
                 group => context! { id => g.id.clone(), name => g.name.clone() },
                 network => cells(&loc, &d.network, prev),
                 rows => rows,
+                forms => forms,
                 not_visited => d.not_visited,
                 since => since,
                 reply_target => d.reply_within.map(|(ms, business)| format!("{}{}", loc.dur(Some(ms as f64)), if business { " (ouvrées / business hours)" } else { "" })),
@@ -770,7 +882,7 @@ pub async fn business(
         outcome: q.outcome()?,
     };
     if q.csv() {
-        let visits = st.cx.store.visits_page(&selection, CSV_MAX_ROWS, 0).await?;
+        let visits = st.cx.store.export_rows(&selection, CSV_MAX_ROWS).await?;
         let head = [
             "visit",
             "due_at",
@@ -802,13 +914,45 @@ pub async fn business(
             .collect();
         return csv(&format!("{}.csv", b.id), &head, rows);
     }
-    let total = st.cx.store.count_visits(&selection).await?;
+    let group = b.group.as_deref().and_then(|g| st.cx.config.group(g));
+    let store = &st.cx.store;
+    // The count, both periods' figures and the chart's delays are independent reads: run
+    // together, on the pool's connections at once. The page of visits needs the count.
+    let figures = async {
+        match group {
+            Some(g) => {
+                let (this, last) = (
+                    query_of(g, Some(&b.id), period),
+                    query_of(g, Some(&b.id), period.previous()),
+                );
+                // One branch's visits are few enough (10 000 over a year at most in the
+                // benchmark) to sum row by row in one scan, which beats the five SQL passes of
+                // `network_figures` on them (benches/results.md, *Dashboard*).
+                let (now, before) = tokio::try_join!(
+                    store.dashboard_figures(&this),
+                    store.dashboard_figures(&last)
+                )?;
+                anyhow::Ok(Some((now.network, before.network)))
+            }
+            None => Ok(None),
+        }
+    };
+    // The chart shows the period's visits whatever the channel and outcome filters: a filter
+    // on `replied` would hide exactly the visits that got no answer.
+    let chart_selection = VisitQuery {
+        channel: None,
+        outcome: None,
+        ..selection.clone()
+    };
+    let (total, figures, measures) = tokio::try_join!(
+        store.count_visits(&selection),
+        figures,
+        store.measures(&chart_selection, chart::MAX_POINTS),
+    )?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     // Past the end (an old link after a filter change, a guessed number): the last page.
     let page = q.page()?.min(pages);
-    let visits = st
-        .cx
-        .store
+    let visits = store
         .visits_page(&selection, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         .await?;
     let here = format!("/businesses/{}", seg(&b.id));
@@ -818,37 +962,28 @@ pub async fn business(
             &[q.filters(), vec![("page", p.to_string())]].concat(),
         )
     };
-    let group = b.group.as_deref().and_then(|g| st.cx.config.group(g));
-    let figures = match group {
-        Some(g) => {
-            let (this, last) = (
-                query_of(g, Some(&b.id), period),
-                query_of(g, Some(&b.id), period.previous()),
-            );
-            let (now, before) =
-                tokio::try_join!(st.cx.store.aggregate(&this), st.cx.store.aggregate(&last))?;
-            let prev = (!before.network.is_empty()).then_some(&before.network);
-            Some(cells(&loc, &now.network, prev))
+    let mut forms = Vec::new();
+    let figures = figures.map(|(now, before)| {
+        let prev = (!before.is_empty()).then_some(&before);
+        if now.form.visits > 0 {
+            forms.push(FormRow {
+                id: b.id.clone(),
+                name: b.name.clone(),
+                href: None,
+                network: false,
+                f: form_cells(&loc, &now.form),
+            });
         }
-        None => None,
-    };
-    // The chart shows the period's visits whatever the channel and outcome filters: a filter
-    // on `replied` would hide exactly the visits that got no answer.
-    let measures = st
-        .cx
-        .store
-        .measures(
-            &VisitQuery {
-                channel: None,
-                outcome: None,
-                ..selection.clone()
-            },
-            chart::MAX_POINTS,
-        )
-        .await?;
-    let charts: Vec<String> = ["email", "call"]
+        cells(&loc, &now, prev)
+    });
+    let charts: Vec<(&str, String)> = ["email", "call", "form"]
         .into_iter()
-        .filter_map(|c| chart::delays(&loc, c, period, &measures))
+        .filter_map(|c| {
+            Some((
+                chart::caption(&loc, c),
+                chart::delays(&loc, c, period, &measures)?,
+            ))
+        })
         .collect();
     let body = render(
         "business.html",
@@ -861,6 +996,7 @@ pub async fn business(
                 },
                 group => group.map(|g| context! { name => g.name.clone(), href => format!("/groups/{}", seg(&g.id)) }),
                 figures => figures,
+                forms => forms,
                 charts => charts,
                 visits => visits.iter().map(|v| visit_row(&loc, v)).collect::<Vec<_>>(),
                 total => total,
@@ -871,7 +1007,7 @@ pub async fn business(
                 since => since,
                 channel => q.channel.clone().unwrap_or_default(),
                 outcome => q.outcome.clone().unwrap_or_default(),
-                channels => CHANNELS,
+                channels => CHANNELS.iter().map(|c| (c.to_string(), loc.channel(c))).collect::<Vec<_>>(),
                 outcomes => OUTCOMES.iter().map(|o| (o.to_string(), loc.outcome(o))).collect::<Vec<_>>(),
                 period_text => format!("{} → {}", loc.date(period.start_ms), loc.date(period.end_ms - 1)),
                 csv_href => link(&here, &[q.filters(), vec![("format", "csv".into())]].concat()),
@@ -896,6 +1032,55 @@ mod tests {
         );
         assert_eq!(seg("../x/y"), "%2E%2E%2Fx%2Fy");
         assert_eq!(seg("lille-centre_2"), "lille-centre_2");
+    }
+
+    #[test]
+    fn figure_rows_count_forms_in_visits_and_score_and_give_them_their_own_columns() {
+        use crate::store::Quantiles;
+        let mut f = Figures::default();
+        f.email.visits = 3;
+        f.email.scored = 1;
+        f.email.score_sum = 80.0;
+        f.call.calls = 2;
+        f.form = FormFigures {
+            visits: 5,
+            submitted: 3,
+            replied: 2,
+            acknowledged: 1,
+            no_reply: 1,
+            form_failed: 1,
+            blocked: 1,
+            time_to_reply: Quantiles {
+                n: 2,
+                median: Some(5_400_000.0),
+                p90: Some(6_840_000.0),
+            },
+            score_sum: 60.0,
+            scored: 1,
+            ..FormFigures::default()
+        };
+        let row = figure_csv(&f, None);
+        assert_eq!(row.len(), FIGURE_HEAD.len());
+        let at = |name: &str| row[FIGURE_HEAD.iter().position(|h| *h == name).unwrap()].as_str();
+        assert_eq!(at("visits"), "10");
+        assert_eq!(at("mean_score"), "70.0");
+        assert_eq!(at("form_visits"), "5");
+        assert_eq!(at("form_submitted"), "3");
+        assert_eq!(at("form_reply_rate"), "0.6667");
+        assert_eq!(at("form_failed"), "1");
+        assert_eq!(at("form_blocked"), "1");
+        assert_eq!(at("form_unreachable"), "0");
+        assert_eq!(at("form_time_to_reply_median_ms"), "5400000");
+        assert_eq!(at("form_time_to_reply_p90_ms"), "6840000");
+        assert_eq!(at("form_mean_score"), "60.0");
+        let loc = Locale::of(&HeaderMap::new(), Some("fr"), None, false);
+        let c = form_cells(&loc, &f.form);
+        assert_eq!((c.visits, c.refused, c.blocked), (5, 1, 1));
+        assert_eq!(
+            (c.median_reply.as_str(), c.score.as_str()),
+            ("1\u{a0}h 30\u{a0}min", "60")
+        );
+        assert_eq!(cells(&loc, &f, None).visits, 10);
     }
 
     #[test]

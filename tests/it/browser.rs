@@ -134,6 +134,31 @@ async fn seed(store: &Store, recordings: &Path, u: &str) -> (String, String) {
             (i % 3 != 0).then_some(6_000 + i * 1_500),
         ));
     }
+    // roubaix's contact form: 3 answered, 1 left without a reply, 1 behind a CAPTCHA.
+    for (i, (outcome, hours)) in [
+        ("replied", Some(2)),
+        ("replied", Some(5)),
+        ("no_reply", None),
+        ("replied", Some(26)),
+        ("form_blocked", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let i = i as i64;
+        let mut v = email(
+            &format!("roubaix-form-{i}-{u}"),
+            "roubaix",
+            "nord",
+            now - (i + 1) * 4 * DAY - 2 * H,
+            outcome,
+            hours.map(|h| h * H),
+        );
+        v.channel = "form".into();
+        v.scenario_id = "formulaire".into();
+        v.score = hours.map(|_| 70.0 + i as f64 * 5.0);
+        seeds.push(v);
+    }
     seeds.push(call(
         &roubaix_call,
         "roubaix",
@@ -348,6 +373,16 @@ async fn an_admin_and_a_viewer_use_the_dashboard_in_chromium() {
         "{text}"
     );
     assert!(!text.contains("Agence Paris"), "{text}");
+    // Form visits have their own table: roubaix's contact form.
+    assert!(text.contains("Formulaires de contact"), "{text}");
+    let forms = c
+        .find(Locator::Css("tr[data-form='roubaix']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(forms.contains("75"), "3 replies of 4 forms sent: {forms}");
     shot(&c, "group").await;
 
     click_link(&c, "Agence Roubaix").await;
@@ -363,6 +398,20 @@ async fn an_admin_and_a_viewer_use_the_dashboard_in_chromium() {
         .unwrap_or_default();
     assert!(title.starts_with("Délai de décroché par appel"), "{title}");
     assert!(title.contains("7 visites"), "{title}");
+    let charts = c.find_all(Locator::Css("svg.delays")).await.unwrap();
+    assert_eq!(charts.len(), 2, "calls and forms");
+    let title = charts[1]
+        .find(Locator::Css("title"))
+        .await
+        .unwrap()
+        .prop("textContent")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        title.starts_with("Délai de réponse par formulaire") && title.contains("5 visites"),
+        "{title}"
+    );
     shot(&c, "business").await;
 
     let target = c

@@ -1244,3 +1244,111 @@ store_test!(
         assert_eq!(mystery::digest::model::response_rate(&fig), Some(2.0 / 3.0));
     }
 );
+
+store_test!(
+    issue11_figures_read_in_one_scan_equal_those_computed_from_the_seeds,
+    |store| {
+        // 3 channels × 12 branches, values spread and repeated, outcomes mixed: every count
+        // and quantile the store gives is recomputed here from the seeds themselves.
+        let mut seeds = Vec::new();
+        for i in 0..600i64 {
+            let b = format!("b{}", i % 12);
+            let due = T - 1 - (i * 7_919) % (7 * DAY);
+            let h = (i * 40_503) % 1_000;
+            let v = match i % 3 {
+                0 => {
+                    let replied = h < 700;
+                    let mut v = email(
+                        &b,
+                        due,
+                        if replied { "replied" } else { "no_reply" },
+                        replied.then_some((h * 997) % 2_880 * 60_000),
+                    );
+                    v.time_to_ack_ms = (h % 4 == 0).then_some(60_000);
+                    v
+                }
+                1 => call(
+                    &b,
+                    due,
+                    if h < 800 { "answered" } else { "busy" },
+                    (h < 800).then_some(2_000 + h * 20),
+                ),
+                _ => form(
+                    &b,
+                    due,
+                    ["replied", "no_reply", "form_blocked"][(h % 3) as usize],
+                    (h % 3 == 0).then_some(h * 60_000),
+                ),
+            };
+            seeds.push(v);
+        }
+        store.seed_finished_visits(&seeds).await.unwrap();
+        let a = store.aggregate(&query(week())).await.unwrap();
+        let sorted = |f: &dyn Fn(&SeedVisit) -> Option<i64>, b: Option<&str>| {
+            let mut v: Vec<i64> = seeds
+                .iter()
+                .filter(|s| b.is_none_or(|b| s.business_id == b))
+                .filter_map(f)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let check = |q: mystery::store::Quantiles, values: &[i64], what: &str| {
+            assert_eq!(q.n, values.len() as i64, "{what}");
+            let close = |x: Option<f64>, p: f64| match (x, percentile(values, p)) {
+                (Some(x), Some(y)) => (x - y).abs() < 1e-6,
+                (x, y) => x.is_none() && y.is_none(),
+            };
+            assert!(close(q.median, 0.5) && close(q.p90, 0.9), "{what}: {q:?}");
+        };
+        let ttr = |s: &SeedVisit| (s.channel == "email").then_some(s.time_to_reply_ms?);
+        let ttrb = |s: &SeedVisit| (s.channel == "email").then_some(s.time_to_reply_business_ms?);
+        let answer = |s: &SeedVisit| (s.channel == "call").then_some(s.answer_ms?);
+        let pdd = |s: &SeedVisit| (s.channel == "call").then_some(s.pdd_ms?);
+        let form_ttr = |s: &SeedVisit| (s.channel == "form").then_some(s.time_to_reply_ms?);
+        for b in (0..12).map(|i| format!("b{i}")).map(Some).chain([None]) {
+            let f = match &b {
+                Some(b) => &a.businesses[b.as_str()],
+                None => &a.network,
+            };
+            let b = b.as_deref();
+            check(f.email.time_to_reply, &sorted(&ttr, b), "ttr");
+            check(f.email.time_to_reply_business, &sorted(&ttrb, b), "ttrb");
+            check(f.call.answer, &sorted(&answer, b), "answer");
+            check(f.call.pdd, &sorted(&pdd, b), "pdd");
+            check(f.form.time_to_reply, &sorted(&form_ttr, b), "form");
+            let count = |channel: &str, outcome: &str| {
+                seeds
+                    .iter()
+                    .filter(|s| b.is_none_or(|b| s.business_id == b))
+                    .filter(|s| s.channel == channel && s.outcome.as_deref() == Some(outcome))
+                    .count() as i64
+            };
+            assert_eq!(f.email.replied, count("email", "replied"));
+            assert_eq!(f.email.no_reply, count("email", "no_reply"));
+            assert_eq!(f.call.answered, count("call", "answered"));
+            assert_eq!(f.call.busy, count("call", "busy"));
+            assert_eq!(f.form.replied, count("form", "replied"));
+            assert_eq!(f.form.blocked, count("form", "form_blocked"));
+            let acked = seeds
+                .iter()
+                .filter(|s| b.is_none_or(|b| s.business_id == b))
+                .filter(|s| s.channel == "email" && s.time_to_ack_ms.is_some())
+                .count() as i64;
+            assert_eq!(f.email.acknowledged, acked);
+        }
+        // The dashboard reads the same figures without the rules, pdd and greeting.
+        let lean = store.dashboard_figures(&query(week())).await.unwrap();
+        assert_eq!(lean.businesses.len(), a.businesses.len());
+        for (id, f) in &a.businesses {
+            let mut want = f.clone();
+            want.missed_rules.clear();
+            want.call.pdd = Default::default();
+            want.call.greeting = Default::default();
+            assert_eq!(lean.businesses[id], want, "{id}");
+        }
+        let net = store.network_figures(&query(week())).await.unwrap();
+        assert_eq!(net, lean.network);
+        assert_eq!(net.form.visits, 200);
+    }
+);

@@ -692,6 +692,256 @@ async fn pages_show_the_seeded_figures_on_postgres() {
     pages_show_the_seeded_figures(Backend::Postgres).await;
 }
 
+/// A form visit of `start`'s store (submitted at `due`; an acknowledgement 5 minutes later
+/// when `ack`).
+fn form(
+    id: &str,
+    business: &str,
+    due: i64,
+    outcome: &str,
+    ttr: Option<i64>,
+    ack: bool,
+) -> SeedVisit {
+    SeedVisit {
+        scenario_id: "formulaire".into(),
+        channel: "form".into(),
+        time_to_ack_ms: ack.then_some(300_000),
+        ..email(id, business, "nord", due, outcome, ttr)
+    }
+}
+
+/// Form visits of the nord network: lille 5 (2 replied in 1 h and 3 h, 1 without a reply,
+/// 1 blocked by a CAPTCHA, 1 refused by the site), roubaix 2 (1 replied in 2 h, 1 site
+/// unreachable); none for sud.
+async fn seed_forms(d: &Dash) {
+    let now = Clock::system().now().timestamp_millis();
+    let u = common::unique();
+    let id = |n: &str| format!("{n}-{u}");
+    let mut f1 = form(
+        &id("lille_f1"),
+        "lille",
+        now - 2 * DAY,
+        "replied",
+        Some(H),
+        true,
+    );
+    f1.score = Some(90.0);
+    let mut f2 = form(
+        &id("lille_f2"),
+        "lille",
+        now - 3 * DAY,
+        "replied",
+        Some(3 * H),
+        false,
+    );
+    f2.score = Some(70.0);
+    let mut f7 = form(
+        &id("roubaix_f7"),
+        "roubaix",
+        now - 2 * DAY,
+        "replied",
+        Some(2 * H),
+        false,
+    );
+    f7.score = Some(50.0);
+    let seeds = vec![
+        f1,
+        f2,
+        form(
+            &id("lille_f3"),
+            "lille",
+            now - 4 * DAY,
+            "no_reply",
+            None,
+            true,
+        ),
+        form(
+            &id("lille_f4"),
+            "lille",
+            now - 5 * DAY,
+            "form_blocked",
+            None,
+            false,
+        ),
+        form(
+            &id("lille_f5"),
+            "lille",
+            now - 6 * DAY,
+            "form_failed",
+            None,
+            false,
+        ),
+        form(
+            &id("roubaix_f6"),
+            "roubaix",
+            now - 3 * DAY,
+            "unreachable",
+            None,
+            false,
+        ),
+        f7,
+    ];
+    d.store.seed_finished_visits(&seeds).await.unwrap();
+}
+
+/// The value of CSV `line` under `column` of `head`.
+fn csv_cell<'a>(head: &str, line: &'a str, column: &str) -> &'a str {
+    let at = head
+        .split(',')
+        .position(|h| h == column)
+        .unwrap_or_else(|| panic!("{column} in {head}"));
+    line.split(',')
+        .nth(at)
+        .unwrap_or_else(|| panic!("{column} of {line}"))
+}
+
+async fn issue9_form_visits_are_their_own_channel_in_pages_and_exports(backend: Backend) {
+    let d = start(backend, false).await;
+    seed_forms(&d).await;
+    let admin = d.login("qualite", ADMIN_PW).await;
+
+    // Overview: nord's forms in their own table; 7 visits, 4 submitted, 3 replied (75 %),
+    // 2 acknowledged, median 2 h, p90 2 h 48 min (1 h, 2 h, 3 h), mean score 70. Its visits
+    // count every channel (5 + 7) and its score every scored visit (80, 60, 90, 70, 50).
+    let (status, body) = d.text("/", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Formulaires de contact"), "{body}");
+    let nord = row(&body, r#"data-form="nord""#);
+    for want in [
+        ">7<",
+        ">4<",
+        "75 %",
+        ">2<",
+        "2 h",
+        "2 h 48 min",
+        ">70<",
+        "Réseau Nord",
+    ] {
+        assert!(nord.contains(want), "{want} in {nord}");
+    }
+    assert!(
+        !body.contains(r#"data-form="sud""#),
+        "sud has no form visit: {body}"
+    );
+    let main = row(&body, r#"data-group="nord""#);
+    assert!(main.contains(">12<") && main.contains(">70<"), "{main}");
+    // The sparkline's weeks count submitted forms and their replies: 3 of 5 emails and
+    // calls, 3 of 4 forms.
+    let title = &main[main.find("<title>").unwrap()..main.find("</title>").unwrap()];
+    let re = regex::Regex::new(r"\((\d+)/(\d+)\)").unwrap();
+    let sums = re.captures_iter(title).fold((0, 0), |(a, b), c| {
+        (
+            a + c[1].parse::<i64>().unwrap(),
+            b + c[2].parse::<i64>().unwrap(),
+        )
+    });
+    assert_eq!(sums, (6, 9), "{title}");
+    let (_, en) = d.text("/?lang=en", &admin).await;
+    assert!(
+        en.contains("Contact forms") && en.contains("Reply rate (forms)"),
+        "{en}"
+    );
+    let (_, csv) = d.text("/?format=csv", &admin).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    let nord = lines.iter().find(|l| l.starts_with("nord,")).expect("nord");
+    let cell = |column: &str| csv_cell(lines[0], nord, column);
+    assert_eq!(cell("visits"), "12");
+    assert_eq!(cell("form_visits"), "7");
+    assert_eq!(cell("form_submitted"), "4");
+    assert_eq!(cell("form_reply_rate"), "0.7500");
+    assert_eq!(cell("form_acknowledged"), "2");
+    assert_eq!(cell("form_no_reply"), "1");
+    assert_eq!(
+        (
+            cell("form_failed"),
+            cell("form_blocked"),
+            cell("form_unreachable")
+        ),
+        ("1", "1", "1")
+    );
+    assert_eq!(cell("form_time_to_reply_median_ms"), "7200000");
+    assert_eq!(cell("form_time_to_reply_p90_ms"), "10080000");
+    assert_eq!(cell("form_mean_score"), "70.0");
+    let sud = lines.iter().find(|l| l.starts_with("sud,")).expect("sud");
+    assert_eq!(csv_cell(lines[0], sud, "form_visits"), "0");
+
+    // The group: the network's forms, then each branch's.
+    let (_, body) = d.text("/groups/nord", &admin).await;
+    let all = row(&body, r#"data-form="""#);
+    assert!(all.contains(">7<") && all.contains("75 %"), "{all}");
+    let lille = row(&body, r#"data-form="lille""#);
+    for want in [">5<", ">3<", "67 %", "2 h", "2 h 48 min", ">80<"] {
+        assert!(lille.contains(want), "{want} in {lille}");
+    }
+    let roubaix = row(&body, r#"data-form="roubaix""#);
+    assert!(
+        roubaix.contains("100 %") && roubaix.contains(">50<"),
+        "{roubaix}"
+    );
+    let (_, csv) = d.text("/groups/nord?format=csv", &admin).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    let lille = lines.iter().find(|l| l.contains(",lille,")).expect("lille");
+    let cell = |column: &str| csv_cell(lines[0], lille, column);
+    assert_eq!(
+        (cell("visits"), cell("form_visits"), cell("form_reply_rate")),
+        ("8", "5", "0.6667")
+    );
+    assert_eq!(
+        (
+            cell("form_failed"),
+            cell("form_blocked"),
+            cell("form_unreachable")
+        ),
+        ("1", "1", "0")
+    );
+    assert_eq!(cell("form_time_to_reply_p90_ms"), "10080000");
+
+    // The branch: its forms' row, their chart, the channel filter and the export.
+    let (_, body) = d.text("/businesses/lille", &admin).await;
+    assert!(body.contains("8 visites"), "{body}");
+    let forms = row(&body, r#"data-form="lille""#);
+    assert!(forms.contains("67 %") && forms.contains(">80<"), "{forms}");
+    assert!(
+        body.contains("Délai de réponse par formulaire")
+            && body.contains("5 visites, médiane 2 h, 3 sans réponse"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<option value="form">formulaire</option>"#),
+        "{body}"
+    );
+    let (_, body) = d.text("/businesses/lille?channel=form", &admin).await;
+    assert!(body.contains("5 visites"), "{body}");
+    let (_, body) = d
+        .text(
+            "/businesses/lille?channel=form&outcome=form_blocked",
+            &admin,
+        )
+        .await;
+    assert!(body.contains("1 visites"), "{body}");
+    let blocked = row(&body, r#"class="outcome-form_blocked""#);
+    assert!(blocked.contains("bloqué (CAPTCHA)"), "{blocked}");
+    let (_, csv) = d
+        .text("/businesses/lille?channel=form&format=csv", &admin)
+        .await;
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert!(csv.contains(",form,replied,3600000,,,90.0"), "{csv}");
+    // A branch without form visits has no form table.
+    let (_, body) = d.text("/businesses/paris", &admin).await;
+    assert!(!body.contains("data-form="), "{body}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn issue9_form_visits_are_their_own_channel_in_pages_and_exports_on_sqlite() {
+    issue9_form_visits_are_their_own_channel_in_pages_and_exports(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn issue9_form_visits_are_their_own_channel_in_pages_and_exports_on_postgres() {
+    issue9_form_visits_are_their_own_channel_in_pages_and_exports(Backend::Postgres).await;
+}
+
 async fn metrics_need_the_bearer_token(backend: Backend) {
     let d = start(backend, true).await;
     let r = d.get("/metrics", None).await;
