@@ -58,20 +58,35 @@ async fn issue7_a_reply_that_arrived_in_time_is_never_closed_as_no_reply_while_i
     let daemon = Daemon::start(cx.clone()).await;
     let id = plan_now(&cx, "lille", "court").await; // deadline 8 s
     let start = Instant::now();
-    while cx
-        .store
-        .visit(&id)
-        .await
-        .unwrap()
-        .unwrap()
-        .sent_at
-        .is_none()
-    {
+    let sent_at = loop {
+        if let Some(at) = cx.store.visit(&id).await.unwrap().unwrap().sent_at {
+            break at;
+        }
         assert!(start.elapsed() < Duration::from_secs(20), "never sent");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The branch answers after 1 s; the deadline passes at 8 s; nobody reads the folders.
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    };
+    // The branch answers after 1 s by its own log (a loaded lab has taken 10 s to send it);
+    // the deadline passes at 8 s; nobody reads the folders until the deadline is past and the
+    // reply has had 10 s to be delivered.
+    let lab = common::lab();
+    let replied_at = loop {
+        let sent_reply = lab
+            .sim_events()
+            .iter()
+            .find(|e| e["kind"] == "reply" && e["branch"] == a.as_str())
+            .and_then(|e| e["sent_at_ms"].as_f64());
+        if let Some(ms) = sent_reply {
+            break ms as i64;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the branch never replied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let hold_until = (sent_at + 11_000).max(replied_at + 10_000);
+    let hold = u64::try_from(hold_until - cx.now_ms()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(hold)).await;
     let v = cx.store.visit(&id).await.unwrap().unwrap();
     assert_eq!(
         (v.state.as_str(), v.outcome.as_deref()),
@@ -79,6 +94,7 @@ async fn issue7_a_reply_that_arrived_in_time_is_never_closed_as_no_reply_while_i
         "the deadline closed a visit whose mailbox was not read"
     );
     // The dead process's leases are released (or run out): the daemon takes over at once.
+    let released_at = cx.now_ms();
     for l in &leases {
         cx.store
             .release_lease(l, "a-process-that-died")
@@ -92,12 +108,17 @@ async fn issue7_a_reply_that_arrived_in_time_is_never_closed_as_no_reply_while_i
         .remove(0);
     daemon.stop().await;
     assert_eq!(v.outcome.as_deref(), Some("replied"), "{v:?}");
-    // Its arrival is the one INTERNALDATE vouches for, not the late reading 11 s or more after
-    // the send; below that, Postfix's delivery on a loaded machine may add seconds.
+    // Its arrival is the one INTERNALDATE vouches for (the branch's send plus Postfix's
+    // delivery), never the late reading after the release.
     let ttr = v.time_to_reply_ms.unwrap();
+    let arrived = v.first_reply_at.unwrap();
     assert!(
-        (900..10_000).contains(&ttr),
-        "time to reply {ttr} ms for a branch that answers after 1 s"
+        arrived < released_at,
+        "reply timed at its reading ({arrived}), not its arrival (released at {released_at})"
+    );
+    assert!(
+        (replied_at - 1_000..replied_at + 10_000).contains(&arrived) && ttr >= 900,
+        "reply at {arrived} (time to reply {ttr} ms), the branch sent it at {replied_at}"
     );
 }
 
