@@ -7,6 +7,7 @@
 //! (`percentile_from_ranks`), with the same definition as `percentile` (linear between closest
 //! ranks, as PostgreSQL's `percentile_cont` and Excel's `PERCENTILE.INC`).
 
+mod sums;
 mod tally;
 
 use super::Store;
@@ -269,6 +270,16 @@ impl Tenths {
         let num = (n - 1) * self.0;
         (num / 10, (num + 9) / 10)
     }
+
+    /// `ranks(n).0` in SQL, over a column `n` (integer division on both backends).
+    fn lo_sql(self) -> String {
+        format!("((n - 1) * {}) / 10", self.0)
+    }
+
+    /// `ranks(n).1` in SQL.
+    fn hi_sql(self) -> String {
+        format!("((n - 1) * {} + 9) / 10", self.0)
+    }
 }
 
 /// Interpolates a percentile from the values at its two ranks.
@@ -319,165 +330,6 @@ impl Store {
     /// from the covering index `visits_group_figures` alone.
     pub async fn dashboard_figures(&self, q: &AggregateQuery) -> Result<Aggregate> {
         self.tally(q, false).await
-    }
-
-    /// The selection's figures as a whole, as `dashboard_figures(q).network` has them: what
-    /// the dashboard's overview shows per group and a branch's page shows. Summed by SQL, not
-    /// per visit in Rust: the overview reads 20 selections of ~8 000 visits, and decoding each
-    /// visit's row (~4 µs through sqlx's `Any` driver) made it 0.9 s; counts come back as one
-    /// row per channel and each median from the rows around its ranks.
-    pub async fn network_figures(&self, q: &AggregateQuery) -> Result<Figures> {
-        let (target, business) = q.reply_within.unwrap_or((-1, false));
-        let ttr = if business {
-            "COALESCE(time_to_reply_business_ms, time_to_reply_ms)"
-        } else {
-            "time_to_reply_ms"
-        };
-        let sum = |test: &str| format!("SUM(CASE WHEN {test} THEN 1 ELSE 0 END)");
-        let sql = format!(
-            "SELECT channel, COUNT(*) AS visits, {pending} AS pending, {reachable} AS reachable,
-               {acknowledged} AS acknowledged, {replied} AS replied, {no_reply} AS no_reply,
-               {bounced} AS bounced, {send_failed} AS send_failed, {answered} AS answered,
-               {busy} AS busy, {no_answer} AS no_answer, {rejected} AS rejected,
-               {unreachable} AS unreachable, {failed} AS failed, {form_failed} AS form_failed,
-               {blocked} AS blocked, {reply_within} AS reply_within,
-               {answer_within} AS answer_within, SUM(score) AS score_sum, COUNT(score) AS scored,
-               COUNT(greeted) AS greeting_checked, {greeted} AS greeted
-             FROM visits WHERE channel IN ('email', 'call', 'form') AND {filter}
-             GROUP BY channel",
-            pending = sum("outcome IS NULL"),
-            reachable = sum(&format!(
-                "(channel = 'email' AND outcome IN {EMAIL_REACHABLE})
-                 OR (channel = 'call' AND outcome IN {CALL_REACHABLE})
-                 OR (channel = 'form' AND outcome IN {FORM_SUBMITTED})"
-            )),
-            acknowledged = sum(&format!(
-                "first_ack_at IS NOT NULL AND ((channel = 'email' AND outcome IN {EMAIL_REACHABLE})
-                 OR (channel = 'form' AND outcome IN {FORM_SUBMITTED}))"
-            )),
-            replied = sum("outcome = 'replied'"),
-            no_reply = sum("outcome = 'no_reply'"),
-            bounced = sum("outcome = 'bounced'"),
-            send_failed = sum("outcome = 'send_failed'"),
-            answered = sum("outcome = 'answered'"),
-            busy = sum("outcome = 'busy'"),
-            no_answer = sum("outcome = 'no_answer'"),
-            rejected = sum("outcome = 'rejected'"),
-            unreachable = sum("outcome = 'unreachable'"),
-            failed = sum("outcome = 'failed'"),
-            form_failed = sum("outcome = 'form_failed'"),
-            blocked = sum("outcome = 'form_blocked'"),
-            reply_within = sum(&format!("outcome = 'replied' AND {ttr} <= $5")),
-            answer_within = sum("outcome = 'answered' AND answer_ms <= $6"),
-            greeted = sum("greeted = 1"),
-            filter = filter(q, ""),
-        );
-        let counts = self
-            .bind_filter(&sql, q)
-            .bind(target)
-            .bind(q.answer_within_ms.unwrap_or(-1));
-        let mut f = Figures::default();
-        for r in counts.fetch_all(&self.pool).await? {
-            let n = |c: &str| -> Result<i64> { Ok(r.try_get(c)?) };
-            let score_sum = r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0);
-            match r.try_get::<&str, _>("channel")? {
-                "email" => {
-                    f.email = EmailFigures {
-                        visits: n("visits")?,
-                        pending: n("pending")?,
-                        reachable: n("reachable")?,
-                        replied: n("replied")?,
-                        acknowledged: n("acknowledged")?,
-                        bounced: n("bounced")?,
-                        no_reply: n("no_reply")?,
-                        send_failed: n("send_failed")?,
-                        within_target: n("reply_within")?,
-                        score_sum,
-                        scored: n("scored")?,
-                        ..Default::default()
-                    }
-                }
-                "call" => {
-                    f.call = CallFigures {
-                        calls: n("visits")?,
-                        pending: n("pending")?,
-                        reachable: n("reachable")?,
-                        answered: n("answered")?,
-                        busy: n("busy")?,
-                        no_answer: n("no_answer")?,
-                        rejected: n("rejected")?,
-                        unreachable: n("unreachable")?,
-                        failed: n("failed")?,
-                        within_target: n("answer_within")?,
-                        score_sum,
-                        scored: n("scored")?,
-                        greeting_checked: n("greeting_checked")?,
-                        greeted: n("greeted")?,
-                        ..Default::default()
-                    }
-                }
-                _ => {
-                    f.form = FormFigures {
-                        visits: n("visits")?,
-                        pending: n("pending")?,
-                        submitted: n("reachable")?,
-                        replied: n("replied")?,
-                        acknowledged: n("acknowledged")?,
-                        no_reply: n("no_reply")?,
-                        form_failed: n("form_failed")?,
-                        blocked: n("blocked")?,
-                        unreachable: n("unreachable")?,
-                        failed: n("failed")?,
-                        score_sum,
-                        scored: n("scored")?,
-                        ..Default::default()
-                    }
-                }
-            }
-        }
-        f.email.time_to_reply = self
-            .network_quantiles(q, "email", "time_to_reply_ms")
-            .await?;
-        f.email.time_to_reply_business = self
-            .network_quantiles(q, "email", "time_to_reply_business_ms")
-            .await?;
-        f.call.answer = self.network_quantiles(q, "call", "answer_ms").await?;
-        f.form.time_to_reply = self
-            .network_quantiles(q, "form", "time_to_reply_ms")
-            .await?;
-        Ok(f)
-    }
-
-    /// Median and p90 of one measurement over the whole selection: SQL ranks the values and
-    /// returns only the rows at the percentiles' ranks (`channel` and `col` are fixed names).
-    async fn network_quantiles(
-        &self,
-        q: &AggregateQuery,
-        channel: &str,
-        col: &str,
-    ) -> Result<Quantiles> {
-        let sql = format!(
-            "SELECT rn, n, v FROM (
-               SELECT {col} AS v, ROW_NUMBER() OVER (ORDER BY {col}) - 1 AS rn,
-                 COUNT(*) OVER () AS n
-               FROM visits
-               WHERE channel = '{channel}' AND {col} IS NOT NULL AND {}
-             ) ranked
-             WHERE rn = (n - 1) / 2 OR rn = (n - 1 + 1) / 2
-                OR rn = ((n - 1) * 9) / 10 OR rn = ((n - 1) * 9 + 9) / 10",
-            filter(q, "")
-        );
-        let mut n = 0;
-        let mut at = BTreeMap::new();
-        for r in self.bind_filter(&sql, q).fetch_all(&self.pool).await? {
-            n = r.try_get("n")?;
-            at.insert(r.try_get("rn")?, r.try_get("v")?);
-        }
-        Ok(Quantiles {
-            n,
-            median: percentile_from_ranks(n, Tenths(5), &at),
-            p90: percentile_from_ranks(n, Tenths(9), &at),
-        })
     }
 
     /// Reads the selection's visits in one scan, without sorting (an index or table scan in

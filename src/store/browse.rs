@@ -6,6 +6,7 @@ use super::visits::visit_from_row;
 use super::{opt_i64, Store, Visit};
 use anyhow::Result;
 use sqlx::Row;
+use std::collections::BTreeMap;
 
 /// Which visits a list page shows; an absent field selects everything.
 #[derive(Debug, Clone, Default)]
@@ -176,45 +177,64 @@ impl Store {
             .collect()
     }
 
-    /// Reachable and answered visits of a group in each `[bounds[i], bounds[i+1])`, bounds
+    /// Reachable and answered visits of each group in each `[bounds[i], bounds[i+1])`, bounds
     /// ascending (the viewer's weeks: their clock changes make them 167 or 169 hours, so the
-    /// buckets are given, not computed in SQL).
-    pub async fn weekly_counts(&self, group: &str, bounds: &[i64]) -> Result<Vec<WeekCounts>> {
-        let mut out = vec![WeekCounts::default(); bounds.len().saturating_sub(1)];
-        if out.is_empty() {
+    /// buckets are given, not computed in SQL). One query for every group: the overview's
+    /// sparklines. Every group asked for is in the result, with zeros where it has no visit.
+    pub async fn weekly_counts(
+        &self,
+        groups: &[String],
+        bounds: &[i64],
+    ) -> Result<BTreeMap<String, Vec<WeekCounts>>> {
+        let weeks = bounds.len().saturating_sub(1);
+        let mut out: BTreeMap<String, Vec<WeekCounts>> = groups
+            .iter()
+            .map(|g| (g.clone(), vec![WeekCounts::default(); weeks]))
+            .collect();
+        if weeks == 0 || groups.is_empty() {
             return Ok(out);
         }
+        // bounds[k] is ${k + 1}; the groups follow.
         let mut bucket = String::from("CASE");
         for i in 1..bounds.len() {
-            // $1 is the group, bounds[k] is ${k + 2}.
-            bucket.push_str(&format!(" WHEN due_at < ${} THEN {}", i + 2, i - 1));
+            bucket.push_str(&format!(" WHEN due_at < ${} THEN {}", i + 1, i - 1));
         }
         bucket.push_str(" END");
-        let last = bounds.len();
+        let in_groups: Vec<String> = (0..groups.len())
+            .map(|i| format!("${}", bounds.len() + 1 + i))
+            .collect();
         let sql = format!(
-            "SELECT {bucket} AS week,
+            "SELECT group_id, {bucket} AS week,
                SUM(CASE WHEN (channel = 'email' AND outcome IN {email})
                           OR (channel = 'call' AND outcome IN {call})
                           OR (channel = 'form' AND outcome IN {form}) THEN 1 ELSE 0 END) AS reachable,
                SUM(CASE WHEN (channel IN ('email', 'form') AND outcome = 'replied')
                           OR (channel = 'call' AND outcome = 'answered') THEN 1 ELSE 0 END) AS responded
-             FROM visits WHERE group_id = $1 AND channel IN ('email', 'call', 'form')
-               AND due_at >= $2 AND due_at < ${last}
-             GROUP BY week",
+             FROM visits WHERE group_id IN ({in_groups}) AND channel IN ('email', 'call', 'form')
+               AND due_at >= $1 AND due_at < ${last}
+             GROUP BY group_id, week",
             email = super::aggregate::EMAIL_REACHABLE,
             call = super::aggregate::CALL_REACHABLE,
             form = super::aggregate::FORM_SUBMITTED,
-            last = last + 1,
+            in_groups = in_groups.join(", "),
+            last = bounds.len(),
         );
-        let mut query = sqlx::query(&sql).bind(group.to_owned());
+        let mut query = sqlx::query(&sql);
         for b in bounds {
             query = query.bind(*b);
+        }
+        for g in groups {
+            query = query.bind(g.clone());
         }
         for r in query.fetch_all(&self.pool).await? {
             let Some(week) = opt_i64(&r, "week")? else {
                 continue;
             };
-            if let Some(w) = usize::try_from(week).ok().and_then(|w| out.get_mut(w)) {
+            let group: String = r.try_get("group_id")?;
+            let slot = out
+                .get_mut(&group)
+                .and_then(|w| w.get_mut(usize::try_from(week).ok()?));
+            if let Some(w) = slot {
                 w.reachable = opt_i64(&r, "reachable")?.unwrap_or(0);
                 w.responded = opt_i64(&r, "responded")?.unwrap_or(0);
             }

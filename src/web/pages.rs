@@ -625,29 +625,35 @@ pub async fn overview(
         .iter()
         .filter(|g| viewer.user.sees_group(Some(&g.id)))
         .collect();
-    // Each group's reads are independent: run together, they use the pool's connections
-    // (and the server's cores) at once instead of one after the other.
+    // Every group's figures in a few queries for all of them (one per group made it ~110
+    // queries for 10 groups); the periods and the sparklines are read at the same time, each
+    // on its own connection of the pool.
     let store = &st.cx.store;
-    let (weeks_ref, csv_only) = (&weeks, q.csv());
-    let read = futures::future::try_join_all(groups.iter().map(|g| async move {
-        let (this, last) = (
-            query_of(g, None, period),
-            query_of(g, None, period.previous()),
-        );
-        let (now, before, counts) = tokio::try_join!(
-            store.network_figures(&this),
-            store.network_figures(&last),
-            async {
-                if csv_only {
-                    Ok(Vec::new())
-                } else {
-                    store.weekly_counts(&g.id, weeks_ref).await
-                }
-            },
-        )?;
-        anyhow::Ok((*g, now, before, counts))
-    }))
-    .await?;
+    let this: Vec<AggregateQuery> = groups.iter().map(|g| query_of(g, None, period)).collect();
+    let last: Vec<AggregateQuery> = groups
+        .iter()
+        .map(|g| query_of(g, None, period.previous()))
+        .collect();
+    let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+    let (now, before, mut counts) = tokio::try_join!(
+        store.network_figures_of(&this),
+        store.network_figures_of(&last),
+        async {
+            if q.csv() {
+                Ok(Default::default())
+            } else {
+                store.weekly_counts(&ids, &weeks).await
+            }
+        },
+    )?;
+    let read = groups
+        .iter()
+        .zip(now)
+        .zip(before)
+        .map(|((g, now), before)| {
+            let spark = counts.remove(&g.id).unwrap_or_default();
+            (*g, now, before, spark)
+        });
     for (g, now, before, counts) in read {
         let prev = (!before.is_empty()).then_some(&before);
         let mut r = vec![g.id.clone(), g.name.clone()];

@@ -1352,3 +1352,111 @@ store_test!(
         assert_eq!(net.form.visits, 200);
     }
 );
+
+store_test!(
+    issue9_the_overview_reads_every_group_at_once_each_with_its_own_targets,
+    |store| {
+        // Four groups with different targets (one counted in business hours, one without any)
+        // and a fifth with no visit: the figures read for all of them in one go must equal
+        // each group's own figures, summed independently by the one-scan aggregate.
+        let groups = ["nord", "sud", "est", "ouest", "vide"];
+        let mut seeds = Vec::new();
+        for i in 0..480i64 {
+            let group = groups[(i % 4) as usize];
+            let b = format!("{group}-{}", i % 7);
+            // Some visits fall in the previous week: never counted in this one.
+            let due = T - 1 - (i * 7_919) % (8 * DAY);
+            let h = (i * 40_503) % 1_000;
+            let mut v = match i % 3 {
+                0 => {
+                    let k = (h + i / 5) % 3;
+                    let mut v = email(
+                        &b,
+                        due,
+                        ["replied", "no_reply", "bounced"][k as usize],
+                        (k == 0).then_some(h * 20_000),
+                    );
+                    v.time_to_ack_ms = (h % 4 == 0).then_some(60_000);
+                    v
+                }
+                1 => call(
+                    &b,
+                    due,
+                    if h < 800 { "answered" } else { "no_answer" },
+                    (h < 800).then_some(2_000 + h * 9),
+                ),
+                _ => form(
+                    &b,
+                    due,
+                    ["replied", "no_reply", "form_blocked"][(h % 3) as usize],
+                    (h % 3 == 0).then_some(h * 60_000),
+                ),
+            };
+            v.group_id = Some(group.into());
+            seeds.push(v);
+        }
+        store.seed_finished_visits(&seeds).await.unwrap();
+        let target = |g: &str| AggregateQuery {
+            group: Some(g.into()),
+            reply_within: match g {
+                "nord" => Some((3 * H, false)),
+                "sud" => Some((2 * H, true)),
+                "est" => Some((H, false)),
+                _ => None,
+            },
+            answer_within_ms: match g {
+                "nord" => Some(5_000),
+                "sud" => Some(8_000),
+                "est" => Some(3_000),
+                _ => None,
+            },
+            ..query(week())
+        };
+        let qs: Vec<AggregateQuery> = groups.iter().map(|g| target(g)).collect();
+        let all = store.network_figures_of(&qs).await.unwrap();
+        assert_eq!(all.len(), groups.len());
+        for (g, got) in groups.iter().zip(&all) {
+            let want = store.dashboard_figures(&target(g)).await.unwrap().network;
+            assert_eq!(*got, want, "{g}");
+        }
+        // The targets are each group's own: the same visits under nord's target count
+        // differently than under sud's.
+        assert!(all[0].email.within_target > 0 && all[1].email.within_target > 0);
+        assert!(all[0].call.within_target != all[2].call.within_target);
+        assert!(all[3].email.replied > 0 && all[3].email.within_target == 0);
+        assert!(all[4].is_empty());
+
+        // The sparklines: reachable and answered visits per group and week.
+        let bounds: Vec<i64> = (0..=3).map(|k| T - (3 - k) * 3 * DAY).collect();
+        let ids: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let weeks = store.weekly_counts(&ids, &bounds).await.unwrap();
+        assert_eq!(weeks.len(), groups.len());
+        for g in groups {
+            for (k, w) in weeks[g].iter().enumerate() {
+                let of_week = |s: &&SeedVisit| {
+                    s.group_id.as_deref() == Some(g)
+                        && s.due_at >= bounds[k]
+                        && s.due_at < bounds[k + 1]
+                };
+                let outcome = |s: &SeedVisit| s.outcome.clone().unwrap_or_default();
+                let reachable = seeds
+                    .iter()
+                    .filter(of_week)
+                    .filter(|s| outcome(s) != "form_blocked")
+                    .count() as i64;
+                let responded = seeds
+                    .iter()
+                    .filter(of_week)
+                    .filter(|s| ["replied", "answered"].contains(&outcome(s).as_str()))
+                    .count() as i64;
+                assert_eq!(
+                    (w.reachable, w.responded),
+                    (reachable, responded),
+                    "{g} {k}"
+                );
+            }
+        }
+        assert!(weeks["nord"].iter().map(|w| w.reachable).sum::<i64>() > 0);
+        assert!(weeks["vide"].iter().all(|w| w.reachable == 0));
+    }
+);
