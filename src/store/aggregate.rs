@@ -270,16 +270,6 @@ impl Tenths {
         let num = (n - 1) * self.0;
         (num / 10, (num + 9) / 10)
     }
-
-    /// `ranks(n).0` in SQL, over a column `n` (integer division on both backends).
-    fn lo_sql(self) -> String {
-        format!("((n - 1) * {}) / 10", self.0)
-    }
-
-    /// `ranks(n).1` in SQL.
-    fn hi_sql(self) -> String {
-        format!("((n - 1) * {} + 9) / 10", self.0)
-    }
 }
 
 /// Interpolates a percentile from the values at its two ranks.

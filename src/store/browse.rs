@@ -194,31 +194,37 @@ impl Store {
         if weeks == 0 || groups.is_empty() {
             return Ok(out);
         }
-        // bounds[k] is ${k + 1}; the groups follow.
-        let mut bucket = String::from("CASE");
-        for i in 1..bounds.len() {
-            bucket.push_str(&format!(" WHEN due_at < ${} THEN {}", i + 1, i - 1));
-        }
-        bucket.push_str(" END");
+        // bounds[k] is ${k + 1}; the groups follow. One sub-select per week, each grouped by
+        // group alone: the covering index gives its rows in group order, so nothing is sorted
+        // (a week computed per row and grouped on made SQLite sort every visit of 12 weeks).
         let in_groups: Vec<String> = (0..groups.len())
             .map(|i| format!("${}", bounds.len() + 1 + i))
             .collect();
-        let sql = format!(
-            "SELECT group_id, {bucket} AS week,
-               SUM(CASE WHEN (channel = 'email' AND outcome IN {email})
-                          OR (channel = 'call' AND outcome IN {call})
-                          OR (channel = 'form' AND outcome IN {form}) THEN 1 ELSE 0 END) AS reachable,
-               SUM(CASE WHEN (channel IN ('email', 'form') AND outcome = 'replied')
-                          OR (channel = 'call' AND outcome = 'answered') THEN 1 ELSE 0 END) AS responded
-             FROM visits WHERE group_id IN ({in_groups}) AND channel IN ('email', 'call', 'form')
-               AND due_at >= $1 AND due_at < ${last}
-             GROUP BY group_id, week",
-            email = super::aggregate::EMAIL_REACHABLE,
-            call = super::aggregate::CALL_REACHABLE,
-            form = super::aggregate::FORM_SUBMITTED,
-            in_groups = in_groups.join(", "),
-            last = bounds.len(),
-        );
+        let weeks_sql: Vec<String> = (0..weeks)
+            .map(|w| {
+                format!(
+                    "SELECT {w} AS week, group_id,
+                       SUM(CASE WHEN (channel = 'email' AND outcome IN {email})
+                                  OR (channel = 'call' AND outcome IN {call})
+                                  OR (channel = 'form' AND outcome IN {form})
+                                THEN 1 ELSE 0 END) AS reachable,
+                       SUM(CASE WHEN (channel IN ('email', 'form') AND outcome = 'replied')
+                                  OR (channel = 'call' AND outcome = 'answered')
+                                THEN 1 ELSE 0 END) AS responded
+                     FROM visits
+                     WHERE group_id IN ({in_groups}) AND channel IN ('email', 'call', 'form')
+                       AND due_at >= ${from} AND due_at < ${to}
+                     GROUP BY group_id",
+                    email = super::aggregate::EMAIL_REACHABLE,
+                    call = super::aggregate::CALL_REACHABLE,
+                    form = super::aggregate::FORM_SUBMITTED,
+                    in_groups = in_groups.join(", "),
+                    from = w + 1,
+                    to = w + 2,
+                )
+            })
+            .collect();
+        let sql = weeks_sql.join(" UNION ALL ");
         let mut query = sqlx::query(&sql);
         for b in bounds {
             query = query.bind(*b);

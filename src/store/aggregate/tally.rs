@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Computes a percentile's two ranks by selection (`select_nth_unstable`, linear time) instead
 /// of sorting, and interpolates between them exactly as `percentile_from_ranks` always has.
-fn quantiles_of(values: &mut [i64]) -> Quantiles {
+pub(super) fn quantiles_of(values: &mut [i64]) -> Quantiles {
     let n = values.len() as i64;
     if n == 0 {
         return Quantiles::default();
