@@ -1,10 +1,11 @@
 //! The SIP socket of the process: UDP, or TCP with Content-Length framing, shared by every call.
 //!
 //! Invariant: every datagram is stamped with the instant it reached the host (the kernel's
-//! stamp, `call::stamp`), every stream frame with the instant its last bytes were read; each
-//! is a monotonic `Instant`, then the message is parsed defensively and routed: responses to the transaction that owns their
-//! Via branch + CSeq method (2xx retransmissions to the dialog by Call-ID), requests to the
-//! dialog that owns their Call-ID. Anything else is refused (never answered 200) or dropped.
+//! stamp, `call::stamp`), every stream frame with the instant its last bytes were read, both
+//! as a monotonic `Instant`; each message is then parsed defensively and routed: responses to
+//! the transaction that owns their Via branch + CSeq method (2xx retransmissions to the dialog
+//! by Call-ID), requests to the dialog that owns their Call-ID. Anything else is refused
+//! (never answered 200) or dropped.
 
 use super::message::{self, Parsed};
 use crate::call::stamp;
