@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Cheap to clone; all clones share one anchor.
 #[derive(Clone)]
@@ -78,6 +78,56 @@ impl Clock {
     }
 }
 
+/// The longest a received datagram is believed to wait in a socket buffer before we read it.
+/// A kernel stamp older than this says rather that the wall clock was stepped forward between
+/// the stamp and our read, so it is not used (the read time is).
+pub const MAX_BELIEVED_AGE: Duration = Duration::from_secs(2);
+
+/// The monotonic instant of a CLOCK_REALTIME time a few milliseconds in the past, such as a
+/// kernel receive stamp (`call::stamp`): now, less how long ago that was by the wall clock.
+///
+/// Why this is sound: Linux drives CLOCK_REALTIME and CLOCK_MONOTONIC from one timekeeper and
+/// applies NTP's frequency corrections (slewing) to both alike, so the span between two wall
+/// readings a few ms apart equals the monotonic span, to the nanosecond, unless the wall
+/// clock was *stepped* (settimeofday, an NTP step, a leap second) in between. A step can only
+/// make the age wrong, never the instant later than now: a backward step (stamp after the
+/// wall clock's now) gives now, an implausibly old stamp gives now, and any other age is
+/// subtracted from now, so downstream spans, which saturate at zero, are never negative.
+#[allow(clippy::disallowed_methods)] // the wall clock read against a kernel stamp, here only
+pub fn instant_of_realtime(stamp: SystemTime) -> Instant {
+    // The wall and monotonic readings must be of one moment: a pair split by a preemption
+    // would move the result by that much, the very error kernel stamps remove. Of three
+    // bracketed tries, the tightest is kept.
+    let mut best: Option<(Duration, Instant, SystemTime)> = None;
+    for _ in 0..3 {
+        let before = Instant::now();
+        let wall = SystemTime::now();
+        let after = Instant::now();
+        let width = after - before;
+        if best.is_none_or(|(w, _, _)| width < w) {
+            best = Some((width, before + width / 2, wall));
+        }
+        if width < Duration::from_micros(20) {
+            break;
+        }
+    }
+    let (_, mono, wall) = best.unwrap_or_else(|| (Duration::ZERO, Instant::now(), stamp));
+    instant_of_realtime_at(stamp, wall, mono)
+}
+
+/// `instant_of_realtime` given the two clocks' readings of one moment: pure, for tests.
+pub fn instant_of_realtime_at(
+    stamp: SystemTime,
+    wall_now: SystemTime,
+    mono_now: Instant,
+) -> Instant {
+    match wall_now.duration_since(stamp) {
+        Ok(age) if age <= MAX_BELIEVED_AGE => mono_now.checked_sub(age).unwrap_or(mono_now),
+        // A stamp after now (the wall clock stepped back) or too old (stepped forward).
+        _ => mono_now,
+    }
+}
+
 /// Milliseconds since the Unix epoch: the store's representation of an instant.
 pub fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -97,6 +147,35 @@ mod tests {
         let a = Instant::now();
         let b = a + Duration::from_millis(250);
         assert_eq!((clock.at(b) - clock.at(a)).num_milliseconds(), 250);
+    }
+
+    #[test]
+    fn a_realtime_stamp_becomes_the_instant_as_long_ago_and_never_a_later_one() {
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mono = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            instant_of_realtime_at(wall - ms(22), wall, mono),
+            mono - ms(22)
+        );
+        assert_eq!(instant_of_realtime_at(wall, wall, mono), mono);
+        // The wall clock stepped back after the stamp: the stamp looks in the future.
+        assert_eq!(instant_of_realtime_at(wall + ms(500), wall, mono), mono);
+        // Stepped forward by an hour between the stamp and the read: not believed.
+        assert_eq!(
+            instant_of_realtime_at(wall - Duration::from_secs(3600), wall, mono),
+            mono
+        );
+    }
+
+    #[test]
+    fn a_realtime_stamp_of_now_is_read_as_about_now() {
+        #[allow(clippy::disallowed_methods)]
+        let stamp = SystemTime::now() - Duration::from_millis(30);
+        let at = instant_of_realtime(stamp);
+        let now = Instant::now();
+        assert!(at <= now);
+        assert!(now - at >= Duration::from_millis(30), "{:?}", now - at);
     }
 
     #[test]

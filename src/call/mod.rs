@@ -5,6 +5,7 @@
 
 pub mod media;
 pub mod sip;
+pub mod stamp;
 
 use crate::clock::Clock;
 use crate::secret::Secret;

@@ -156,6 +156,9 @@ impl MediaSession {
             match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(std_socket) => {
                     std_socket.set_nonblocking(true)?;
+                    if let Err(e) = crate::call::stamp::enable(&std_socket) {
+                        tracing::debug!(error = %e, "rtp: no kernel receive stamps");
+                    }
                     let socket = UdpSocket::from_std(std_socket)?;
                     return Ok(Self::with_socket(socket, port));
                 }
@@ -637,10 +640,10 @@ async fn receive_loop(
     loop {
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = socket.recv_from(&mut buf) => r,
+            r = crate::call::stamp::recv_from_async(&socket, &mut buf) => r,
         };
-        let arrival = Instant::now();
-        let (len, from) = match result {
+        // The kernel's arrival stamp: a runtime busy elsewhere delays the read, not the time.
+        let (len, from, arrival) = match result {
             Ok(r) => r,
             Err(_) => {
                 // Transient socket errors (e.g. ICMP reports); do not spin on a broken socket.

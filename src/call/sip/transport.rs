@@ -1,11 +1,14 @@
 //! The SIP socket of the process: UDP, or TCP with Content-Length framing, shared by every call.
 //!
-//! Invariant: every datagram or stream frame is stamped with a monotonic `Instant` the moment
-//! it is read, parsed defensively, then routed: responses to the transaction that owns their
-//! Via branch + CSeq method (2xx retransmissions to the dialog by Call-ID), requests to the
-//! dialog that owns their Call-ID. Anything else is refused (never answered 200) or dropped.
+//! Invariant: every datagram is stamped with the instant it reached the host (the kernel's
+//! stamp, `call::stamp`), every stream frame with the instant its last bytes were read, both
+//! as a monotonic `Instant`; each message is then parsed defensively and routed: responses to
+//! the transaction that owns their Via branch + CSeq method (2xx retransmissions to the dialog
+//! by Call-ID), requests to the dialog that owns their Call-ID. Anything else is refused
+//! (never answered 200) or dropped.
 
 use super::message::{self, Parsed};
+use crate::call::stamp;
 use crate::call::Transport as Kind;
 use rsip::SipMessage;
 use std::collections::HashMap;
@@ -39,8 +42,9 @@ struct Routes {
 struct Inner {
     kind: Kind,
     local: SocketAddr,
-    /// A blocking std socket: its reader is an OS thread, so arrival stamps do not wait for
-    /// the async runtime to get round to the socket (measured: +6 ms outliers under load).
+    /// A blocking std socket with kernel receive stamps, read by an OS thread: replies to
+    /// strangers and routing do not wait for the async runtime, and arrival times do not
+    /// depend on when the thread gets to run (a read 22 ms late once timed an 18x 22 ms late).
     udp: Option<std::net::UdpSocket>,
     tcp: tokio::sync::Mutex<HashMap<SocketAddr, tokio::net::tcp::OwnedWriteHalf>>,
     routes: Mutex<Routes>,
@@ -89,6 +93,9 @@ impl SipTransport {
                 let s = std::net::UdpSocket::bind(addr)?;
                 // Bounded blocking reads let the reader thread notice the transport is gone.
                 s.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
+                if let Err(e) = stamp::enable(&s) {
+                    tracing::warn!(error = %e, "sip udp: no kernel receive stamps, responses are timed when read");
+                }
                 let local = s.local_addr()?;
                 (Some(s), None, local)
             }
@@ -182,13 +189,12 @@ async fn send_on(inner: &Arc<Inner>, to: SocketAddr, bytes: &[u8]) -> std::io::R
 fn udp_reader(socket: std::net::UdpSocket, inner: std::sync::Weak<Inner>) {
     let mut buf = vec![0u8; message::MAX_MESSAGE + 1];
     loop {
-        let received = socket.recv_from(&mut buf);
-        let at = Instant::now();
+        let received = stamp::recv_from(&socket, &mut buf);
         // Re-upgraded each time so that dropping the last SipTransport ends this thread.
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let (n, from) = match received {
+        let (n, from, at) = match received {
             Ok(x) => x,
             Err(e)
                 if matches!(
@@ -239,6 +245,10 @@ async fn tcp_reader(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        // A stream read gives no per-segment arrival time (the kernel's would need recvmsg
+        // with SO_TIMESTAMPING, and one stamp covers all the bytes a read coalesces), so a
+        // TCP frame is timed when its last bytes are read: late by however long this task
+        // waited to run. UDP is the measured path; TCP timings keep that bias.
         let at = Instant::now();
         buf.extend_from_slice(&chunk[..n]);
         let framing = loop {
