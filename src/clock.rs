@@ -24,10 +24,11 @@ enum Inner {
 
 impl Clock {
     /// Reads the wall clock once; from then on time is the anchor plus monotonic elapsed time.
-    #[allow(clippy::disallowed_methods)]
+    /// The anchor is a bracketed pair of readings: every UTC instant of the process is offset
+    /// by whatever separates the two, for as long as the process lives.
     pub fn system() -> Self {
-        let anchor = Instant::now();
-        let anchor_utc = Utc::now();
+        let (anchor, wall) = simultaneous_readings();
+        let anchor_utc = DateTime::<Utc>::from(wall);
         Self {
             inner: Arc::new(Inner::System { anchor_utc, anchor }),
         }
@@ -93,11 +94,16 @@ pub const MAX_BELIEVED_AGE: Duration = Duration::from_secs(2);
 /// make the age wrong, never the instant later than now: a backward step (stamp after the
 /// wall clock's now) gives now, an implausibly old stamp gives now, and any other age is
 /// subtracted from now, so downstream spans, which saturate at zero, are never negative.
-#[allow(clippy::disallowed_methods)] // the wall clock read against a kernel stamp, here only
 pub fn instant_of_realtime(stamp: SystemTime) -> Instant {
-    // The wall and monotonic readings must be of one moment: a pair split by a preemption
-    // would move the result by that much, the very error kernel stamps remove. Of three
-    // bracketed tries, the tightest is kept.
+    let (mono, wall) = simultaneous_readings();
+    instant_of_realtime_at(stamp, wall, mono)
+}
+
+/// The monotonic and the wall clock read at one moment. A pair split by a preemption (or by a
+/// page fault on a busy machine) would move every time derived from it by that much: of up to
+/// three bracketed tries, the tightest is kept, its monotonic instant the bracket's middle.
+#[allow(clippy::disallowed_methods)] // the one place the wall clock is read
+fn simultaneous_readings() -> (Instant, SystemTime) {
     let mut best: Option<(Duration, Instant, SystemTime)> = None;
     for _ in 0..3 {
         let before = Instant::now();
@@ -111,8 +117,10 @@ pub fn instant_of_realtime(stamp: SystemTime) -> Instant {
             break;
         }
     }
-    let (_, mono, wall) = best.unwrap_or_else(|| (Duration::ZERO, Instant::now(), stamp));
-    instant_of_realtime_at(stamp, wall, mono)
+    match best {
+        Some((_, mono, wall)) => (mono, wall),
+        None => (Instant::now(), SystemTime::now()),
+    }
 }
 
 /// `instant_of_realtime` given the two clocks' readings of one moment: pure, for tests.

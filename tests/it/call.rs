@@ -847,7 +847,8 @@ async fn pdd_and_answer_times_match_a_tshark_capture_within_twenty_ms_over_ten_c
         };
         assert!(
             (invite.at - dialed).abs() < 0.05,
-            "dialed_at vs wire INVITE"
+            "dialed_at vs wire INVITE: {:+.1} ms",
+            (dialed - invite.at) * 1e3
         );
         let first = |code: &str| {
             wire.iter()
