@@ -7,6 +7,7 @@
 //! (`percentile_from_ranks`), with the same definition as `percentile` (linear between closest
 //! ranks, as PostgreSQL's `percentile_cont` and Excel's `PERCENTILE.INC`).
 
+mod native;
 mod sums;
 mod tally;
 
@@ -304,9 +305,9 @@ fn filter(q: &AggregateQuery, t: &str) -> String {
 impl Store {
     /// Every figure of the period, per business and for the whole selection.
     pub async fn aggregate(&self, q: &AggregateQuery) -> Result<Aggregate> {
-        // Two independent reads, each on its own connection of the pool: on SQLite the rules'
-        // join is as long as the scan of every visit (benches/results.md), so run together
-        // they take the time of one.
+        // Two independent reads, each on its own connection (on a SQLite file the scan opens
+        // its own, `native`): on SQLite the rules' join is as long as the scan of every visit
+        // (benches/results.md), so run together they take the time of one.
         let (mut agg, rules) = tokio::try_join!(self.tally(q, true), self.missed_rules(q))?;
         agg.network.missed_rules = rules.network.missed_rules;
         for (id, f) in rules.businesses {
@@ -327,19 +328,15 @@ impl Store {
     /// functions this replaces sorted every visit once per measurement and per level
     /// (benches/results.md). `call_delays` reads the pdd and greeting too, which the
     /// dashboard does not show.
+    ///
+    /// On SQLite in a file the scan goes through rusqlite (`native`): a million rows through
+    /// sqlx's `Any` driver cost ~4 µs each. An in-memory SQLite database cannot be opened by
+    /// a second connection, so it, like PostgreSQL, is read through the pool.
     async fn tally(&self, q: &AggregateQuery, call_delays: bool) -> Result<Aggregate> {
-        let (pdd, greeting) = if call_delays {
-            ("pdd_ms", "greeting_ms")
-        } else {
-            ("CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)")
-        };
-        let sql = format!(
-            "SELECT business_id, channel, outcome, time_to_reply_ms, time_to_reply_business_ms,
-               answer_ms, {pdd}, {greeting}, score,
-               CASE WHEN first_ack_at IS NULL THEN 0 ELSE 1 END, greeted
-             FROM visits WHERE channel IN ('email', 'call', 'form') AND {}",
-            filter(q, "")
-        );
+        let sql = tally_sql(q, call_delays);
+        if let Some(file) = &self.sqlite_file {
+            return native::tally(file.clone(), sql, q).await;
+        }
         let mut tallies = Tallies::new(Targets::of(q));
         let mut rows = self.bind_filter(&sql, q).fetch(&self.pool);
         while let Some(r) = rows.try_next().await? {
@@ -446,6 +443,23 @@ impl Store {
             .bind(q.period.start_ms)
             .bind(q.period.end_ms)
     }
+}
+
+/// The scan `tally` reads: per visit of the selection, the columns of `tally::Seen` in its
+/// order, the business id first. Binds $1..$4 (`filter`).
+fn tally_sql(q: &AggregateQuery, call_delays: bool) -> String {
+    let (pdd, greeting) = if call_delays {
+        ("pdd_ms", "greeting_ms")
+    } else {
+        ("CAST(NULL AS BIGINT)", "CAST(NULL AS BIGINT)")
+    };
+    format!(
+        "SELECT business_id, channel, outcome, time_to_reply_ms, time_to_reply_business_ms,
+           answer_ms, {pdd}, {greeting}, score,
+           CASE WHEN first_ack_at IS NULL THEN 0 ELSE 1 END, greeted
+         FROM visits WHERE channel IN ('email', 'call', 'form') AND {}",
+        filter(q, "")
+    )
 }
 
 fn sort_rules(rules: &mut [MissedRule]) {

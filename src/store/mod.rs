@@ -40,7 +40,10 @@ pub use visits::{NewVisit, ReportFilter, RuleRow, Sending, StoredEnquiry, Visit,
 
 use anyhow::{Context, Result};
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Row};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,10 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database file when the store is SQLite in a plain file: the digest's scan of every
+    /// visit opens its own read-only connection on it (`aggregate/native.rs`). None on
+    /// PostgreSQL and for an in-memory SQLite database, which no second connection can open.
+    sqlite_file: Option<Arc<Path>>,
 }
 
 impl Store {
@@ -114,7 +121,15 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("opening the store ({})", redact(&url)))?;
-        let store = Self { pool, backend };
+        let sqlite_file = match backend {
+            Backend::Sqlite => sqlite_file(&url),
+            Backend::Postgres => None,
+        };
+        let store = Self {
+            pool,
+            backend,
+            sqlite_file,
+        };
         store.migrate().await.context("migrating the store")?;
         Ok(store)
     }
@@ -276,6 +291,18 @@ impl Store {
 }
 
 /// Hides a password in a connection URL before it reaches a message.
+/// The file a SQLite URL names, as sqlx resolves it, when a second connection can open the
+/// same database: not in memory (`:memory:`, `mode=memory`), not through another VFS.
+fn sqlite_file(url: &str) -> Option<Arc<Path>> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    if url.contains(":memory:") || query.contains("mode=memory") || query.contains("vfs=") {
+        return None;
+    }
+    let options: SqliteConnectOptions = url.parse().ok()?;
+    let file = options.get_filename();
+    (!file.as_os_str().is_empty()).then(|| Arc::from(file))
+}
+
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if at > s => {
@@ -323,5 +350,21 @@ mod tests {
             "postgres://mystery:***@db.test:5432/m"
         );
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn only_a_sqlite_file_is_opened_again_by_the_digests_scan() {
+        let file = |url: &str| sqlite_file(url).map(|f| f.to_path_buf());
+        assert_eq!(
+            file("sqlite:///var/lib/mystery/store.db?mode=rwc"),
+            Some("/var/lib/mystery/store.db".into())
+        );
+        assert_eq!(
+            file("sqlite:data/my%20store.db"),
+            Some("data/my store.db".into())
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://shared.db?mode=memory&cache=shared"), None);
+        assert_eq!(file("sqlite://x.db?vfs=memdb"), None);
     }
 }
