@@ -290,7 +290,6 @@ impl Store {
     }
 }
 
-/// Hides a password in a connection URL before it reaches a message.
 /// The file a SQLite URL names, as sqlx resolves it, when a second connection can open the
 /// same database: not in memory (`:memory:`, `mode=memory`), not through another VFS.
 fn sqlite_file(url: &str) -> Option<Arc<Path>> {
@@ -303,6 +302,7 @@ fn sqlite_file(url: &str) -> Option<Arc<Path>> {
     (!file.as_os_str().is_empty()).then(|| Arc::from(file))
 }
 
+/// Hides a password in a connection URL before it reaches a message.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if at > s => {
