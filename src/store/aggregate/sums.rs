@@ -41,22 +41,20 @@ impl Store {
                 && (qs.iter().all(|q| q.group.is_some()) || qs.len() == 1),
             "figures of several selections need one period and business, and a group each"
         );
-        let targets = Selections::of(qs);
-        let mut out = vec![Figures::default(); qs.len()];
-        for (i, f) in self.selection_figures(first, &targets).await? {
-            if let Some(slot) = out.get_mut(i) {
-                *slot = f;
-            }
-        }
-        Ok(out)
+        self.selection_figures(first, &Selections::of(qs)).await
     }
 
-    /// The figures of each selection (its index in `targets`), one row per channel.
+    /// The figures of each selection, in the order of `targets`, read as one row per channel.
     async fn selection_figures(
         &self,
-        base: &AggregateQuery,
+        first: &AggregateQuery,
         targets: &Selections,
-    ) -> Result<Vec<(usize, Figures)>> {
+    ) -> Result<Vec<Figures>> {
+        // The group is the join's; the rest of the filter is the same for every selection.
+        let base = AggregateQuery {
+            group: None,
+            ..first.clone()
+        };
         let ttr = "CASE WHEN t.reply_business = 1
                      THEN COALESCE(v.time_to_reply_business_ms, v.time_to_reply_ms)
                      ELSE v.time_to_reply_ms END";
@@ -109,23 +107,16 @@ impl Store {
             list_ttr = self.values_list("v.time_to_reply_ms"),
             list_ttrb = self.values_list("v.time_to_reply_business_ms"),
             list_answer = self.values_list("v.answer_ms"),
-            filter = filter(&targets.base(base), "v."),
+            filter = filter(&base, "v."),
         );
         let rows = targets
-            .bind(self.bind_filter(&sql, &targets.base(base)))
+            .bind(self.bind_filter(&sql, &base))
             .fetch_all(&self.pool)
             .await?;
-        let mut out: Vec<(usize, Figures)> = Vec::new();
+        let mut out = vec![Figures::default(); targets.rows.len()];
         for r in rows {
-            let Some(i) = targets.index(r.try_get("g")?) else {
+            let Some(f) = targets.index(r.try_get("g")?).and_then(|i| out.get_mut(i)) else {
                 continue;
-            };
-            let f = match out.iter_mut().find(|(j, _)| *j == i) {
-                Some((_, f)) => f,
-                None => {
-                    out.push((i, Figures::default()));
-                    &mut out.last_mut().expect("just pushed").1
-                }
             };
             let n = |c: &str| -> Result<i64> { Ok(r.try_get(c)?) };
             let quantiles = |c: &str| -> Result<Quantiles> {
@@ -222,8 +213,8 @@ fn quantiles_of(list: Option<&str>) -> Result<Quantiles> {
 /// reply_business, answer_target)` joined to the visits: each group is compared with its own
 /// targets in the same scan. Absent targets are -1, which no delay is within.
 struct Selections {
-    /// The group of each selection ("" for one selection of every group).
-    keys: Vec<String>,
+    /// Per selection: its group ("" for one selection of every group), reply target, whether
+    /// that target counts business hours (0/1), answer target.
     rows: Vec<(String, i64, i64, i64)>,
     /// Whether `t.g` is matched to the visits' group, or all visits are one selection.
     by_group: bool,
@@ -247,7 +238,6 @@ impl Selections {
             })
             .collect();
         Selections {
-            keys: rows.iter().map(|r| r.0.clone()).collect(),
             by_group: qs.iter().all(|q| q.group.is_some()),
             rows,
         }
@@ -275,14 +265,6 @@ impl Selections {
         }
     }
 
-    /// The shared part of every selection, for the filter: the group is the join's.
-    fn base(&self, q: &AggregateQuery) -> AggregateQuery {
-        AggregateQuery {
-            group: None,
-            ..q.clone()
-        }
-    }
-
     fn bind<'q>(
         &self,
         mut query: Query<'q, Any, AnyArguments<'q>>,
@@ -298,6 +280,6 @@ impl Selections {
     }
 
     fn index(&self, key: &str) -> Option<usize> {
-        self.keys.iter().position(|k| k == key)
+        self.rows.iter().position(|r| r.0 == key)
     }
 }
