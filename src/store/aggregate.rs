@@ -11,7 +11,7 @@ mod native;
 mod sums;
 mod tally;
 
-use super::Store;
+use super::{OutcomeCount, Store};
 use anyhow::Result;
 use futures::TryStreamExt;
 use sqlx::Row;
@@ -233,6 +233,27 @@ pub struct Figures {
 impl Figures {
     pub fn is_empty(&self) -> bool {
         self.email.visits == 0 && self.call.calls == 0 && self.form.visits == 0
+    }
+
+    /// Adds visits the store counted (`Store::outcome_counts`) to the counts, as the visits
+    /// themselves would have been added; their measured figures are not touched.
+    pub(super) fn add_outcomes(&mut self, c: &OutcomeCount) {
+        let seen = Seen {
+            channel: &c.channel,
+            outcome: c.outcome.as_deref(),
+            acknowledged: c.acked,
+            ..Seen::default()
+        };
+        tally::count(self, &seen, Targets::NONE, c.n);
+    }
+
+    /// Visits that said something about the branch (the rates' denominator: reachable emails
+    /// and calls, submitted forms), and those among them that got an answer.
+    pub(super) fn responses(&self) -> (i64, i64) {
+        (
+            self.email.reachable + self.call.reachable + self.form.submitted,
+            self.email.replied + self.call.answered + self.form.replied,
+        )
     }
 }
 

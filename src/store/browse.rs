@@ -3,7 +3,7 @@
 //! PostgreSQL; column names never come from a request.
 
 use super::visits::visit_from_row;
-use super::{opt_i64, Store, Visit};
+use super::{opt_i64, Figures, Store, Visit};
 use anyhow::Result;
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -179,73 +179,40 @@ impl Store {
 
     /// Reachable and answered visits of each group in each `[bounds[i], bounds[i+1])`, bounds
     /// ascending (the viewer's weeks: their clock changes make them 167 or 169 hours, so the
-    /// buckets are given, not computed in SQL). One query for every group: the overview's
-    /// sparklines. Every group asked for is in the result, with zeros where it has no visit.
+    /// buckets are given, not computed in SQL), from the counts the store keeps per day
+    /// (`outcome_counts`): the overview's sparklines. Every group asked for is in the result,
+    /// with zeros where it has no visit.
     pub async fn weekly_counts(
         &self,
         groups: &[String],
         bounds: &[i64],
     ) -> Result<BTreeMap<String, Vec<WeekCounts>>> {
         let weeks = bounds.len().saturating_sub(1);
-        let mut out: BTreeMap<String, Vec<WeekCounts>> = groups
+        let mut figures: BTreeMap<String, Vec<Figures>> = groups
             .iter()
-            .map(|g| (g.clone(), vec![WeekCounts::default(); weeks]))
+            .map(|g| (g.clone(), vec![Figures::default(); weeks]))
             .collect();
-        if weeks == 0 || groups.is_empty() {
-            return Ok(out);
-        }
-        // bounds[k] is ${k + 1}; the groups follow. One sub-select per week, each grouped by
-        // group alone: the covering index gives its rows in group order, so nothing is sorted
-        // (a week computed per row and grouped on made SQLite sort every visit of 12 weeks).
-        let in_groups: Vec<String> = (0..groups.len())
-            .map(|i| format!("${}", bounds.len() + 1 + i))
-            .collect();
-        let weeks_sql: Vec<String> = (0..weeks)
-            .map(|w| {
-                format!(
-                    "SELECT {w} AS week, group_id,
-                       SUM(CASE WHEN (channel = 'email' AND outcome IN {email})
-                                  OR (channel = 'call' AND outcome IN {call})
-                                  OR (channel = 'form' AND outcome IN {form})
-                                THEN 1 ELSE 0 END) AS reachable,
-                       SUM(CASE WHEN (channel IN ('email', 'form') AND outcome = 'replied')
-                                  OR (channel = 'call' AND outcome = 'answered')
-                                THEN 1 ELSE 0 END) AS responded
-                     FROM visits
-                     WHERE group_id IN ({in_groups}) AND channel IN ('email', 'call', 'form')
-                       AND due_at >= ${from} AND due_at < ${to}
-                     GROUP BY group_id",
-                    email = super::aggregate::EMAIL_REACHABLE,
-                    call = super::aggregate::CALL_REACHABLE,
-                    form = super::aggregate::FORM_SUBMITTED,
-                    in_groups = in_groups.join(", "),
-                    from = w + 1,
-                    to = w + 2,
-                )
-            })
-            .collect();
-        let sql = weeks_sql.join(" UNION ALL ");
-        let mut query = sqlx::query(&sql);
-        for b in bounds {
-            query = query.bind(*b);
-        }
-        for g in groups {
-            query = query.bind(g.clone());
-        }
-        for r in query.fetch_all(&self.pool).await? {
-            let Some(week) = opt_i64(&r, "week")? else {
-                continue;
-            };
-            let group: String = r.try_get("group_id")?;
-            let slot = out
-                .get_mut(&group)
-                .and_then(|w| w.get_mut(usize::try_from(week).ok()?));
-            if let Some(w) = slot {
-                w.reachable = opt_i64(&r, "reachable")?.unwrap_or(0);
-                w.responded = opt_i64(&r, "responded")?.unwrap_or(0);
+        for c in self.outcome_counts(groups, bounds).await? {
+            if let Some(f) = figures.get_mut(&c.group).and_then(|w| w.get_mut(c.range)) {
+                f.add_outcomes(&c);
             }
         }
-        Ok(out)
+        Ok(figures
+            .into_iter()
+            .map(|(g, weeks)| {
+                let counts = weeks
+                    .iter()
+                    .map(|f| {
+                        let (reachable, responded) = f.responses();
+                        WeekCounts {
+                            reachable,
+                            responded,
+                        }
+                    })
+                    .collect();
+                (g, counts)
+            })
+            .collect())
     }
 
     /// The delays of a selection's email, call and form visits, newest first, at most `limit`.

@@ -387,4 +387,12 @@ CREATE INDEX visits_group_figures ON visits (group_id, channel, due_at, business
 "#,
         ),
     ),
+    (
+        15,
+        // The overview (issue 9) read every visit of two periods and twelve weeks per page
+        // (300 ms with 1 million visits): visits counted per group, day, channel and outcome
+        // are now kept by triggers, as version 12's totals are; only the measured delays
+        // are still read from the visits.
+        Schema::Built(super::day_counts::schema),
+    ),
 ];

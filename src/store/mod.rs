@@ -7,6 +7,7 @@
 mod aggregate;
 mod browse;
 mod businesses;
+mod day_counts;
 mod forms;
 mod governance;
 mod messages;
@@ -25,6 +26,7 @@ pub use aggregate::{
 mod seed;
 pub use browse::{ExportRow, Measure, VisitMessage, VisitQuery, WeekCounts};
 pub use businesses::ListedBusiness;
+pub use day_counts::OutcomeCount;
 pub use forms::{FormSending, Screenshot};
 pub use governance::Planned;
 pub use operations::PROTOCOL_KINDS;

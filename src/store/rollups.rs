@@ -306,8 +306,8 @@ fn group_of(key: String) -> Option<String> {
 const FOLD_LOCK: i64 = 727_274_012;
 
 impl Store {
-    /// PostgreSQL: moves the visit changes appended since the last fold into the totals, in
-    /// one transaction, one fold at a time (rows a writer has not committed yet stay for the
+    /// PostgreSQL: moves the visit changes appended since the last fold into the totals and
+    /// the day counts (`day_counts.rs`), in one transaction, one fold at a time (rows a writer has not committed yet stay for the
     /// next). A reader folds once before reading the totals (the readers below do not, so
     /// that one scrape is one fold); the daemon also folds every minute, so the appended rows
     /// never pile up where nobody scrapes. SQLite: nothing to do (one writer at a time, its
@@ -332,6 +332,7 @@ impl Store {
              GROUP BY group_key, business_id ORDER BY group_key, business_id
              ON CONFLICT (group_key, business_id) DO UPDATE
              SET answered_at = GREATEST(branch_answers.answered_at, excluded.answered_at)",
+            super::day_counts::FOLD,
         ] {
             sqlx::query(sql).execute(&mut *tx).await?;
         }

@@ -7,6 +7,7 @@ mod call_visit;
 mod cli;
 mod common;
 mod config_check;
+mod day_counts;
 mod digest;
 mod email_lab;
 mod form;

@@ -20,14 +20,16 @@ impl Store {
     }
 
     /// The figures of several groups over one period, in the order of `qs`, each as
-    /// `network_figures` gives it: what the overview shows, in one query for every group.
+    /// `network_figures` gives it: what the overview shows, in two queries for every group.
     ///
-    /// Counts are summed by SQL, one row per group and channel, in the order of the covering
-    /// index `visits_group_figures` (no sort); each group is compared with its own targets.
-    /// The medians and 90th percentiles come from each row's list of delays, sorted here: SQL
-    /// concatenates them in the same scan (30 ms for 10 groups × 30 days of the 1 M-visit
-    /// benchmark store), where ranking them in window functions took 240 ms on SQLite and
-    /// decoding one row per visit through sqlx's `Any` driver ~4 µs a visit.
+    /// The visits' counts come from those the store keeps per group and day
+    /// (`Store::outcome_counts`); only the measured visits (a delay, a score or a greeting)
+    /// are read, by SQL summing per group and channel in the order of the covering index
+    /// `visits_group_figures` (no sort), each group compared with its own targets. The
+    /// medians and 90th percentiles come from each row's list of delays, sorted here: SQL
+    /// concatenates them in the same scan, where ranking them in window functions took
+    /// 240 ms on SQLite and decoding one row per visit through sqlx's `Any` driver ~4 µs a
+    /// visit.
     ///
     /// `qs` share their period and business; their groups are all distinct and set, or `qs`
     /// is one selection of every group.
@@ -41,14 +43,33 @@ impl Store {
                 && (qs.iter().all(|q| q.group.is_some()) || qs.len() == 1),
             "figures of several selections need one period and business, and a group each"
         );
-        self.selection_figures(first, &Selections::of(qs)).await
+        let targets = Selections::of(qs);
+        if !targets.by_group || first.business.is_some() {
+            // The kept counts are per group: a branch's, or all visits', are summed from
+            // the visits.
+            return self.selection_figures(first, &targets, Read::All).await;
+        }
+        let groups: Vec<String> = targets.rows.iter().map(|r| r.0.clone()).collect();
+        let bounds = [first.period.start_ms, first.period.end_ms];
+        let (mut out, counts) = tokio::try_join!(
+            self.selection_figures(first, &targets, Read::Measured),
+            self.outcome_counts(&groups, &bounds),
+        )?;
+        for c in &counts {
+            if let Some(f) = targets.index(&c.group).and_then(|i| out.get_mut(i)) {
+                f.add_outcomes(c);
+            }
+        }
+        Ok(out)
     }
 
-    /// The figures of each selection, in the order of `targets`, read as one row per channel.
+    /// The figures of each selection, in the order of `targets`, read as one row per channel:
+    /// all of them, or only those of the measured visits (the counts left at zero).
     async fn selection_figures(
         &self,
         first: &AggregateQuery,
         targets: &Selections,
+        read: Read,
     ) -> Result<Vec<Figures>> {
         // The group is the join's; the rest of the filter is the same for every selection.
         let base = AggregateQuery {
@@ -59,46 +80,11 @@ impl Store {
                      THEN COALESCE(v.time_to_reply_business_ms, v.time_to_reply_ms)
                      ELSE v.time_to_reply_ms END";
         let sum = |test: &str| format!("SUM(CASE WHEN {test} THEN 1 ELSE 0 END)");
-        let sql = format!(
-            "{cte}
-             SELECT t.g AS g, v.channel AS channel, COUNT(*) AS visits, {pending} AS pending,
-               {reachable} AS reachable, {acknowledged} AS acknowledged, {replied} AS replied,
-               {no_reply} AS no_reply, {bounced} AS bounced, {send_failed} AS send_failed,
-               {answered} AS answered, {busy} AS busy, {no_answer} AS no_answer,
-               {rejected} AS rejected, {unreachable} AS unreachable, {failed} AS failed,
-               {form_failed} AS form_failed, {blocked} AS blocked, {reply_within} AS reply_within,
-               {answer_within} AS answer_within, SUM(v.score) AS score_sum,
-               COUNT(v.score) AS scored, COUNT(v.greeted) AS greeting_checked,
-               {greeted} AS greeted, {list_ttr} AS ttr_values, {list_ttrb} AS ttrb_values,
-               {list_answer} AS answer_values
-             FROM t JOIN visits v ON {key} = t.g
-             WHERE v.channel IN ('email', 'call', 'form') AND {filter}
-             GROUP BY t.g, v.channel",
-            cte = targets.cte(),
-            key = targets.key(),
-            pending = sum("v.outcome IS NULL"),
-            reachable = sum(&format!(
-                "(v.channel = 'email' AND v.outcome IN {EMAIL_REACHABLE})
-                 OR (v.channel = 'call' AND v.outcome IN {CALL_REACHABLE})
-                 OR (v.channel = 'form' AND v.outcome IN {FORM_SUBMITTED})"
-            )),
-            acknowledged = sum(&format!(
-                "v.first_ack_at IS NOT NULL
-                 AND ((v.channel = 'email' AND v.outcome IN {EMAIL_REACHABLE})
-                   OR (v.channel = 'form' AND v.outcome IN {FORM_SUBMITTED}))"
-            )),
-            replied = sum("v.outcome = 'replied'"),
-            no_reply = sum("v.outcome = 'no_reply'"),
-            bounced = sum("v.outcome = 'bounced'"),
-            send_failed = sum("v.outcome = 'send_failed'"),
-            answered = sum("v.outcome = 'answered'"),
-            busy = sum("v.outcome = 'busy'"),
-            no_answer = sum("v.outcome = 'no_answer'"),
-            rejected = sum("v.outcome = 'rejected'"),
-            unreachable = sum("v.outcome = 'unreachable'"),
-            failed = sum("v.outcome = 'failed'"),
-            form_failed = sum("v.outcome = 'form_failed'"),
-            blocked = sum("v.outcome = 'form_blocked'"),
+        let measured = format!(
+            "{reply_within} AS reply_within, {answer_within} AS answer_within,
+             SUM(v.score) AS score_sum, COUNT(v.score) AS scored,
+             COUNT(v.greeted) AS greeting_checked, {greeted} AS greeted,
+             {list_ttr} AS ttr_values, {list_ttrb} AS ttrb_values, {list_answer} AS answer_values",
             reply_within = sum(&format!(
                 "v.outcome = 'replied' AND {ttr} <= t.reply_target"
             )),
@@ -107,6 +93,55 @@ impl Store {
             list_ttr = self.values_list("v.time_to_reply_ms"),
             list_ttrb = self.values_list("v.time_to_reply_business_ms"),
             list_answer = self.values_list("v.answer_ms"),
+        );
+        let (counted, only) = match read {
+            Read::All => (
+                format!(
+                    "COUNT(*) AS visits, {pending} AS pending, {reachable} AS reachable,
+                     {acknowledged} AS acknowledged, {replied} AS replied,
+                     {no_reply} AS no_reply, {bounced} AS bounced,
+                     {send_failed} AS send_failed, {answered} AS answered, {busy} AS busy,
+                     {no_answer} AS no_answer, {rejected} AS rejected,
+                     {unreachable} AS unreachable, {failed} AS failed,
+                     {form_failed} AS form_failed, {blocked} AS blocked,",
+                    pending = sum("v.outcome IS NULL"),
+                    reachable = sum(&format!(
+                        "(v.channel = 'email' AND v.outcome IN {EMAIL_REACHABLE})
+                         OR (v.channel = 'call' AND v.outcome IN {CALL_REACHABLE})
+                         OR (v.channel = 'form' AND v.outcome IN {FORM_SUBMITTED})"
+                    )),
+                    acknowledged = sum(&format!(
+                        "v.first_ack_at IS NOT NULL
+                         AND ((v.channel = 'email' AND v.outcome IN {EMAIL_REACHABLE})
+                           OR (v.channel = 'form' AND v.outcome IN {FORM_SUBMITTED}))"
+                    )),
+                    replied = sum("v.outcome = 'replied'"),
+                    no_reply = sum("v.outcome = 'no_reply'"),
+                    bounced = sum("v.outcome = 'bounced'"),
+                    send_failed = sum("v.outcome = 'send_failed'"),
+                    answered = sum("v.outcome = 'answered'"),
+                    busy = sum("v.outcome = 'busy'"),
+                    no_answer = sum("v.outcome = 'no_answer'"),
+                    rejected = sum("v.outcome = 'rejected'"),
+                    unreachable = sum("v.outcome = 'unreachable'"),
+                    failed = sum("v.outcome = 'failed'"),
+                    form_failed = sum("v.outcome = 'form_failed'"),
+                    blocked = sum("v.outcome = 'form_blocked'"),
+                ),
+                "",
+            ),
+            // Every measured column's aggregate is NULL or 0 on the other visits: skipping
+            // them before their ~10 aggregate steps is most of the saving.
+            Read::Measured => (String::new(), MEASURED),
+        };
+        let sql = format!(
+            "{cte}
+             SELECT t.g AS g, v.channel AS channel, {counted} {measured}
+             FROM t JOIN visits v ON {key} = t.g
+             WHERE v.channel IN ('email', 'call', 'form') AND {filter} {only}
+             GROUP BY t.g, v.channel",
+            cte = targets.cte(),
+            key = targets.key(),
             filter = filter(&base, "v."),
         );
         let rows = targets
@@ -124,60 +159,72 @@ impl Store {
                     .with_context(|| format!("the figures' {c}"))
             };
             let score_sum = r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0);
+            let all = read == Read::All;
             match r.try_get::<&str, _>("channel")? {
                 "email" => {
-                    f.email = EmailFigures {
-                        visits: n("visits")?,
-                        pending: n("pending")?,
-                        reachable: n("reachable")?,
-                        replied: n("replied")?,
-                        acknowledged: n("acknowledged")?,
-                        bounced: n("bounced")?,
-                        no_reply: n("no_reply")?,
-                        send_failed: n("send_failed")?,
-                        within_target: n("reply_within")?,
-                        time_to_reply: quantiles("ttr_values")?,
-                        time_to_reply_business: quantiles("ttrb_values")?,
-                        score_sum,
-                        scored: n("scored")?,
+                    let e = &mut f.email;
+                    if all {
+                        *e = EmailFigures {
+                            visits: n("visits")?,
+                            pending: n("pending")?,
+                            reachable: n("reachable")?,
+                            replied: n("replied")?,
+                            acknowledged: n("acknowledged")?,
+                            bounced: n("bounced")?,
+                            no_reply: n("no_reply")?,
+                            send_failed: n("send_failed")?,
+                            ..Default::default()
+                        };
                     }
+                    e.within_target = n("reply_within")?;
+                    e.time_to_reply = quantiles("ttr_values")?;
+                    e.time_to_reply_business = quantiles("ttrb_values")?;
+                    e.score_sum = score_sum;
+                    e.scored = n("scored")?;
                 }
                 "call" => {
-                    f.call = CallFigures {
-                        calls: n("visits")?,
-                        pending: n("pending")?,
-                        reachable: n("reachable")?,
-                        answered: n("answered")?,
-                        busy: n("busy")?,
-                        no_answer: n("no_answer")?,
-                        rejected: n("rejected")?,
-                        unreachable: n("unreachable")?,
-                        failed: n("failed")?,
-                        within_target: n("answer_within")?,
-                        score_sum,
-                        scored: n("scored")?,
-                        greeting_checked: n("greeting_checked")?,
-                        greeted: n("greeted")?,
-                        answer: quantiles("answer_values")?,
-                        ..Default::default()
+                    let c = &mut f.call;
+                    if all {
+                        *c = CallFigures {
+                            calls: n("visits")?,
+                            pending: n("pending")?,
+                            reachable: n("reachable")?,
+                            answered: n("answered")?,
+                            busy: n("busy")?,
+                            no_answer: n("no_answer")?,
+                            rejected: n("rejected")?,
+                            unreachable: n("unreachable")?,
+                            failed: n("failed")?,
+                            ..Default::default()
+                        };
                     }
+                    c.within_target = n("answer_within")?;
+                    c.score_sum = score_sum;
+                    c.scored = n("scored")?;
+                    c.greeting_checked = n("greeting_checked")?;
+                    c.greeted = n("greeted")?;
+                    c.answer = quantiles("answer_values")?;
                 }
                 _ => {
-                    f.form = FormFigures {
-                        visits: n("visits")?,
-                        pending: n("pending")?,
-                        submitted: n("reachable")?,
-                        replied: n("replied")?,
-                        acknowledged: n("acknowledged")?,
-                        no_reply: n("no_reply")?,
-                        form_failed: n("form_failed")?,
-                        blocked: n("blocked")?,
-                        unreachable: n("unreachable")?,
-                        failed: n("failed")?,
-                        time_to_reply: quantiles("ttr_values")?,
-                        score_sum,
-                        scored: n("scored")?,
+                    let fm = &mut f.form;
+                    if all {
+                        *fm = FormFigures {
+                            visits: n("visits")?,
+                            pending: n("pending")?,
+                            submitted: n("reachable")?,
+                            replied: n("replied")?,
+                            acknowledged: n("acknowledged")?,
+                            no_reply: n("no_reply")?,
+                            form_failed: n("form_failed")?,
+                            blocked: n("blocked")?,
+                            unreachable: n("unreachable")?,
+                            failed: n("failed")?,
+                            ..Default::default()
+                        };
                     }
+                    fm.time_to_reply = quantiles("ttr_values")?;
+                    fm.score_sum = score_sum;
+                    fm.scored = n("scored")?;
                 }
             }
         }
@@ -192,6 +239,20 @@ impl Store {
         }
     }
 }
+
+/// What `selection_figures` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Every figure, from every visit.
+    All,
+    /// Only the figures of measured visits, from those alone.
+    Measured,
+}
+
+/// The visits that have a measured value: those the measured figures read.
+const MEASURED: &str =
+    "AND (v.time_to_reply_ms IS NOT NULL OR v.time_to_reply_business_ms IS NOT NULL
+       OR v.answer_ms IS NOT NULL OR v.score IS NOT NULL OR v.greeted IS NOT NULL)";
 
 /// Median and p90 of a list made by `values_list` (None: no value), as the one-scan aggregate
 /// computes them.

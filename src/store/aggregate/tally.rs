@@ -57,6 +57,13 @@ pub(super) struct Targets {
 }
 
 impl Targets {
+    /// No target: what counts without measured values are added with.
+    pub(super) const NONE: Targets = Targets {
+        reply_ms: -1,
+        reply_business: false,
+        answer_ms: -1,
+    };
+
     pub(super) fn of(q: &AggregateQuery) -> Targets {
         let (reply_ms, reply_business) = q.reply_within.unwrap_or((-1, false));
         Targets {
@@ -114,82 +121,94 @@ fn one(b: bool) -> i64 {
 }
 
 impl Tally {
-    /// Counts a visit exactly as the SQL aggregates did (`CASE … THEN 1 ELSE 0`, `COUNT(col)`,
-    /// `SUM(col)`): a comparison with an absent value is false, an absent value is not counted.
     fn add(&mut self, v: &Seen<'_>, t: Targets) {
-        let o = v.outcome.unwrap_or_default();
-        let pending = one(v.outcome.is_none());
-        let (score, scored) = v.score.map_or((0.0, 0), |s| (s, 1));
+        count(&mut self.figures, v, t, 1);
         match v.channel {
             "email" => {
-                let e = &mut self.figures.email;
-                let reachable =
-                    matches!(o, "replied" | "acknowledged_only" | "no_reply" | "bounced");
-                let replied = o == "replied";
-                let ttr = if t.reply_business {
-                    v.time_to_reply_business_ms.or(v.time_to_reply_ms)
-                } else {
-                    v.time_to_reply_ms
-                };
-                e.visits += 1;
-                e.pending += pending;
-                e.reachable += one(reachable);
-                e.replied += one(replied);
-                e.acknowledged += one(reachable && v.acknowledged);
-                e.bounced += one(o == "bounced");
-                e.no_reply += one(o == "no_reply");
-                e.send_failed += one(o == "send_failed");
-                e.within_target += one(replied && ttr.is_some_and(|x| x <= t.reply_ms));
-                e.score_sum += score;
-                e.scored += scored;
                 self.values.time_to_reply.extend(v.time_to_reply_ms);
                 self.values
                     .time_to_reply_business
                     .extend(v.time_to_reply_business_ms);
             }
             "call" => {
-                let c = &mut self.figures.call;
-                let answered = o == "answered";
-                c.calls += 1;
-                c.pending += pending;
-                c.reachable += one(matches!(
-                    o,
-                    "answered" | "busy" | "no_answer" | "rejected" | "unreachable"
-                ));
-                c.answered += one(answered);
-                c.busy += one(o == "busy");
-                c.no_answer += one(o == "no_answer");
-                c.rejected += one(o == "rejected");
-                c.unreachable += one(o == "unreachable");
-                c.failed += one(o == "failed");
-                c.within_target += one(answered && v.answer_ms.is_some_and(|x| x <= t.answer_ms));
-                c.score_sum += score;
-                c.scored += scored;
-                c.greeting_checked += one(v.greeted.is_some());
-                c.greeted += one(v.greeted == Some(1));
                 self.values.answer.extend(v.answer_ms);
                 self.values.pdd.extend(v.pdd_ms);
                 self.values.greeting.extend(v.greeting_ms);
             }
-            "form" => {
-                let f = &mut self.figures.form;
-                let submitted = matches!(o, "replied" | "acknowledged_only" | "no_reply");
-                f.visits += 1;
-                f.pending += pending;
-                f.submitted += one(submitted);
-                f.replied += one(o == "replied");
-                f.acknowledged += one(submitted && v.acknowledged);
-                f.no_reply += one(o == "no_reply");
-                f.form_failed += one(o == "form_failed");
-                f.blocked += one(o == "form_blocked");
-                f.unreachable += one(o == "unreachable");
-                f.failed += one(o == "failed");
-                f.score_sum += score;
-                f.scored += scored;
-                self.values.form_time_to_reply.extend(v.time_to_reply_ms);
-            }
+            "form" => self.values.form_time_to_reply.extend(v.time_to_reply_ms),
             _ => {}
         }
+    }
+}
+
+/// Counts `n` visits like `v` into the figures, exactly as the SQL aggregates did (`CASE …
+/// THEN 1 ELSE 0`, `COUNT(col)`, `SUM(col)`): a comparison with an absent value is false, an
+/// absent value is not counted. The quantiles' values are the caller's.
+pub(super) fn count(f: &mut Figures, v: &Seen<'_>, t: Targets, n: i64) {
+    let one = |b: bool| one(b) * n;
+    let o = v.outcome.unwrap_or_default();
+    let pending = one(v.outcome.is_none());
+    let (score_sum, scored) = v.score.map_or((0.0, 0), |s| (s * n as f64, n));
+    match v.channel {
+        "email" => {
+            let e = &mut f.email;
+            let reachable = matches!(o, "replied" | "acknowledged_only" | "no_reply" | "bounced");
+            let replied = o == "replied";
+            let ttr = if t.reply_business {
+                v.time_to_reply_business_ms.or(v.time_to_reply_ms)
+            } else {
+                v.time_to_reply_ms
+            };
+            e.visits += n;
+            e.pending += pending;
+            e.reachable += one(reachable);
+            e.replied += one(replied);
+            e.acknowledged += one(reachable && v.acknowledged);
+            e.bounced += one(o == "bounced");
+            e.no_reply += one(o == "no_reply");
+            e.send_failed += one(o == "send_failed");
+            e.within_target += one(replied && ttr.is_some_and(|x| x <= t.reply_ms));
+            e.score_sum += score_sum;
+            e.scored += scored;
+        }
+        "call" => {
+            let c = &mut f.call;
+            let answered = o == "answered";
+            c.calls += n;
+            c.pending += pending;
+            c.reachable += one(matches!(
+                o,
+                "answered" | "busy" | "no_answer" | "rejected" | "unreachable"
+            ));
+            c.answered += one(answered);
+            c.busy += one(o == "busy");
+            c.no_answer += one(o == "no_answer");
+            c.rejected += one(o == "rejected");
+            c.unreachable += one(o == "unreachable");
+            c.failed += one(o == "failed");
+            c.within_target += one(answered && v.answer_ms.is_some_and(|x| x <= t.answer_ms));
+            c.score_sum += score_sum;
+            c.scored += scored;
+            c.greeting_checked += one(v.greeted.is_some());
+            c.greeted += one(v.greeted == Some(1));
+        }
+        "form" => {
+            let f = &mut f.form;
+            let submitted = matches!(o, "replied" | "acknowledged_only" | "no_reply");
+            f.visits += n;
+            f.pending += pending;
+            f.submitted += one(submitted);
+            f.replied += one(o == "replied");
+            f.acknowledged += one(submitted && v.acknowledged);
+            f.no_reply += one(o == "no_reply");
+            f.form_failed += one(o == "form_failed");
+            f.blocked += one(o == "form_blocked");
+            f.unreachable += one(o == "unreachable");
+            f.failed += one(o == "failed");
+            f.score_sum += score_sum;
+            f.scored += scored;
+        }
+        _ => {}
     }
 }
 
