@@ -23,8 +23,8 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(200);
 /// How often the daemon applies `[storage] retention` (the first time right after start).
 const PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
-/// How often the daemon folds the visit changes its store appended into the metrics totals
-/// (PostgreSQL; `Store::fold_totals`), so they never pile up where nobody scrapes.
+/// How often the daemon folds the visit changes its store appended into the metrics totals and
+/// the day counts (PostgreSQL; `Store::fold_totals`), so they never pile up where nobody reads.
 const FOLD_EVERY: Duration = Duration::from_secs(60);
 /// On shutdown, in-flight visits get this long to finish before the process exits.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -266,7 +266,9 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
     let mut last_plan = tokio::time::Instant::now() - PLAN_AHEAD;
     let mut last_beat = tokio::time::Instant::now();
     let mut last_purge: Option<tokio::time::Instant> = None;
-    let mut last_fold = tokio::time::Instant::now();
+    // Folded at start too: changes appended while no daemon ran (a command, a bulk import)
+    // would otherwise be read by every overview (`day_counts`) for a minute.
+    let mut last_fold: Option<tokio::time::Instant> = None;
     tracing::info!(instance = %cx.instance, "daemon started");
     // The store is the one peer every step needs: while it is away, one line says so and the
     // loop backs off instead of failing five times a second.
@@ -295,11 +297,11 @@ pub async fn run(cx: Arc<Context>, shutdown: CancellationToken) -> Result<()> {
             }
             last_plan = tokio::time::Instant::now();
         }
-        if last_fold.elapsed() >= FOLD_EVERY {
+        if last_fold.is_none_or(|t| t.elapsed() >= FOLD_EVERY) {
             if let Err(e) = cx.store.fold_totals().await {
                 tracing::warn!("folding the metrics totals: {e:#}");
             }
-            last_fold = tokio::time::Instant::now();
+            last_fold = Some(tokio::time::Instant::now());
         }
         if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
             purge_step(&cx).await;

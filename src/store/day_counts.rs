@@ -163,49 +163,80 @@ pub(super) const FOLD: &str = "WITH moved AS (DELETE FROM visit_day_deltas RETUR
      ON CONFLICT (group_key, day, channel, outcome, acked) DO UPDATE
      SET n = visit_days.n + excluded.n";
 
-/// How a list of ranges is read: whole UTC days from the kept counts, the rest from the
-/// visits.
+/// Where a part of the count goes: added to range `.0` with sign `.1` (+1, or -1 for the
+/// visits a whole day counted into a range they are not in).
+type Target = (usize, i64);
+
+/// How a list of ranges is read: whole UTC days from the kept counts, and pieces of days from
+/// the visits. A day cut by a bound is counted whole into the range of its longest piece,
+/// and its other pieces are read from the visits, added to their range and taken from that
+/// one: the visits read are those of the shorter side of each cut (a week in Paris starts at
+/// 23:00 or 22:00 UTC: an hour or two of visits read instead of a whole day).
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Split {
-    /// `[first, end)` day numbers counted whole in range `.2`.
+struct Plan {
+    /// `[first, end)` day numbers counted whole, with the source they are read as.
     days: Vec<(i64, i64, usize)>,
-    /// `[start, end)` in ms read from the visits, ascending and disjoint (adjacent pieces
-    /// merged).
-    raw: Vec<(i64, i64)>,
+    /// `[start, end)` in ms read from the visits, with their source.
+    raw: Vec<(i64, i64, usize)>,
+    /// Per source, where its counts go.
+    sources: Vec<Vec<Target>>,
 }
 
-/// The first day starting at or after `ms`.
-fn day_at_or_after(ms: i64) -> i64 {
-    ms.div_euclid(DAY_MS) + i64::from(ms.rem_euclid(DAY_MS) != 0)
-}
-
-/// Splits the ranges `[bounds[k], bounds[k + 1])` (ascending; an empty range is skipped).
-/// Only days from 1 on are read whole: below, `due_at / DAY_MS` (truncated toward zero, as
-/// SQL divides) does not name the day `[d × DAY_MS, (d + 1) × DAY_MS)`.
-fn split(bounds: &[i64]) -> Split {
-    let mut out = Split::default();
-    let mut raw = |start: i64, end: i64| {
-        if start >= end {
-            return;
-        }
-        match out.raw.last_mut() {
-            Some(last) if last.1 == start => last.1 = end,
-            _ => out.raw.push((start, end)),
-        }
+/// Plans the reading of the ranges `[bounds[k], bounds[k + 1])` (ascending; an empty range
+/// is skipped). Only days from 1 on are counted whole: below, `due_at / DAY_MS` (truncated
+/// toward zero, as SQL divides) does not name the day `[d × DAY_MS, (d + 1) × DAY_MS)`.
+fn plan(bounds: &[i64]) -> Plan {
+    let mut out = Plan::default();
+    let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else {
+        return out;
     };
-    for (k, w) in bounds.windows(2).enumerate() {
-        let (start, end) = (w[0], w[1]);
-        if start >= end {
-            continue;
+    if first >= last {
+        return out;
+    }
+    let range_at = |ms: i64| bounds.windows(2).position(|w| ms >= w[0] && ms < w[1]);
+    for day in first.div_euclid(DAY_MS)..=(last - 1).div_euclid(DAY_MS) {
+        let (start, end) = (day * DAY_MS, (day + 1) * DAY_MS);
+        // The day's pieces between the bounds inside it, each in one range or none.
+        let mut cuts: Vec<i64> = vec![start];
+        cuts.extend(bounds.iter().copied().filter(|b| *b > start && *b < end));
+        cuts.push(end);
+        cuts.dedup();
+        let pieces: Vec<(i64, i64, Option<usize>)> = cuts
+            .windows(2)
+            .map(|w| (w[0], w[1], range_at(w[0])))
+            .collect();
+        // The longest piece (the first of equals) decides the day's range.
+        let whole = pieces
+            .iter()
+            .rev()
+            .max_by_key(|p| p.1 - p.0)
+            .and_then(|p| p.2)
+            .filter(|_| day >= 1);
+        if let Some(k) = whole {
+            match out.days.last_mut() {
+                Some(run) if run.1 == day && out.sources[run.2] == [(k, 1)] => run.1 = day + 1,
+                _ => {
+                    out.days.push((day, day + 1, out.sources.len()));
+                    out.sources.push(vec![(k, 1)]);
+                }
+            }
         }
-        let first = day_at_or_after(start).max(1);
-        let last = end.div_euclid(DAY_MS);
-        if first < last {
-            raw(start, first * DAY_MS);
-            out.days.push((first, last, k));
-            raw(last * DAY_MS, end);
-        } else {
-            raw(start, end);
+        for (a, b, range) in pieces {
+            let to: Vec<Target> = match (whole, range) {
+                // Counted with the whole day.
+                (Some(k), Some(r)) if r == k => continue,
+                (Some(k), Some(r)) => vec![(r, 1), (k, -1)],
+                (Some(k), None) => vec![(k, -1)],
+                (None, Some(r)) => vec![(r, 1)],
+                (None, None) => continue,
+            };
+            match out.raw.last_mut() {
+                Some(run) if run.1 == a && out.sources[run.2] == to => run.1 = b,
+                _ => {
+                    out.raw.push((a, b, out.sources.len()));
+                    out.sources.push(to);
+                }
+            }
         }
     }
     out
@@ -214,8 +245,8 @@ fn split(bounds: &[i64]) -> Split {
 impl Store {
     /// Every group's visits in each range `[bounds[k], bounds[k + 1])` of `due_at` (bounds
     /// ascending), counted by channel, outcome and acknowledgement, in one query: whole UTC
-    /// days from the kept counts (and, on PostgreSQL, the deltas not folded yet), partial
-    /// days from the visits. Keys without a visit are absent.
+    /// days from the kept counts (and, on PostgreSQL, the deltas not folded yet), pieces of
+    /// days from the visits (`plan`). A key may come with a count of 0.
     pub async fn outcome_counts(
         &self,
         groups: &[String],
@@ -225,8 +256,8 @@ impl Store {
             bounds.windows(2).all(|w| w[0] <= w[1]),
             "outcome counts: the bounds must ascend"
         );
-        let split = split(bounds);
-        if groups.is_empty() || (split.days.is_empty() && split.raw.is_empty()) {
+        let plan = plan(bounds);
+        if groups.is_empty() || plan.sources.is_empty() {
             return Ok(Vec::new());
         }
         // Only the group ids are bound ($1…); every number is ours, written in the text.
@@ -235,11 +266,11 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let mut parts = Vec::new();
-        if let (Some(first), Some(last)) = (split.days.first(), split.days.last()) {
-            let range = split
+        if let (Some(first), Some(last)) = (plan.days.first(), plan.days.last()) {
+            let source = plan
                 .days
                 .iter()
-                .map(|(a, b, k)| format!("WHEN day >= {a} AND day < {b} THEN {k}"))
+                .map(|(a, b, src)| format!("WHEN day >= {a} AND day < {b} THEN {src}"))
                 .collect::<Vec<_>>()
                 .join(" ");
             let mut tables = vec!["visit_days"];
@@ -248,7 +279,7 @@ impl Store {
             }
             for table in tables {
                 parts.push(format!(
-                    "SELECT group_key AS g, CASE {range} END AS r, channel, outcome, acked,
+                    "SELECT group_key AS g, CASE {source} END AS src, channel, outcome, acked,
                        SUM(n) AS n
                      FROM {table}
                      WHERE group_key IN ({in_groups}) AND channel IN {CHANNELS}
@@ -258,19 +289,10 @@ impl Store {
                 ));
             }
         }
-        let range_of_ms = {
-            let whens: Vec<String> = bounds
-                .iter()
-                .enumerate()
-                .skip(1)
-                .map(|(i, b)| format!("WHEN v.due_at < {b} THEN {}", i - 1))
-                .collect();
-            format!("CASE {} END", whens.join(" "))
-        };
-        for (start, end) in &split.raw {
+        for (start, end, src) in &plan.raw {
             // Each piece in the (group, channel, due) index's order; its few rows are grouped.
             parts.push(format!(
-                "SELECT v.group_id AS g, {range_of_ms} AS r, v.channel AS channel,
+                "SELECT v.group_id AS g, {src} AS src, v.channel AS channel,
                    COALESCE(v.outcome, '') AS outcome,
                    CASE WHEN v.first_ack_at IS NULL THEN 0 ELSE 1 END AS acked, COUNT(*) AS n
                  FROM visits v
@@ -279,12 +301,25 @@ impl Store {
                  GROUP BY 1, 2, 3, 4, 5"
             ));
         }
+        let targets: Vec<String> = plan
+            .sources
+            .iter()
+            .enumerate()
+            .flat_map(|(src, to)| {
+                to.iter()
+                    .map(move |(r, sign)| format!("({src}, {r}, {sign})"))
+            })
+            .collect();
+        // The sources' counts go to their ranges through a small table joined to the few
+        // grouped rows of the parts.
         let sql = format!(
-            "SELECT g, CAST(r AS BIGINT) AS r, channel, outcome, CAST(acked AS BIGINT) AS acked,
-               CAST(SUM(n) AS BIGINT) AS n
-             FROM ({}) u
-             WHERE r IS NOT NULL
-             GROUP BY g, r, channel, outcome, acked",
+            "WITH m(src, r, sign) AS (VALUES {})
+             SELECT u.g AS g, CAST(m.r AS BIGINT) AS r, u.channel AS channel,
+               u.outcome AS outcome, CAST(u.acked AS BIGINT) AS acked,
+               CAST(SUM(m.sign * u.n) AS BIGINT) AS n
+             FROM ({}) u JOIN m ON m.src = u.src
+             GROUP BY u.g, m.r, u.channel, u.outcome, u.acked",
+            targets.join(", "),
             parts.join(" UNION ALL ")
         );
         let mut query = sqlx::query(&sql).persistent(false);
@@ -315,52 +350,121 @@ mod tests {
 
     const H: i64 = 3_600_000;
 
-    #[test]
-    fn whole_days_are_counted_and_the_edges_read_from_the_visits() {
-        // 30 days ending at 14:00 on day 100: day 71 from 14:00, days 72–99 whole, day 100
-        // until 14:00.
-        let end = 100 * DAY_MS + 14 * H;
-        let s = split(&[end - 30 * DAY_MS, end]);
-        assert_eq!(s.days, vec![(71, 100, 0)]);
-        assert_eq!(
-            s.raw,
-            vec![(end - 30 * DAY_MS, 71 * DAY_MS), (100 * DAY_MS, end)]
-        );
+    /// Where each ms of `[from, to)` (sampled every `step`) is counted by the plan: the sum of
+    /// the signs per range. Every instant must be counted once, in its own range.
+    fn coverage(p: &Plan, bounds: &[i64], from: i64, to: i64, step: i64) {
+        let mut t = from;
+        while t < to {
+            let mut got: Vec<Target> = Vec::new();
+            let day = t.div_euclid(DAY_MS);
+            let mut add = |src: usize| {
+                for &(r, sign) in &p.sources[src] {
+                    match got.iter_mut().find(|g| g.0 == r) {
+                        Some(g) => g.1 += sign,
+                        None => got.push((r, sign)),
+                    }
+                }
+            };
+            for &(a, b, src) in &p.days {
+                if day >= a && day < b {
+                    add(src);
+                }
+            }
+            for &(a, b, src) in &p.raw {
+                if t >= a && t < b {
+                    add(src);
+                }
+            }
+            got.retain(|g| g.1 != 0);
+            let want: Vec<Target> = bounds
+                .windows(2)
+                .position(|w| t >= w[0] && t < w[1])
+                .map(|r| (r, 1))
+                .into_iter()
+                .collect();
+            assert_eq!(got, want, "at {t} for {bounds:?}: {p:?}");
+            t += step;
+        }
     }
 
     #[test]
-    fn weeks_in_a_time_zone_share_the_partial_day_around_each_bound() {
-        // Paris in winter: weeks start at 23:00 UTC the day before.
-        let b = |d: i64| d * DAY_MS - H;
-        let s = split(&[b(10), b(17), b(24)]);
-        assert_eq!(s.days, vec![(10, 16, 0), (17, 23, 1)]);
-        // 23:00–24:00 of day 9; day 16 whole (its 23 h in week 0, 1 h in week 1); day 23 to
-        // 23:00.
+    fn a_period_ending_mid_afternoon_reads_the_shorter_side_of_each_edge() {
+        // 30 days ending at 14:00 on day 100: day 70's last 10 hours read (shorter than the
+        // 14 before the start); days 71–100 counted whole, the 10 hours of day 100 after the
+        // end taken off (shorter than its 14 in the period).
+        let end = 100 * DAY_MS + 14 * H;
+        let bounds = [end - 30 * DAY_MS, end];
+        let p = plan(&bounds);
+        assert_eq!(p.days, vec![(71, 101, 1)]);
         assert_eq!(
-            s.raw,
+            p.raw,
             vec![
-                (b(10), 10 * DAY_MS),
-                (16 * DAY_MS, 17 * DAY_MS),
-                (23 * DAY_MS, b(24))
+                (70 * DAY_MS + 14 * H, 71 * DAY_MS, 0),
+                (end, 101 * DAY_MS, 2)
             ]
         );
+        assert_eq!(p.sources, vec![vec![(0, 1)], vec![(0, 1)], vec![(0, -1)]]);
+        coverage(&p, &bounds, 69 * DAY_MS, 101 * DAY_MS, H / 2);
     }
 
     #[test]
-    fn short_ranges_and_ranges_before_day_one_are_read_from_the_visits() {
+    fn weeks_in_a_time_zone_read_only_the_hour_before_each_midnight() {
+        // Paris in winter: weeks start at 23:00 UTC the day before.
+        let b = |d: i64| d * DAY_MS - H;
+        let bounds = [b(10), b(17), b(24)];
+        let p = plan(&bounds);
+        // Day 9 is mostly before the first week: only its last hour is read. Days 10–16 go
+        // to week 0, with day 16's last hour moved to week 1; days 17–23 to week 1, with day
+        // 23's last hour taken off.
+        assert_eq!(p.days, vec![(10, 17, 1), (17, 24, 3)]);
         assert_eq!(
-            split(&[5 * DAY_MS + H, 5 * DAY_MS + 2 * H]),
-            Split {
-                days: vec![],
-                raw: vec![(5 * DAY_MS + H, 5 * DAY_MS + 2 * H)]
-            }
+            p.raw,
+            vec![
+                (b(10), 10 * DAY_MS, 0),
+                (b(17), 17 * DAY_MS, 2),
+                (b(24), 24 * DAY_MS, 4)
+            ]
         );
-        let s = split(&[-3 * DAY_MS, 3 * DAY_MS]);
-        assert_eq!(s.days, vec![(1, 3, 0)]);
-        assert_eq!(s.raw, vec![(-3 * DAY_MS, DAY_MS)]);
-        // Empty ranges are skipped, aligned bounds leave nothing raw.
-        let s = split(&[2 * DAY_MS, 2 * DAY_MS, 4 * DAY_MS]);
-        assert_eq!(s.days, vec![(2, 4, 1)]);
-        assert!(s.raw.is_empty());
+        assert_eq!(
+            p.sources,
+            vec![
+                vec![(0, 1)],
+                vec![(0, 1)],
+                vec![(1, 1), (0, -1)],
+                vec![(1, 1)],
+                vec![(1, -1)]
+            ]
+        );
+        coverage(&p, &bounds, 8 * DAY_MS, 26 * DAY_MS, H / 4);
+    }
+
+    #[test]
+    fn short_ranges_empty_ranges_and_days_before_day_one_are_counted_once() {
+        for bounds in [
+            vec![5 * DAY_MS + H, 5 * DAY_MS + 2 * H],
+            vec![
+                5 * DAY_MS + H,
+                5 * DAY_MS + 2 * H,
+                5 * DAY_MS + 20 * H,
+                7 * DAY_MS + 3,
+            ],
+            vec![-3 * DAY_MS - 7, 3 * DAY_MS + H],
+            vec![2 * DAY_MS, 2 * DAY_MS, 4 * DAY_MS],
+            vec![2 * DAY_MS, 4 * DAY_MS, 4 * DAY_MS, 9 * DAY_MS - 1],
+        ] {
+            let p = plan(&bounds);
+            coverage(&p, &bounds, -5 * DAY_MS, 11 * DAY_MS, H / 3);
+        }
+        // A range within one hour is read from the visits alone.
+        let p = plan(&[5 * DAY_MS + H, 5 * DAY_MS + 2 * H]);
+        assert!(p.days.is_empty());
+        assert_eq!(p.raw, vec![(5 * DAY_MS + H, 5 * DAY_MS + 2 * H, 0)]);
+        // Days before day 1 are read from the visits; aligned bounds read none.
+        let p = plan(&[-3 * DAY_MS, 3 * DAY_MS]);
+        assert_eq!(p.days, vec![(1, 3, 1)]);
+        assert_eq!(p.raw, vec![(-3 * DAY_MS, DAY_MS, 0)]);
+        let p = plan(&[2 * DAY_MS, 2 * DAY_MS, 4 * DAY_MS]);
+        assert_eq!(p.days, vec![(2, 4, 0)]);
+        assert!(p.raw.is_empty());
     }
 }
