@@ -1,9 +1,10 @@
 //! The figures of whole selections (a group, a branch) summed by SQL: what the dashboard's
 //! overview and a branch's page show, read in one query for every group at once.
 
+use super::tally::Targets;
 use super::{
-    filter, tally, AggregateQuery, CallFigures, EmailFigures, Figures, FormFigures, Quantiles,
-    CALL_REACHABLE, EMAIL_REACHABLE, FORM_SUBMITTED,
+    filter, native, tally, AggregateQuery, CallFigures, EmailFigures, Figures, FormFigures,
+    Quantiles, CALL_REACHABLE, EMAIL_REACHABLE, FORM_SUBMITTED,
 };
 use crate::store::{Backend, Store};
 use anyhow::{Context, Result};
@@ -24,8 +25,10 @@ impl Store {
     ///
     /// The visits' counts come from those the store keeps per group and day
     /// (`Store::outcome_counts`); only the measured visits (a delay, a score or a greeting)
-    /// are read, by SQL summing per group and channel in the order of the covering index
-    /// `visits_group_figures` (no sort), each group compared with its own targets. The
+    /// are read, each group compared with its own targets: on a SQLite file row by row
+    /// through rusqlite (`native::measured`, half the time of SQL's aggregates), elsewhere by
+    /// SQL summing per group and channel in the order of the covering index
+    /// `visits_group_figures` (no sort). The
     /// medians and 90th percentiles come from each row's list of delays, sorted here: SQL
     /// concatenates them in the same scan, where ranking them in window functions took
     /// 240 ms on SQLite and decoding one row per visit through sqlx's `Any` driver ~4 µs a
@@ -51,10 +54,22 @@ impl Store {
         }
         let groups: Vec<String> = targets.rows.iter().map(|r| r.0.clone()).collect();
         let bounds = [first.period.start_ms, first.period.end_ms];
-        let (mut out, counts) = tokio::try_join!(
-            self.selection_figures(first, &targets, Read::Measured),
-            self.outcome_counts(&groups, &bounds),
-        )?;
+        let measured = async {
+            match &self.sqlite_file {
+                Some(file) => {
+                    let groups = qs
+                        .iter()
+                        .map(|q| (q.group.clone().unwrap_or_default(), Targets::of(q)))
+                        .collect();
+                    native::measured(file.clone(), groups, first.period, MEASURED).await
+                }
+                None => {
+                    self.selection_figures(first, &targets, Read::Measured)
+                        .await
+                }
+            }
+        };
+        let (mut out, counts) = tokio::try_join!(measured, self.outcome_counts(&groups, &bounds))?;
         for c in &counts {
             if let Some(f) = targets.index(&c.group).and_then(|i| out.get_mut(i)) {
                 f.add_outcomes(c);

@@ -6,7 +6,10 @@
 //! false and an absent value is not counted; the order the visits come in changes nothing but
 //! the last bits of score sums.
 
-use super::{percentile_from_ranks, Aggregate, AggregateQuery, Figures, Quantiles, Tenths};
+use super::{
+    percentile_from_ranks, Aggregate, AggregateQuery, CallFigures, EmailFigures, Figures,
+    FormFigures, Quantiles, Tenths,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// Computes a percentile's two ranks by selection (`select_nth_unstable`, linear time) instead
@@ -265,6 +268,68 @@ impl Tallies {
         }
         all.quantiles_into(&mut agg.network);
         agg
+    }
+}
+
+/// The measured figures of several selections (groups, each with its own targets) from their
+/// measured visits: what `sums` adds to the counts the store keeps.
+pub(super) struct Measures {
+    groups: Vec<(String, Targets, Tally)>,
+}
+
+impl Measures {
+    pub(super) fn new(groups: Vec<(String, Targets)>) -> Measures {
+        Measures {
+            groups: groups
+                .into_iter()
+                .map(|(g, t)| (g, t, Tally::default()))
+                .collect(),
+        }
+    }
+
+    /// Adds a visit of `group` (one not asked for is left out).
+    pub(super) fn add(&mut self, group: &str, v: &Seen<'_>) {
+        if let Some((_, t, tally)) = self.groups.iter_mut().find(|g| g.0 == group) {
+            tally.add(v, *t);
+        }
+    }
+
+    /// Per selection, in the order given: only the figures measured visits decide (targets
+    /// met, quantiles, scores, greetings); the counts are left at zero.
+    pub(super) fn finish(self) -> Vec<Figures> {
+        self.groups
+            .into_iter()
+            .map(|(_, _, mut t)| {
+                t.values.quantiles_into(&mut t.figures);
+                let (e, c, f) = (&t.figures.email, &t.figures.call, &t.figures.form);
+                Figures {
+                    email: EmailFigures {
+                        within_target: e.within_target,
+                        time_to_reply: e.time_to_reply,
+                        time_to_reply_business: e.time_to_reply_business,
+                        score_sum: e.score_sum,
+                        scored: e.scored,
+                        ..Default::default()
+                    },
+                    call: CallFigures {
+                        within_target: c.within_target,
+                        answer: c.answer,
+                        score_sum: c.score_sum,
+                        scored: c.scored,
+                        greeting_checked: c.greeting_checked,
+                        greeted: c.greeted,
+                        ..Default::default()
+                    },
+                    form: FormFigures {
+                        time_to_reply: f.time_to_reply,
+                        score_sum: f.score_sum,
+                        scored: f.scored,
+                        ..Default::default()
+                    },
+                    missed_rules: Vec::new(),
+                }
+            })
+            .collect()
     }
 }
 
