@@ -11,6 +11,8 @@ mod native;
 mod sums;
 mod tally;
 
+pub(super) use sums::measured_index;
+
 use super::{OutcomeCount, Store};
 use anyhow::Result;
 use futures::TryStreamExt;

@@ -395,4 +395,10 @@ CREATE INDEX visits_group_figures ON visits (group_id, channel, due_at, business
         // are still read from the visits.
         Schema::Built(super::day_counts::schema),
     ),
+    (
+        16,
+        // The overview's measured visits (a delay, a score, a greeting) in an index of their
+        // own: `aggregate/sums.rs` says why and keeps its test and the queries' in one text.
+        Schema::Built(super::aggregate::measured_index),
+    ),
 ];

@@ -87,7 +87,7 @@ pub(super) async fn measured(
     file: Arc<Path>,
     groups: Vec<(String, Targets)>,
     period: Period,
-    measured: &'static str,
+    measured: String,
 ) -> Result<Vec<Figures>> {
     tokio::task::spawn_blocking(move || {
         let ids: Vec<String> = groups.iter().map(|g| g.0.clone()).collect();
@@ -98,7 +98,7 @@ pub(super) async fn measured(
                v.time_to_reply_business_ms, v.answer_ms, v.score, v.greeted
              FROM visits v
              WHERE v.group_id IN ({in_groups}) AND v.channel IN ('email', 'call', 'form')
-               AND v.due_at >= {} AND v.due_at < {} {measured}",
+               AND v.due_at >= {} AND v.due_at < {} AND {measured}",
             period.start_ms, period.end_ms
         );
         let conn = open(&file)?;

@@ -61,7 +61,7 @@ impl Store {
                         .iter()
                         .map(|q| (q.group.clone().unwrap_or_default(), Targets::of(q)))
                         .collect();
-                    native::measured(file.clone(), groups, first.period, MEASURED).await
+                    native::measured(file.clone(), groups, first.period, measured("v.")).await
                 }
                 None => {
                     self.selection_figures(first, &targets, Read::Measured)
@@ -98,7 +98,7 @@ impl Store {
             targets.target(Target::ReplyBusiness)
         );
         let sum = |test: &str| format!("SUM(CASE WHEN {test} THEN 1 ELSE 0 END)");
-        let measured = format!(
+        let measured_sums = format!(
             "{reply_within} AS reply_within, {answer_within} AS answer_within,
              SUM(v.score) AS score_sum, COUNT(v.score) AS scored,
              COUNT(v.greeted) AS greeting_checked, {greeted} AS greeted,
@@ -150,14 +150,14 @@ impl Store {
                     form_failed = sum("v.outcome = 'form_failed'"),
                     blocked = sum("v.outcome = 'form_blocked'"),
                 ),
-                "",
+                String::new(),
             ),
             // Every measured column's aggregate is NULL or 0 on the other visits: skipping
             // them before their ~10 aggregate steps is most of the saving.
-            Read::Measured => (String::new(), MEASURED),
+            Read::Measured => (String::new(), format!("AND {}", measured("v."))),
         };
         let sql = format!(
-            "SELECT {key} AS g, v.channel AS channel, {counted} {measured}
+            "SELECT {key} AS g, v.channel AS channel, {counted} {measured_sums}
              FROM visits v
              WHERE {groups} v.channel IN ('email', 'call', 'form') AND {filter} {only}
              GROUP BY {key}, v.channel",
@@ -270,10 +270,39 @@ enum Read {
     Measured,
 }
 
-/// The visits that have a measured value: those the measured figures read.
-const MEASURED: &str =
-    "AND (v.time_to_reply_ms IS NOT NULL OR v.time_to_reply_business_ms IS NOT NULL
-       OR v.answer_ms IS NOT NULL OR v.score IS NOT NULL OR v.greeted IS NOT NULL)";
+/// The columns whose value makes a visit measured: every figure `Read::Measured` reads is
+/// NULL or 0 on the other visits.
+const MEASURED_COLUMNS: [&str; 5] = [
+    "time_to_reply_ms",
+    "time_to_reply_business_ms",
+    "answer_ms",
+    "score",
+    "greeted",
+];
+
+/// The test of a measured visit, its columns prefixed with `t`: the same text in the queries
+/// and in the partial index `visits_measured`, so that both SQLite and PostgreSQL see that
+/// the index holds every visit the query reads.
+fn measured(t: &str) -> String {
+    let tests: Vec<String> = MEASURED_COLUMNS
+        .iter()
+        .map(|c| format!("{t}{c} IS NOT NULL"))
+        .collect();
+    format!("({})", tests.join(" OR "))
+}
+
+/// Schema version 16: the measured visits' own index, with just the columns their figures
+/// read. A period's measured visits were read from `visits_group_figures` among all the
+/// others (82 000 index entries for 60 000 measured, 13 columns each): 30 % of the time on
+/// PostgreSQL with 1 million visits.
+pub(in crate::store) fn measured_index(_: crate::store::Backend) -> Vec<String> {
+    vec![format!(
+        "CREATE INDEX visits_measured ON visits (group_id, channel, due_at, outcome,
+           time_to_reply_ms, time_to_reply_business_ms, answer_ms, score, greeted)
+         WHERE {}",
+        measured("")
+    )]
+}
 
 /// Median and p90 of a list made by `values_list` (None: no value), as the one-scan aggregate
 /// computes them.
