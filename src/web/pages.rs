@@ -637,7 +637,7 @@ pub async fn overview(
     let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
     let (now, before, mut counts) = tokio::try_join!(
         store.network_figures_of(&this),
-        store.network_figures_of(&last),
+        store.network_trends_of(&last),
         async {
             if q.csv() {
                 Ok(Default::default())

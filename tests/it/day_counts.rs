@@ -210,9 +210,25 @@ async fn same_as_the_visits(store: &Store, when: &str) {
             })
             .collect();
         let all = store.network_figures_of(&qs).await.unwrap();
-        for (q, got) in qs.iter().zip(&all) {
+        let trends = store.network_trends_of(&qs).await.unwrap();
+        for ((q, got), trend) in qs.iter().zip(&all).zip(&trends) {
             let want = store.dashboard_figures(q).await.unwrap().network;
             assert_eq!(*got, want, "{when} {:?} {period:?}", q.group);
+            // A trend's figures: the counts and quantiles, nothing else.
+            let mut want = want;
+            (
+                want.email.within_target,
+                want.email.score_sum,
+                want.email.scored,
+            ) = (0, 0.0, 0);
+            (
+                want.call.within_target,
+                want.call.score_sum,
+                want.call.scored,
+            ) = (0, 0.0, 0);
+            (want.call.greeting_checked, want.call.greeted) = (0, 0);
+            (want.form.score_sum, want.form.scored) = (0.0, 0);
+            assert_eq!(*trend, want, "trend, {when} {:?} {period:?}", q.group);
         }
     }
 }

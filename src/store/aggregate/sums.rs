@@ -37,6 +37,18 @@ impl Store {
     /// `qs` share their period and business; their groups are all distinct and set, or `qs`
     /// is one selection of every group.
     pub async fn network_figures_of(&self, qs: &[AggregateQuery]) -> Result<Vec<Figures>> {
+        self.figures_of(qs, Read::Measured).await
+    }
+
+    /// What a trend compares, for the same selections as `network_figures_of`: the counts
+    /// and the quantiles, the other figures left at zero (targets met, scores, greetings).
+    /// The overview's previous period: on PostgreSQL a third less work than every figure.
+    pub async fn network_trends_of(&self, qs: &[AggregateQuery]) -> Result<Vec<Figures>> {
+        self.figures_of(qs, Read::Quantiles).await
+    }
+
+    /// `network_figures_of`, the measured visits read for `read`'s figures.
+    async fn figures_of(&self, qs: &[AggregateQuery], read: Read) -> Result<Vec<Figures>> {
         let Some(first) = qs.first() else {
             return Ok(Vec::new());
         };
@@ -50,7 +62,12 @@ impl Store {
         if !targets.by_group || first.business.is_some() {
             // The kept counts are per group: a branch's, or all visits', are summed from
             // the visits.
-            return self.selection_figures(first, &targets, Read::All).await;
+            let all = self.selection_figures(first, &targets, Read::All).await?;
+            return Ok(if read == Read::Quantiles {
+                all.iter().map(counts_and_quantiles).collect()
+            } else {
+                all
+            });
         }
         let groups: Vec<String> = targets.rows.iter().map(|r| r.0.clone()).collect();
         let bounds = [first.period.start_ms, first.period.end_ms];
@@ -61,12 +78,15 @@ impl Store {
                         .iter()
                         .map(|q| (q.group.clone().unwrap_or_default(), Targets::of(q)))
                         .collect();
-                    native::measured(file.clone(), groups, first.period, measured("v.")).await
+                    let all = native::measured(file.clone(), groups, first.period, measured("v."))
+                        .await?;
+                    Ok(if read == Read::Quantiles {
+                        all.iter().map(counts_and_quantiles).collect()
+                    } else {
+                        all
+                    })
                 }
-                None => {
-                    self.selection_figures(first, &targets, Read::Measured)
-                        .await
-                }
+                None => self.selection_figures(first, &targets, read).await,
             }
         };
         let (mut out, counts) = tokio::try_join!(measured, self.outcome_counts(&groups, &bounds))?;
@@ -98,24 +118,37 @@ impl Store {
             targets.target(Target::ReplyBusiness)
         );
         let sum = |test: &str| format!("SUM(CASE WHEN {test} THEN 1 ELSE 0 END)");
-        let measured_sums = format!(
-            "{reply_within} AS reply_within, {answer_within} AS answer_within,
+        let measured_sums = if read == Read::Quantiles {
+            // Constants of the columns' types: the rows are read as the others are.
+            format!(
+                "CAST(0 AS BIGINT) AS reply_within, CAST(0 AS BIGINT) AS answer_within,
+                 CAST(NULL AS DOUBLE PRECISION) AS score_sum, CAST(0 AS BIGINT) AS scored,
+                 CAST(0 AS BIGINT) AS greeting_checked, CAST(0 AS BIGINT) AS greeted,
+                 {} AS ttr_values, {} AS ttrb_values, {} AS answer_values",
+                self.values_list("v.time_to_reply_ms"),
+                self.values_list("v.time_to_reply_business_ms"),
+                self.values_list("v.answer_ms"),
+            )
+        } else {
+            format!(
+                "{reply_within} AS reply_within, {answer_within} AS answer_within,
              SUM(v.score) AS score_sum, COUNT(v.score) AS scored,
              COUNT(v.greeted) AS greeting_checked, {greeted} AS greeted,
              {list_ttr} AS ttr_values, {list_ttrb} AS ttrb_values, {list_answer} AS answer_values",
-            reply_within = sum(&format!(
-                "v.outcome = 'replied' AND {ttr} <= {}",
-                targets.target(Target::Reply)
-            )),
-            answer_within = sum(&format!(
-                "v.outcome = 'answered' AND v.answer_ms <= {}",
-                targets.target(Target::Answer)
-            )),
-            greeted = sum("v.greeted = 1"),
-            list_ttr = self.values_list("v.time_to_reply_ms"),
-            list_ttrb = self.values_list("v.time_to_reply_business_ms"),
-            list_answer = self.values_list("v.answer_ms"),
-        );
+                reply_within = sum(&format!(
+                    "v.outcome = 'replied' AND {ttr} <= {}",
+                    targets.target(Target::Reply)
+                )),
+                answer_within = sum(&format!(
+                    "v.outcome = 'answered' AND v.answer_ms <= {}",
+                    targets.target(Target::Answer)
+                )),
+                greeted = sum("v.greeted = 1"),
+                list_ttr = self.values_list("v.time_to_reply_ms"),
+                list_ttrb = self.values_list("v.time_to_reply_business_ms"),
+                list_answer = self.values_list("v.answer_ms"),
+            )
+        };
         let (counted, only) = match read {
             Read::All => (
                 format!(
@@ -154,7 +187,7 @@ impl Store {
             ),
             // Every measured column's aggregate is NULL or 0 on the other visits: skipping
             // them before their ~10 aggregate steps is most of the saving.
-            Read::Measured => (String::new(), format!("AND {}", measured("v."))),
+            Read::Measured | Read::Quantiles => (String::new(), format!("AND {}", measured("v."))),
         };
         let sql = format!(
             "SELECT {key} AS g, v.channel AS channel, {counted} {measured_sums}
@@ -268,6 +301,33 @@ enum Read {
     All,
     /// Only the figures of measured visits, from those alone.
     Measured,
+    /// Only the quantiles, from the measured visits.
+    Quantiles,
+}
+
+/// A selection's counts and quantiles: what `network_trends_of` gives.
+fn counts_and_quantiles(f: &Figures) -> Figures {
+    let mut out = Figures::default();
+    out.email = EmailFigures {
+        within_target: 0,
+        score_sum: 0.0,
+        scored: 0,
+        ..f.email.clone()
+    };
+    out.call = CallFigures {
+        within_target: 0,
+        score_sum: 0.0,
+        scored: 0,
+        greeting_checked: 0,
+        greeted: 0,
+        ..f.call.clone()
+    };
+    out.form = FormFigures {
+        score_sum: 0.0,
+        scored: 0,
+        ..f.form.clone()
+    };
+    out
 }
 
 /// The columns whose value makes a visit measured: every figure `Read::Measured` reads is
