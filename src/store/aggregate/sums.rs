@@ -307,27 +307,28 @@ enum Read {
 
 /// A selection's counts and quantiles: what `network_trends_of` gives.
 fn counts_and_quantiles(f: &Figures) -> Figures {
-    let mut out = Figures::default();
-    out.email = EmailFigures {
-        within_target: 0,
-        score_sum: 0.0,
-        scored: 0,
-        ..f.email.clone()
-    };
-    out.call = CallFigures {
-        within_target: 0,
-        score_sum: 0.0,
-        scored: 0,
-        greeting_checked: 0,
-        greeted: 0,
-        ..f.call.clone()
-    };
-    out.form = FormFigures {
-        score_sum: 0.0,
-        scored: 0,
-        ..f.form.clone()
-    };
-    out
+    Figures {
+        email: EmailFigures {
+            within_target: 0,
+            score_sum: 0.0,
+            scored: 0,
+            ..f.email.clone()
+        },
+        call: CallFigures {
+            within_target: 0,
+            score_sum: 0.0,
+            scored: 0,
+            greeting_checked: 0,
+            greeted: 0,
+            ..f.call.clone()
+        },
+        form: FormFigures {
+            score_sum: 0.0,
+            scored: 0,
+            ..f.form.clone()
+        },
+        missed_rules: Vec::new(),
+    }
 }
 
 /// The columns whose value makes a visit measured: every figure `Read::Measured` reads is
