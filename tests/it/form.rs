@@ -309,7 +309,16 @@ async fn a_reply_to_a_form_is_measured_from_the_confirmation_like_an_email_reply
         plan_now(&cx, &id, "formulaire").await,
         plan_now(&cx, &ack_id, "formulaire-court").await,
     ];
-    let v = wait_done(&cx, &ids, Duration::from_secs(90)).await;
+    let mut v = wait_done(&cx, &ids, Duration::from_secs(90)).await;
+    // A reply that arrives while the browser still reads the confirmation ends the visit
+    // first; the browser then records the submission and the times (`mark_submitted`). On a
+    // loaded machine that order happened (2026-11-30): wait for the submission before
+    // stopping the daemon that records it.
+    let start = std::time::Instant::now();
+    while v[0].submitted_at.is_none() && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        v[0] = cx.store.visit(&ids[0]).await.unwrap().unwrap();
+    }
     daemon.stop().await;
     assert_eq!(
         (outcome(&v[0]), outcome(&v[1])),
