@@ -23,14 +23,6 @@ use tally::{Seen, Tallies, Targets};
 /// Email outcomes that mean the enquiry reached (or was tried at) the branch: the denominator
 /// of reply and acknowledgement rates. `send_failed` and `failed` are our side's failures.
 pub(super) const EMAIL_REACHABLE: &str = "('replied', 'acknowledged_only', 'no_reply', 'bounced')";
-/// Call outcomes that say something about the branch (`failed` is our side).
-pub(super) const CALL_REACHABLE: &str =
-    "('answered', 'busy', 'no_answer', 'rejected', 'unreachable')";
-
-/// Form outcomes that mean the form reached the branch (it was submitted): the denominator of
-/// the reply rate of forms. `form_failed`, `form_blocked` and `unreachable` are counted apart.
-pub(super) const FORM_SUBMITTED: &str = "('replied', 'acknowledged_only', 'no_reply')";
-
 /// `[start_ms, end_ms)`, UTC milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {

@@ -11,7 +11,7 @@
 //! at UTC midnight (a period ending now, a week in the viewer's time zone) reads its partial
 //! days from the visits themselves, so every count is exact whatever the bounds.
 
-use super::{Backend, Store};
+use super::{kept, Backend, Store};
 use anyhow::{Context, Result};
 use sqlx::Row;
 
@@ -47,14 +47,10 @@ const CHANNELS: &str = "('email', 'call', 'form')";
 
 /// Whether a visit's change moves it to another key.
 fn moved(distinct: &str) -> String {
-    ["outcome", "group_id", "channel", "due_at"]
-        .iter()
-        .map(|c| format!("OLD.{c} {distinct} NEW.{c}"))
-        .chain(std::iter::once(
-            "(OLD.first_ack_at IS NULL) <> (NEW.first_ack_at IS NULL)".to_owned(),
-        ))
-        .collect::<Vec<_>>()
-        .join(" OR ")
+    format!(
+        "{} OR (OLD.first_ack_at IS NULL) <> (NEW.first_ack_at IS NULL)",
+        kept::changed(&["outcome", "group_id", "channel", "due_at"], distinct)
+    )
 }
 
 /// Schema version 15: the table, its triggers, then the counts of the visits already stored
@@ -122,26 +118,11 @@ pub(super) fn schema(backend: Backend) -> Vec<String> {
                 )"
                 .to_owned(),
             );
-            out.push(format!(
-                "CREATE FUNCTION visit_days_keep() RETURNS trigger LANGUAGE plpgsql AS $body$
-                 BEGIN
-                   IF TG_OP <> 'INSERT' THEN {}; END IF;
-                   IF TG_OP <> 'DELETE' THEN {}; END IF;
-                   RETURN NULL;
-                 END
-                 $body$",
-                add("OLD", "visit_day_deltas", -1),
-                add("NEW", "visit_day_deltas", 1),
-            ));
-            out.push(
-                "CREATE TRIGGER visit_days_insert_delete AFTER INSERT OR DELETE ON visits
-                 FOR EACH ROW EXECUTE FUNCTION visit_days_keep()"
-                    .to_owned(),
-            );
-            out.push(format!(
-                "CREATE TRIGGER visit_days_update AFTER UPDATE ON visits
-                 FOR EACH ROW WHEN ({}) EXECUTE FUNCTION visit_days_keep()",
-                moved("IS DISTINCT FROM")
+            out.extend(kept::pg_triggers(
+                "visit_days",
+                &add("OLD", "visit_day_deltas", -1),
+                &add("NEW", "visit_day_deltas", 1),
+                &moved("IS DISTINCT FROM"),
             ));
         }
     }

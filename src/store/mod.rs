@@ -10,6 +10,7 @@ mod businesses;
 mod day_counts;
 mod forms;
 mod governance;
+mod kept;
 mod messages;
 mod migrations;
 mod operations;

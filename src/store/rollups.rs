@@ -13,7 +13,7 @@
 //! A branch's last answer only moves forward: a purged or corrected visit never makes it
 //! older (the branch did answer then).
 
-use super::{Backend, Store};
+use super::{kept, Backend, Store};
 use anyhow::Result;
 use sqlx::Row;
 
@@ -212,11 +212,7 @@ pub(super) fn schema(backend: Backend) -> Vec<String> {
     ];
     match backend {
         Backend::Sqlite => {
-            let changed = WATCHED
-                .iter()
-                .map(|c| format!("OLD.{c} IS NOT NEW.{c}"))
-                .collect::<Vec<_>>()
-                .join(" OR ");
+            let changed = kept::changed(WATCHED, "IS NOT");
             out.push(format!(
                 "CREATE TRIGGER visit_totals_insert AFTER INSERT ON visits BEGIN {}; {}; END",
                 add("NEW"),
@@ -235,11 +231,6 @@ pub(super) fn schema(backend: Backend) -> Vec<String> {
             ));
         }
         Backend::Postgres => {
-            let changed = WATCHED
-                .iter()
-                .map(|c| format!("OLD.{c} IS DISTINCT FROM NEW.{c}"))
-                .collect::<Vec<_>>()
-                .join(" OR ");
             out.push(
                 "CREATE TABLE visit_total_deltas (
                     group_key TEXT NOT NULL,
@@ -259,26 +250,11 @@ pub(super) fn schema(backend: Backend) -> Vec<String> {
                 )"
                 .to_owned(),
             );
-            out.push(format!(
-                "CREATE FUNCTION visit_totals_keep() RETURNS trigger LANGUAGE plpgsql AS $body$
-                 BEGIN
-                   IF TG_OP <> 'INSERT' THEN {}; END IF;
-                   IF TG_OP <> 'DELETE' THEN {}; {}; END IF;
-                   RETURN NULL;
-                 END
-                 $body$",
-                delta("OLD", -1),
-                delta("NEW", 1),
-                answer_delta("NEW")
-            ));
-            out.push(
-                "CREATE TRIGGER visit_totals_insert_delete AFTER INSERT OR DELETE ON visits
-                 FOR EACH ROW EXECUTE FUNCTION visit_totals_keep()"
-                    .to_owned(),
-            );
-            out.push(format!(
-                "CREATE TRIGGER visit_totals_update AFTER UPDATE ON visits
-                 FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION visit_totals_keep()"
+            out.extend(kept::pg_triggers(
+                "visit_totals",
+                &delta("OLD", -1),
+                &format!("{}; {}", delta("NEW", 1), answer_delta("NEW")),
+                &kept::changed(WATCHED, "IS DISTINCT FROM"),
             ));
         }
     }

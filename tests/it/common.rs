@@ -126,6 +126,38 @@ pub async fn store(backend: Backend, tmp: &Path) -> Store {
         .expect("store")
 }
 
+/// Runs one statement on the store's pool; panics naming it if it fails.
+pub async fn exec(store: &Store, sql: &str) {
+    sqlx::query(sql)
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Takes a store back to before the migration `version` that made the table `kept` kept by
+/// triggers on `visits` (store::kept's names: `{kept}_insert` … on SQLite, `{kept}_keep()`
+/// and its two triggers on PostgreSQL), dropping `tables` too (deltas tables only exist on
+/// PostgreSQL): the next `Store::connect` runs that migration on the visits already there.
+pub async fn undo_kept_migration(store: &Store, kept: &str, version: i64, tables: &[&str]) {
+    let undo = match store.backend() {
+        mystery::store::Backend::Sqlite => vec![
+            format!("DROP TRIGGER {kept}_insert"),
+            format!("DROP TRIGGER {kept}_update"),
+            format!("DROP TRIGGER {kept}_delete"),
+        ],
+        mystery::store::Backend::Postgres => vec![
+            format!("DROP TRIGGER {kept}_insert_delete ON visits"),
+            format!("DROP TRIGGER {kept}_update ON visits"),
+            format!("DROP FUNCTION {kept}_keep()"),
+        ],
+    };
+    let tables = tables.iter().map(|t| format!("DROP TABLE IF EXISTS {t}"));
+    let row = format!("DELETE FROM schema_migrations WHERE version = {version}");
+    for sql in undo.into_iter().chain(tables).chain([row]) {
+        exec(store, &sql).await;
+    }
+}
+
 /// Parses a configuration text as if it were `dir/mystery.toml`.
 pub fn config_from(dir: &Path, text: &str) -> Config {
     let env = |k: &str| match k {

@@ -4,7 +4,7 @@
 //! visits stored before the counts existed. And the overview's figures built on them equal
 //! the one-scan aggregate's. Each on SQLite and on PostgreSQL (with its deltas folded or not).
 
-use crate::common::{self, Backend};
+use crate::common::{self, exec, Backend};
 use mystery::store::{AggregateQuery, OutcomeCount, Period, Store};
 use std::collections::BTreeMap;
 
@@ -12,13 +12,6 @@ const H: i64 = 3_600_000;
 const DAY: i64 = 24 * H;
 /// Midnight UTC, a Monday (2026-11-23).
 const MONDAY: i64 = 1_795_392_000_000;
-
-async fn exec(store: &Store, sql: &str) {
-    sqlx::query(sql)
-        .execute(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
 
 /// 400 visits over the 14 days before `MONDAY + 7 days`, hour by hour at odd minutes, in
 /// three groups and the three channels, every outcome (some pending), some acknowledged,
@@ -277,28 +270,8 @@ async fn an_upgraded_store_counts_its_days(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let url = common::store_url(backend, tmp.path()).await;
     let store = Store::connect(&url).await.unwrap();
-    let undo: &[&str] = match backend {
-        Backend::Sqlite => &[
-            "DROP TRIGGER visit_days_insert",
-            "DROP TRIGGER visit_days_update",
-            "DROP TRIGGER visit_days_delete",
-        ],
-        Backend::Postgres => &[
-            "DROP TRIGGER visit_days_insert_delete ON visits",
-            "DROP TRIGGER visit_days_update ON visits",
-            "DROP FUNCTION visit_days_keep()",
-            "DROP TABLE visit_day_deltas",
-        ],
-    };
-    for sql in undo {
-        exec(&store, sql).await;
-    }
-    for sql in [
-        "DROP TABLE visit_days",
-        "DELETE FROM schema_migrations WHERE version = 15",
-    ] {
-        exec(&store, sql).await;
-    }
+    let tables = ["visit_day_deltas", "visit_days"];
+    common::undo_kept_migration(&store, "visit_days", 15, &tables).await;
     seed(&store).await;
     store.pool().close().await;
     let store = Store::connect(&url).await.unwrap();

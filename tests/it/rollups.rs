@@ -2,7 +2,7 @@
 //! them: inserts, outcome changes, corrected delays, a branch moved between groups, deletions,
 //! and visits stored before the totals existed. Each on SQLite and on PostgreSQL.
 
-use crate::common::{self, Backend};
+use crate::common::{self, exec, Backend};
 use mystery::store::{GroupHistogram, Measured, Store};
 use std::collections::BTreeMap;
 
@@ -15,13 +15,6 @@ struct Row {
     outcome: Option<String>,
     ttr: Option<i64>,
     answer: Option<i64>,
-}
-
-async fn exec(store: &Store, sql: &str) {
-    sqlx::query(sql)
-        .execute(store.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// A visit row: (id, group or "", channel, outcome or "", its delay and when the branch
@@ -256,31 +249,14 @@ async fn an_upgraded_store_counts_its_visits(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let url = common::store_url(backend, tmp.path()).await;
     let store = Store::connect(&url).await.unwrap();
-    let drop_triggers: &[&str] = match backend {
-        Backend::Sqlite => &[
-            "DROP TRIGGER visit_totals_insert",
-            "DROP TRIGGER visit_totals_update",
-            "DROP TRIGGER visit_totals_delete",
-        ],
-        Backend::Postgres => &[
-            "DROP TRIGGER visit_totals_insert_delete ON visits",
-            "DROP TRIGGER visit_totals_update ON visits",
-            "DROP FUNCTION visit_totals_keep()",
-            "DROP TABLE visit_total_deltas",
-            "DROP TABLE branch_answer_deltas",
-        ],
-    };
-    for sql in drop_triggers {
-        exec(&store, sql).await;
-    }
-    for sql in [
-        "DROP TABLE metric_edges",
-        "DROP TABLE visit_totals",
-        "DROP TABLE branch_answers",
-        "DELETE FROM schema_migrations WHERE version = 12",
-    ] {
-        exec(&store, sql).await;
-    }
+    let tables = [
+        "visit_total_deltas",
+        "branch_answer_deltas",
+        "metric_edges",
+        "visit_totals",
+        "branch_answers",
+    ];
+    common::undo_kept_migration(&store, "visit_totals", 12, &tables).await;
     insert(
         &store,
         &[

@@ -43,25 +43,41 @@ struct Filter {
 }
 
 fn scan(file: &Path, sql: &str, filter: &Filter, targets: Targets) -> Result<Aggregate> {
-    let conn = open(file)?;
     let mut tallies = Tallies::new(targets);
-    let mut read = || -> rusqlite::Result<()> {
-        // Deferred: the snapshot is taken at the SELECT's first step and held to the end.
+    let params = named_params! {
+        "$1": filter.group, "$2": filter.business,
+        "$3": filter.start_ms, "$4": filter.end_ms,
+    };
+    each_row(file, sql, params, "scanning the visits", |r| {
+        tallies.add(r.get_ref(0)?.as_str()?, &seen(r)?);
+        Ok(())
+    })?;
+    Ok(tallies.finish())
+}
+
+/// Runs `sql` on a read-only connection of its own and hands each row to `row`, all in one
+/// read transaction: deferred, so the snapshot is taken at the SELECT's first step and held
+/// to the end, whatever is written meanwhile. `doing` names the read in an error.
+fn each_row(
+    file: &Path,
+    sql: &str,
+    params: impl rusqlite::Params,
+    doing: &str,
+    mut row: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let conn = open(file)?;
+    let read = || -> rusqlite::Result<()> {
         let tx = conn.unchecked_transaction()?;
         {
             let mut statement = tx.prepare(sql)?;
-            let mut rows = statement.query(named_params! {
-                "$1": filter.group, "$2": filter.business,
-                "$3": filter.start_ms, "$4": filter.end_ms,
-            })?;
+            let mut rows = statement.query(params)?;
             while let Some(r) = rows.next()? {
-                tallies.add(r.get_ref(0)?.as_str()?, &seen(r)?);
+                row(r)?;
             }
         }
         tx.commit()
     };
-    read().with_context(|| format!("scanning the visits of {} for the figures", file.display()))?;
-    Ok(tallies.finish())
+    read().with_context(|| format!("{doing} of {} for the figures", file.display()))
 }
 
 /// A row of `tally_sql` as the figures read it: the pool's path's `try_get`s, column by column.
@@ -101,33 +117,20 @@ pub(super) async fn measured(
                AND v.due_at >= {} AND v.due_at < {} AND {measured}",
             period.start_ms, period.end_ms
         );
-        let conn = open(&file)?;
-        let mut read = || -> rusqlite::Result<()> {
-            let tx = conn.unchecked_transaction()?;
-            {
-                let mut statement = tx.prepare(&sql)?;
-                let mut rows = statement.query(rusqlite::params_from_iter(ids.iter()))?;
-                while let Some(r) = rows.next()? {
-                    let seen = Seen {
-                        channel: r.get_ref(1)?.as_str()?,
-                        outcome: r.get_ref(2)?.as_str_or_null()?,
-                        time_to_reply_ms: r.get(3)?,
-                        time_to_reply_business_ms: r.get(4)?,
-                        answer_ms: r.get(5)?,
-                        score: r.get(6)?,
-                        greeted: r.get(7)?,
-                        ..Seen::default()
-                    };
-                    measures.add(r.get_ref(0)?.as_str()?, &seen);
-                }
-            }
-            tx.commit()
-        };
-        read().with_context(|| {
-            format!(
-                "reading the measured visits of {} for the figures",
-                file.display()
-            )
+        let params = rusqlite::params_from_iter(ids.iter());
+        each_row(&file, &sql, params, "reading the measured visits", |r| {
+            let seen = Seen {
+                channel: r.get_ref(1)?.as_str()?,
+                outcome: r.get_ref(2)?.as_str_or_null()?,
+                time_to_reply_ms: r.get(3)?,
+                time_to_reply_business_ms: r.get(4)?,
+                answer_ms: r.get(5)?,
+                score: r.get(6)?,
+                greeted: r.get(7)?,
+                ..Seen::default()
+            };
+            measures.add(r.get_ref(0)?.as_str()?, &seen);
+            Ok(())
         })?;
         Ok(measures.finish())
     })

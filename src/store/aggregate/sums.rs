@@ -4,9 +4,9 @@
 use super::tally::Targets;
 use super::{
     filter, native, tally, AggregateQuery, CallFigures, EmailFigures, Figures, FormFigures,
-    Quantiles, CALL_REACHABLE, EMAIL_REACHABLE, FORM_SUBMITTED,
+    Quantiles,
 };
-use crate::store::{Backend, Store};
+use crate::store::{Backend, OutcomeCount, Store};
 use anyhow::{Context, Result};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -59,21 +59,12 @@ impl Store {
             "figures of several selections need one period and business, and a group each"
         );
         let targets = Selections::of(qs);
-        if !targets.by_group || first.business.is_some() {
-            // The kept counts are per group: a branch's, or all visits', are summed from
-            // the visits.
-            let all = self.selection_figures(first, &targets, Read::All).await?;
-            return Ok(if read == Read::Quantiles {
-                all.iter().map(counts_and_quantiles).collect()
-            } else {
-                all
-            });
-        }
-        let groups: Vec<String> = targets.rows.iter().map(|r| r.0.clone()).collect();
-        let bounds = [first.period.start_ms, first.period.end_ms];
+        // The kept counts are per group: a branch's visits, or all visits as one selection,
+        // are counted from the visits.
+        let kept = targets.by_group && first.business.is_none();
         let measured = async {
             match &self.sqlite_file {
-                Some(file) => {
+                Some(file) if kept => {
                     let groups = qs
                         .iter()
                         .map(|q| (q.group.clone().unwrap_or_default(), Targets::of(q)))
@@ -86,10 +77,19 @@ impl Store {
                         all
                     })
                 }
-                None => self.selection_figures(first, &targets, read).await,
+                _ => self.selection_figures(first, &targets, read).await,
             }
         };
-        let (mut out, counts) = tokio::try_join!(measured, self.outcome_counts(&groups, &bounds))?;
+        let counts = async {
+            if kept {
+                let groups: Vec<String> = targets.rows.iter().map(|r| r.0.clone()).collect();
+                self.outcome_counts(&groups, &[first.period.start_ms, first.period.end_ms])
+                    .await
+            } else {
+                self.selection_counts(first, &targets).await
+            }
+        };
+        let (mut out, counts) = tokio::try_join!(measured, counts)?;
         for c in &counts {
             if let Some(f) = targets.index(&c.group).and_then(|i| out.get_mut(i)) {
                 f.add_outcomes(c);
@@ -98,8 +98,8 @@ impl Store {
         Ok(out)
     }
 
-    /// The figures of each selection, in the order of `targets`, read as one row per channel:
-    /// all of them, or only those of the measured visits (the counts left at zero).
+    /// The measured figures of each selection, in the order of `targets`, from its measured
+    /// visits read as one row per channel (the counts left at zero).
     async fn selection_figures(
         &self,
         first: &AggregateQuery,
@@ -120,21 +120,15 @@ impl Store {
         let sum = |test: &str| format!("SUM(CASE WHEN {test} THEN 1 ELSE 0 END)");
         let measured_sums = if read == Read::Quantiles {
             // Constants of the columns' types: the rows are read as the others are.
-            format!(
-                "CAST(0 AS BIGINT) AS reply_within, CAST(0 AS BIGINT) AS answer_within,
-                 CAST(NULL AS DOUBLE PRECISION) AS score_sum, CAST(0 AS BIGINT) AS scored,
-                 CAST(0 AS BIGINT) AS greeting_checked, CAST(0 AS BIGINT) AS greeted,
-                 {} AS ttr_values, {} AS ttrb_values, {} AS answer_values",
-                self.values_list("v.time_to_reply_ms"),
-                self.values_list("v.time_to_reply_business_ms"),
-                self.values_list("v.answer_ms"),
-            )
+            "CAST(0 AS BIGINT) AS reply_within, CAST(0 AS BIGINT) AS answer_within,
+             CAST(NULL AS DOUBLE PRECISION) AS score_sum, CAST(0 AS BIGINT) AS scored,
+             CAST(0 AS BIGINT) AS greeting_checked, CAST(0 AS BIGINT) AS greeted"
+                .to_owned()
         } else {
             format!(
                 "{reply_within} AS reply_within, {answer_within} AS answer_within,
-             SUM(v.score) AS score_sum, COUNT(v.score) AS scored,
-             COUNT(v.greeted) AS greeting_checked, {greeted} AS greeted,
-             {list_ttr} AS ttr_values, {list_ttrb} AS ttrb_values, {list_answer} AS answer_values",
+                 SUM(v.score) AS score_sum, COUNT(v.score) AS scored,
+                 COUNT(v.greeted) AS greeting_checked, {greeted} AS greeted",
                 reply_within = sum(&format!(
                     "v.outcome = 'replied' AND {ttr} <= {}",
                     targets.target(Target::Reply)
@@ -144,59 +138,24 @@ impl Store {
                     targets.target(Target::Answer)
                 )),
                 greeted = sum("v.greeted = 1"),
-                list_ttr = self.values_list("v.time_to_reply_ms"),
-                list_ttrb = self.values_list("v.time_to_reply_business_ms"),
-                list_answer = self.values_list("v.answer_ms"),
             )
         };
-        let (counted, only) = match read {
-            Read::All => (
-                format!(
-                    "COUNT(*) AS visits, {pending} AS pending, {reachable} AS reachable,
-                     {acknowledged} AS acknowledged, {replied} AS replied,
-                     {no_reply} AS no_reply, {bounced} AS bounced,
-                     {send_failed} AS send_failed, {answered} AS answered, {busy} AS busy,
-                     {no_answer} AS no_answer, {rejected} AS rejected,
-                     {unreachable} AS unreachable, {failed} AS failed,
-                     {form_failed} AS form_failed, {blocked} AS blocked,",
-                    pending = sum("v.outcome IS NULL"),
-                    reachable = sum(&format!(
-                        "(v.channel = 'email' AND v.outcome IN {EMAIL_REACHABLE})
-                         OR (v.channel = 'call' AND v.outcome IN {CALL_REACHABLE})
-                         OR (v.channel = 'form' AND v.outcome IN {FORM_SUBMITTED})"
-                    )),
-                    acknowledged = sum(&format!(
-                        "v.first_ack_at IS NOT NULL
-                         AND ((v.channel = 'email' AND v.outcome IN {EMAIL_REACHABLE})
-                           OR (v.channel = 'form' AND v.outcome IN {FORM_SUBMITTED}))"
-                    )),
-                    replied = sum("v.outcome = 'replied'"),
-                    no_reply = sum("v.outcome = 'no_reply'"),
-                    bounced = sum("v.outcome = 'bounced'"),
-                    send_failed = sum("v.outcome = 'send_failed'"),
-                    answered = sum("v.outcome = 'answered'"),
-                    busy = sum("v.outcome = 'busy'"),
-                    no_answer = sum("v.outcome = 'no_answer'"),
-                    rejected = sum("v.outcome = 'rejected'"),
-                    unreachable = sum("v.outcome = 'unreachable'"),
-                    failed = sum("v.outcome = 'failed'"),
-                    form_failed = sum("v.outcome = 'form_failed'"),
-                    blocked = sum("v.outcome = 'form_blocked'"),
-                ),
-                String::new(),
-            ),
-            // Every measured column's aggregate is NULL or 0 on the other visits: skipping
-            // them before their ~10 aggregate steps is most of the saving.
-            Read::Measured | Read::Quantiles => (String::new(), format!("AND {}", measured("v."))),
-        };
+        // Every measured column's aggregate is NULL or 0 on the other visits: skipping them
+        // before their ~10 aggregate steps is most of the saving.
         let sql = format!(
-            "SELECT {key} AS g, v.channel AS channel, {counted} {measured_sums}
+            "SELECT {key} AS g, v.channel AS channel, {measured_sums},
+               {list_ttr} AS ttr_values, {list_ttrb} AS ttrb_values, {list_answer} AS answer_values
              FROM visits v
-             WHERE {groups} v.channel IN ('email', 'call', 'form') AND {filter} {only}
+             WHERE {groups} v.channel IN ('email', 'call', 'form') AND {filter}
+               AND {measured}
              GROUP BY {key}, v.channel",
             key = targets.key(),
             groups = targets.filter(),
             filter = filter(&base, "v."),
+            measured = measured("v."),
+            list_ttr = self.values_list("v.time_to_reply_ms"),
+            list_ttrb = self.values_list("v.time_to_reply_business_ms"),
+            list_answer = self.values_list("v.answer_ms"),
         );
         let rows = targets
             .bind(self.bind_filter(&sql, &base))
@@ -213,23 +172,9 @@ impl Store {
                     .with_context(|| format!("the figures' {c}"))
             };
             let score_sum = r.try_get::<Option<f64>, _>("score_sum")?.unwrap_or(0.0);
-            let all = read == Read::All;
             match r.try_get::<&str, _>("channel")? {
                 "email" => {
                     let e = &mut f.email;
-                    if all {
-                        *e = EmailFigures {
-                            visits: n("visits")?,
-                            pending: n("pending")?,
-                            reachable: n("reachable")?,
-                            replied: n("replied")?,
-                            acknowledged: n("acknowledged")?,
-                            bounced: n("bounced")?,
-                            no_reply: n("no_reply")?,
-                            send_failed: n("send_failed")?,
-                            ..Default::default()
-                        };
-                    }
                     e.within_target = n("reply_within")?;
                     e.time_to_reply = quantiles("ttr_values")?;
                     e.time_to_reply_business = quantiles("ttrb_values")?;
@@ -238,20 +183,6 @@ impl Store {
                 }
                 "call" => {
                     let c = &mut f.call;
-                    if all {
-                        *c = CallFigures {
-                            calls: n("visits")?,
-                            pending: n("pending")?,
-                            reachable: n("reachable")?,
-                            answered: n("answered")?,
-                            busy: n("busy")?,
-                            no_answer: n("no_answer")?,
-                            rejected: n("rejected")?,
-                            unreachable: n("unreachable")?,
-                            failed: n("failed")?,
-                            ..Default::default()
-                        };
-                    }
                     c.within_target = n("answer_within")?;
                     c.score_sum = score_sum;
                     c.scored = n("scored")?;
@@ -261,21 +192,6 @@ impl Store {
                 }
                 _ => {
                     let fm = &mut f.form;
-                    if all {
-                        *fm = FormFigures {
-                            visits: n("visits")?,
-                            pending: n("pending")?,
-                            submitted: n("reachable")?,
-                            replied: n("replied")?,
-                            acknowledged: n("acknowledged")?,
-                            no_reply: n("no_reply")?,
-                            form_failed: n("form_failed")?,
-                            blocked: n("blocked")?,
-                            unreachable: n("unreachable")?,
-                            failed: n("failed")?,
-                            ..Default::default()
-                        };
-                    }
                     fm.time_to_reply = quantiles("ttr_values")?;
                     fm.score_sum = score_sum;
                     fm.scored = n("scored")?;
@@ -283,6 +199,46 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The visits of the selections counted as `outcome_counts` counts them (one range, the
+    /// group being the selection's key): for selections the kept counts do not hold.
+    async fn selection_counts(
+        &self,
+        first: &AggregateQuery,
+        targets: &Selections,
+    ) -> Result<Vec<OutcomeCount>> {
+        let base = AggregateQuery {
+            group: None,
+            ..first.clone()
+        };
+        let sql = format!(
+            "SELECT {key} AS g, v.channel AS channel, COALESCE(v.outcome, '') AS outcome,
+               CASE WHEN v.first_ack_at IS NULL THEN 0 ELSE 1 END AS acked, COUNT(*) AS n
+             FROM visits v
+             WHERE {groups} v.channel IN ('email', 'call', 'form') AND {filter}
+             GROUP BY 1, 2, 3, 4",
+            key = targets.key(),
+            groups = targets.filter(),
+            filter = filter(&base, "v."),
+        );
+        let rows = targets
+            .bind(self.bind_filter(&sql, &base))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let outcome: String = r.try_get("outcome")?;
+                Ok(OutcomeCount {
+                    group: r.try_get("g")?,
+                    range: 0,
+                    channel: r.try_get("channel")?,
+                    outcome: (!outcome.is_empty()).then_some(outcome),
+                    acked: r.try_get::<i64, _>("acked")? != 0,
+                    n: r.try_get("n")?,
+                })
+            })
+            .collect()
     }
 
     /// An aggregate of the column's non-null values as one comma-separated text.
@@ -297,9 +253,7 @@ impl Store {
 /// What `selection_figures` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// Every figure, from every visit.
-    All,
-    /// Only the figures of measured visits, from those alone.
+    /// The figures of measured visits, from those alone.
     Measured,
     /// Only the quantiles, from the measured visits.
     Quantiles,
