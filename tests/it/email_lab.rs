@@ -97,16 +97,26 @@ pub async fn wait_done(cx: &Arc<Context>, ids: &[String], limit: Duration) -> Ve
     }
 }
 
-/// The simulator's human-reply send time for an enquiry, epoch ms.
-fn sim_reply_sent(lab: &Lab, enquiry_message_id: &str, auto: bool) -> Option<i64> {
-    lab.sim_events()
-        .into_iter()
-        .find(|e| {
-            e["enquiry_message_id"].as_str() == Some(enquiry_message_id)
-                && e["auto"].as_bool() == Some(auto)
-        })
-        .and_then(|e| e["sent_at_ms"].as_f64())
-        .map(|ms| ms.round() as i64)
+/// When the simulator sent a reply, epoch ms: the message can reach the robot's mailbox only
+/// after `sending` (the SMTP transaction began), and normally after `sent` (Postfix's 250);
+/// a loaded machine can stamp `sent` late while Postfix already delivers.
+#[derive(Debug, Clone, Copy)]
+struct SimSend {
+    sending: i64,
+    sent: i64,
+}
+
+/// The simulator's send times for its reply (`auto`: its automatic answer) to an enquiry.
+fn sim_reply_sent(lab: &Lab, enquiry_message_id: &str, auto: bool) -> Option<SimSend> {
+    let e = lab.sim_events().into_iter().find(|e| {
+        e["enquiry_message_id"].as_str() == Some(enquiry_message_id)
+            && e["auto"].as_bool() == Some(auto)
+    })?;
+    let ms = |k: &str| e[k].as_f64().map(|ms| ms.round() as i64);
+    Some(SimSend {
+        sending: ms("sending_at_ms")?,
+        sent: ms("sent_at_ms")?,
+    })
 }
 
 fn addr(kind: &str, u: &str, domain: &str) -> String {
@@ -129,10 +139,12 @@ async fn a_branch_that_replies_is_measured_scored_and_correlated_by_header() {
     let sent = v.sent_at.unwrap();
     let sim = sim_reply_sent(common::lab(), v.message_id.as_deref().unwrap(), false)
         .expect("sim logged its reply");
-    let error = v.first_reply_at.unwrap() - sim;
+    let arrived = v.first_reply_at.unwrap();
+    let error = arrived - sim.sent;
     assert!(
-        (0..1000).contains(&error),
-        "first_reply_at is {error} ms after the simulator sent"
+        arrived >= sim.sending && error < 1000,
+        "first_reply_at is {error} ms after the simulator sent ({} ms after it began): {sim:?}",
+        arrived - sim.sending
     );
     assert_eq!(v.time_to_reply_ms, Some(v.first_reply_at.unwrap() - sent));
     assert!(v.time_to_reply_ms.unwrap() >= 1500);
@@ -285,7 +297,8 @@ async fn a_reply_without_thread_headers_is_matched_by_its_subject_and_sender() {
 }
 
 /// Sends ten enquiries with replies 0.4–3.2 s later and returns how far each measured
-/// `time_to_reply_ms` lies from the truth (the simulator's clock at its SMTP 250), sorted.
+/// `time_to_reply_ms` lies from the truth (the simulator's clock at its SMTP 250), sorted;
+/// panics if one lies before the simulator even began sending it.
 async fn time_to_reply_errors(idle: bool) -> Vec<i64> {
     let u = common::unique();
     let delays = [400, 700, 900, 1200, 1500, 1800, 2100, 2500, 2800, 3200];
@@ -328,7 +341,13 @@ async fn time_to_reply_errors(idle: bool) -> Vec<i64> {
     for v in &visits {
         assert_eq!(v.outcome.as_deref(), Some("replied"), "{v:?}");
         let sim = sim_reply_sent(lab, v.message_id.as_deref().unwrap(), false).unwrap();
-        errors.push(v.time_to_reply_ms.unwrap() - (sim - v.sent_at.unwrap()));
+        let measured = v.time_to_reply_ms.unwrap();
+        assert!(
+            measured >= sim.sending - v.sent_at.unwrap(),
+            "a reply measured {} ms before the simulator began sending it: {v:?} {sim:?}",
+            sim.sending - v.sent_at.unwrap() - measured
+        );
+        errors.push(measured - (sim.sent - v.sent_at.unwrap()));
     }
     errors.sort_unstable();
     eprintln!(
@@ -345,15 +364,12 @@ async fn time_to_reply_errors(idle: bool) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn time_to_reply_lies_within_a_second_of_the_simulator_send_time_with_idle() {
     let errors = time_to_reply_errors(true).await;
-    assert!(
-        errors.iter().all(|e| (0..ERROR_BOUND_MS).contains(e)),
-        "{errors:?}"
-    );
+    assert!(errors.iter().all(|e| *e < ERROR_BOUND_MS), "{errors:?}");
 }
 
 /// The error includes Postfix's own delivery delay, which a loaded CI machine stretches past a
 /// second (1.2 s seen). The bound catches a wrong time source (processing time, a restart, a
-/// poll tick, a time before the truth); the precision itself is the printed distribution
+/// poll tick; a time before the truth is refused by `time_to_reply_errors`); the precision itself is the printed distribution
 /// (10–700 ms on an idle machine) and `scripts/bench`'s figure, not a timed assertion.
 const ERROR_BOUND_MS: i64 = 5000;
 
@@ -361,10 +377,7 @@ const ERROR_BOUND_MS: i64 = 5000;
 async fn time_to_reply_lies_within_a_poll_interval_of_the_simulator_send_time_when_polling() {
     let errors = time_to_reply_errors(false).await;
     // Poll interval 200 ms plus delivery and processing; see ERROR_BOUND_MS.
-    assert!(
-        errors.iter().all(|e| (0..ERROR_BOUND_MS).contains(e)),
-        "{errors:?}"
-    );
+    assert!(errors.iter().all(|e| *e < ERROR_BOUND_MS), "{errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -435,9 +448,9 @@ async fn a_reply_that_arrives_while_the_daemon_is_down_is_found_after_restart() 
     let sim = sim_reply_sent(common::lab(), &message_id, false).unwrap();
     let arrived = v.first_reply_at.unwrap();
     assert!(
-        arrived >= sim - 1000 && arrived < restarted_at - 1000,
+        arrived >= sim.sending - 1000 && arrived < restarted_at - 1000,
         "arrival {} ms after the simulator's send, {} ms before the restart",
-        arrived - sim,
+        arrived - sim.sent,
         restarted_at - arrived
     );
 }
