@@ -44,6 +44,14 @@ pub fn arrival_time(seen_at: DateTime<Utc>, internal_date: Option<DateTime<Utc>>
     }
 }
 
+/// A reply's or acknowledgement's time from the visit's start (the enquiry's 250, the form's
+/// confirmation), never negative: a site can mail its acknowledgement while the browser is
+/// still loading the confirmation page (seen: 24 ms before it), and that answer came at once.
+/// The store's `since_sent` clamps the same way when the start is learnt after the answer.
+fn time_since(start_ms: i64, arrived_ms: i64) -> i64 {
+    (arrived_ms - start_ms).max(0)
+}
+
 /// The email visits a batch of messages may answer by reference code or subject, loaded once
 /// per pass instead of once per message (issue 11: reloading every visit of the reply window
 /// for every message made a folder of N replies cost N² rows read), and only when a message
@@ -455,7 +463,9 @@ fn effect(
     arrived_at: DateTime<Utc>,
 ) -> Effect {
     let arrived = to_ms(arrived_at);
-    let since_sent = visit.measured_from().map(|s| arrived - s);
+    let since_sent = visit
+        .measured_from()
+        .map(|start| time_since(start, arrived));
     match class {
         // A form visit sent no mail: a delivery report cannot be about it.
         MailClass::Bounce if visit.channel == "form" => Effect::None,
@@ -543,6 +553,13 @@ mod tests {
         let internal = from_ms(1_000_000_000_000);
         let seen = from_ms(1_000_000_900_000);
         assert_eq!(to_ms(arrival_time(seen, Some(internal))), 1_000_000_000_999);
+    }
+
+    #[test]
+    fn an_answer_that_came_before_the_confirmation_was_seen_came_at_once() {
+        assert_eq!(time_since(1_000, 976), 0);
+        assert_eq!(time_since(1_000, 1_000), 0);
+        assert_eq!(time_since(1_000, 3_500), 2_500);
     }
 
     #[test]

@@ -357,8 +357,11 @@ async fn a_reply_to_a_form_is_measured_from_the_confirmation_like_an_email_reply
         "confirmation {} ms after the site took the form",
         submitted - taken
     );
+    // From the confirmation to the site's reply (2 s after it took the form, later when the
+    // site is slow to send), then the delivery bound above.
     let ttr = replied.time_to_reply_ms.unwrap();
-    assert!((0..7000).contains(&ttr), "{replied:?}");
+    let bound = sent("reply") - submitted + 5000;
+    assert!((0..bound).contains(&ttr), "{replied:?}");
     assert_eq!(
         replied.time_to_reply_ms,
         Some(replied.first_reply_at.unwrap() - submitted)
