@@ -202,22 +202,33 @@ pub fn work_one(
 ) -> Result<Option<String>> {
     let owner = owner(cx);
     let now = cx.now_ms();
-    let Some(job) =
-        rt.block_on(
+    let Some(job) = at_full_priority(rt, {
+        let (cx, owner, only) = (cx.clone(), owner.clone(), only.map(str::to_owned));
+        async move {
+            let lease = LEASE.as_millis() as i64;
             cx.store
-                .claim_transcript(&owner, now, LEASE.as_millis() as i64, only),
-        )?
+                .claim_transcript(&owner, now, lease, only.as_deref())
+                .await
+        }
+    })?
     else {
         return Ok(None);
     };
-    let Some(visit) = rt.block_on(cx.store.visit(&job.visit_id))? else {
+    let Some(visit) = at_full_priority(rt, {
+        let (cx, id) = (cx.clone(), job.visit_id.clone());
+        async move { cx.store.visit(&id).await }
+    })?
+    else {
         return Ok(Some(job.visit_id));
     };
     let started = std::time::Instant::now();
     let result = transcribe_visit(&cx.config, &visit, stop.clone());
     if stop.load(Ordering::Relaxed) && result.status == "failed" {
         // Aborted by a shutdown: give the job back for the next worker.
-        rt.block_on(cx.store.release_transcripts(&owner))?;
+        at_full_priority(rt, {
+            let (cx, owner) = (cx.clone(), owner.clone());
+            async move { cx.store.release_transcripts(&owner).await }
+        })?;
         return Ok(Some(visit.id));
     }
     tracing::info!(
@@ -227,13 +238,32 @@ pub fn work_one(
         ms = started.elapsed().as_millis() as u64,
         "call transcribed"
     );
-    if !rt.block_on(
-        cx.store
-            .finish_transcript(&visit.id, &owner, &result, cx.now_ms()),
-    )? {
+    let stored = at_full_priority(rt, {
+        let (cx, id) = (cx.clone(), visit.id.clone());
+        async move {
+            let now = cx.now_ms();
+            cx.store.finish_transcript(&id, &owner, &result, now).await
+        }
+    })?;
+    if !stored {
         tracing::warn!(visit = %visit.id, "transcript not stored: the job's lease was lost");
     }
     Ok(Some(visit.id))
+}
+
+/// Runs a worker's store call on the runtime's own threads and waits for it. The worker's
+/// thread is niced: a call polled there could hold a pooled connection, a row lock or
+/// SQLite's write lock while the scheduler keeps it waiting behind the daemon's own work
+/// (a priority inversion), and its deadlines (the pool's 30 s to get a connection) run out
+/// while it is not even polled. Suspected in one loaded test run where a transcription's
+/// claim got "pool timed out" (a later whole run never had more than 18 of PostgreSQL's 100
+/// connections open: the server was not out of them).
+fn at_full_priority<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    call: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    rt.block_on(rt.spawn(call))
+        .map_err(|e| anyhow::anyhow!("a transcription's store call stopped: {e}"))?
 }
 
 /// `work_one` on a thread of its own at the workers' lower priority, awaited: for a process
@@ -299,5 +329,34 @@ fn lower_priority() {
     let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE) };
     if r != 0 {
         tracing::debug!("transcription worker keeps its priority: setpriority failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_niced_worker_s_store_calls_run_on_the_runtime_s_threads() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        let (caller, ran_on) = std::thread::spawn(move || {
+            lower_priority();
+            let ran_on = at_full_priority(&handle, async { Ok(std::thread::current().id()) });
+            (std::thread::current().id(), ran_on.unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_ne!(caller, ran_on, "the call was polled on the niced thread");
+        let failed: Result<()> = std::thread::spawn(move || {
+            at_full_priority(rt.handle(), async { anyhow::bail!("the store is down") })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(failed.unwrap_err().to_string(), "the store is down");
     }
 }
