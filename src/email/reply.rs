@@ -510,7 +510,7 @@ fn effect(
                         h.business_ms_between(b.timezone, crate::clock::from_ms(sent), arrived_at)
                     }
                     // No hours declared: the branch is taken to be always open.
-                    None => arrived - sent,
+                    None => time_since(sent, arrived),
                 })
             });
             Effect::HumanReply {
