@@ -42,6 +42,30 @@ fn key(r: &str) -> String {
 
 const COLUMNS: &str = "group_key, day, channel, outcome, acked";
 
+/// The columns that count visits (`v`: their table's alias) by the key `OutcomeCount` reads
+/// back, for a query grouped by the columns before them and these three.
+pub(super) fn counted(v: &str) -> String {
+    format!(
+        "{v}.channel AS channel, COALESCE({v}.outcome, '') AS outcome,
+         CASE WHEN {v}.first_ack_at IS NULL THEN 0 ELSE 1 END AS acked, COUNT(*) AS n"
+    )
+}
+
+impl OutcomeCount {
+    /// A row of `counted`'s columns and `g` (the group), for range `range`.
+    pub(super) fn from_row(r: &sqlx::any::AnyRow, range: usize) -> Result<OutcomeCount> {
+        let outcome: String = r.try_get("outcome")?;
+        Ok(OutcomeCount {
+            group: r.try_get("g")?,
+            range,
+            channel: r.try_get("channel")?,
+            outcome: (!outcome.is_empty()).then_some(outcome),
+            acked: r.try_get::<i64, _>("acked")? != 0,
+            n: r.try_get("n")?,
+        })
+    }
+}
+
 /// The channels the figures read; each part of a count reads the same.
 const CHANNELS: &str = "('email', 'call', 'form')";
 
@@ -273,13 +297,12 @@ impl Store {
         for (start, end, src) in &plan.raw {
             // Each piece in the (group, channel, due) index's order; its few rows are grouped.
             parts.push(format!(
-                "SELECT v.group_id AS g, {src} AS src, v.channel AS channel,
-                   COALESCE(v.outcome, '') AS outcome,
-                   CASE WHEN v.first_ack_at IS NULL THEN 0 ELSE 1 END AS acked, COUNT(*) AS n
+                "SELECT v.group_id AS g, {src} AS src, {counted}
                  FROM visits v
                  WHERE v.group_id IN ({in_groups}) AND v.channel IN {CHANNELS}
                    AND v.due_at >= {start} AND v.due_at < {end}
-                 GROUP BY 1, 2, 3, 4, 5"
+                 GROUP BY 1, 2, 3, 4, 5",
+                counted = counted("v")
             ));
         }
         let targets: Vec<String> = plan
@@ -311,15 +334,8 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let range: i64 = r.try_get("r")?;
-                let outcome: String = r.try_get("outcome")?;
-                Ok(OutcomeCount {
-                    group: r.try_get("g")?,
-                    range: usize::try_from(range).context("outcome counts: a range below 0")?,
-                    channel: r.try_get("channel")?,
-                    outcome: (!outcome.is_empty()).then_some(outcome),
-                    acked: r.try_get::<i64, _>("acked")? != 0,
-                    n: r.try_get("n")?,
-                })
+                let range = usize::try_from(range).context("outcome counts: a range below 0")?;
+                OutcomeCount::from_row(r, range)
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use super::{
     filter, native, tally, AggregateQuery, CallFigures, EmailFigures, Figures, FormFigures,
     Quantiles,
 };
-use crate::store::{Backend, OutcomeCount, Store};
+use crate::store::{day_counts, Backend, OutcomeCount, Store};
 use anyhow::{Context, Result};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -213,32 +213,20 @@ impl Store {
             ..first.clone()
         };
         let sql = format!(
-            "SELECT {key} AS g, v.channel AS channel, COALESCE(v.outcome, '') AS outcome,
-               CASE WHEN v.first_ack_at IS NULL THEN 0 ELSE 1 END AS acked, COUNT(*) AS n
+            "SELECT {key} AS g, {counted}
              FROM visits v
              WHERE {groups} v.channel IN ('email', 'call', 'form') AND {filter}
              GROUP BY 1, 2, 3, 4",
             key = targets.key(),
             groups = targets.filter(),
             filter = filter(&base, "v."),
+            counted = day_counts::counted("v"),
         );
         let rows = targets
             .bind(self.bind_filter(&sql, &base))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let outcome: String = r.try_get("outcome")?;
-                Ok(OutcomeCount {
-                    group: r.try_get("g")?,
-                    range: 0,
-                    channel: r.try_get("channel")?,
-                    outcome: (!outcome.is_empty()).then_some(outcome),
-                    acked: r.try_get::<i64, _>("acked")? != 0,
-                    n: r.try_get("n")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| OutcomeCount::from_row(r, 0)).collect()
     }
 
     /// An aggregate of the column's non-null values as one comma-separated text.
